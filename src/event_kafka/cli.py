@@ -1,0 +1,136 @@
+"""The ``event-kafka`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="event-kafka")
+def main() -> None:
+    """event-kafka: OpenSIPS's event_kafka module as a Python library and service."""
+
+
+@main.command()
+@click.argument("text")
+def check(text: str) -> None:
+    """Check a Kafka socket (kafka:brokers/topic?props) or broker_id ([ID]brokers/topic?props).
+
+    Prints the parsed result as JSON (secrets masked), or the error and exit status 2.
+    """
+    from .kafka_socket import check_command
+
+    status, out = check_command(text)
+    click.echo(out, err=status != 0)
+    sys.exit(status)
+
+
+# -- dev-kafka ------------------------------------------------------------------------------------
+
+
+def _state_file() -> Path:
+    from .devkafka import cache_dir
+
+    return cache_dir() / "dev-kafka.json"
+
+
+@main.group("dev-kafka")
+def dev_kafka() -> None:
+    """A local Apache Kafka for development (jars fetched from Maven Central once)."""
+
+
+@dev_kafka.command("start")
+@click.option("--nodes", default=1, show_default=True, help="1, or 3 for a KRaft cluster")
+@click.option("--foreground", is_flag=True, help="Run until Ctrl-C instead of detaching")
+def dev_kafka_start(nodes: int, foreground: bool) -> None:
+    """Start a local Kafka on 127.0.0.1 and print its bootstrap address."""
+    from .devkafka import LocalKafka
+
+    state = _state_file()
+    if state.exists() and not foreground:
+        raise click.ClickException(f"already running? see `event-kafka dev-kafka status` ({state})")
+    kafka = LocalKafka(nodes=nodes, detach=not foreground).start()
+    if foreground:
+        click.echo(kafka.bootstrap)
+        try:
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        finally:
+            kafka.stop()
+        return
+    pids = [n.pid for n in kafka._nodes]
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text(
+        json.dumps({"bootstrap": kafka.bootstrap, "pids": pids, "workdir": str(kafka.workdir)})
+    )
+    click.echo(kafka.bootstrap)
+
+
+@dev_kafka.command("status")
+def dev_kafka_status() -> None:
+    """Show the detached local Kafka, if any (exit 1 when none runs)."""
+    state = _state_file()
+    if not state.exists():
+        click.echo("not running")
+        sys.exit(1)
+    info = json.loads(state.read_text())
+    alive = [p for p in info["pids"] if _alive(p)]
+    click.echo(json.dumps({**info, "alive": alive}))
+    sys.exit(0 if alive else 1)
+
+
+@dev_kafka.command("stop")
+def dev_kafka_stop() -> None:
+    """Stop the detached local Kafka started by `dev-kafka start` (by its PIDs)."""
+    import shutil
+
+    state = _state_file()
+    if not state.exists():
+        click.echo("not running")
+        return
+    info = json.loads(state.read_text())
+    for pid in info["pids"]:
+        if _alive(pid):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(p) for p in info["pids"]):
+        time.sleep(0.2)
+    for pid in info["pids"]:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(info["workdir"], ignore_errors=True)
+    state.unlink()
+    click.echo("stopped")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie child of ours still "exists"; /proc tells the truth.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+# -- demo -----------------------------------------------------------------------------------------
+
+
+@main.command()
+def demo() -> None:
+    """Start a local Kafka, publish a few events through event-kafka, print what landed."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(click.echo))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

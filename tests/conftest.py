@@ -1,0 +1,62 @@
+"""Shared fixtures: one real broker per test session, a fresh topic per test, a reader."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from event_kafka.devkafka import (
+    LocalKafka,
+    Record,
+    TansuBroker,
+    consume_all,
+    create_topic,
+    start_broker,
+)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[LocalKafka | TansuBroker]:
+    """The session's broker: Apache Kafka (default) or Tansu with EVENT_KAFKA_TEST_BROKER=tansu."""
+    broker = start_broker()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def make_topic(kafka_broker: LocalKafka | TansuBroker) -> Callable[..., str]:
+    """Factory: ``make_topic(partitions=1)`` creates a uniquely named topic and returns its name."""
+
+    def make(partitions: int = 1, config: dict[str, str] | None = None) -> str:
+        name = f"t-{uuid.uuid4().hex[:12]}"
+        create_topic(kafka_broker.bootstrap, name, partitions, config=config)
+        return name
+
+    return make
+
+
+@pytest.fixture
+def topic(make_topic: Callable[..., str]) -> str:
+    """A fresh single-partition topic."""
+    return make_topic(1)
+
+
+@pytest.fixture
+def consume(kafka_broker: LocalKafka | TansuBroker) -> Callable[..., list[Record]]:
+    """``consume(topic, expect=N)``: records of ``topic`` from offset 0 to the end."""
+
+    def read(topic: str, expect: int | None = None, timeout: float = 30.0) -> list[Record]:
+        return consume_all(kafka_broker.bootstrap, topic, timeout=timeout, expect=expect)
+
+    return read
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Anything that asks for the broker is an integration test, marked for -m selection.
+    for item in items:
+        if "kafka_broker" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
