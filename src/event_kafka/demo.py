@@ -26,6 +26,8 @@ def run_demo(echo: Callable[[str], None]) -> int:
         for r in consume_all(kafka.bootstrap, "events", expect=1):
             key = r.key.decode() if r.key else None
             value = r.value.decode() if r.value else None
-            echo(f"landed in Kafka: topic={r.topic} partition={r.partition} offset={r.offset} "
-                 f"key={key} value={value}")
+            echo(
+                f"landed in Kafka: topic={r.topic} partition={r.partition} offset={r.offset} "
+                f"key={key} value={value}"
+            )
     return 0

