@@ -78,7 +78,7 @@ def test_report_route_success_carries_avps_and_position(kafka_broker: Broker, to
             "kafka_id": "k1",
             "kafka_status": 0,
             "kafka_key": "callid-1",
-            "kafka_msg": "my msg content",
+            "kafka_msg": "my msg",
         },
         {"kafka_id": "k1", "kafka_status": 0, "kafka_key": "", "kafka_msg": "second"},
     ]

@@ -31,7 +31,10 @@ from .ratelimit import RateLimitedLog
 from .report import Report, RouteWorker
 
 if TYPE_CHECKING:
-    from .event_interface import EventInterface
+    from .event_interface import EventInfo, EventInterface, EventSubscribers
+    from .payload import Params
+
+    SipMsg = str | bytes | None
 
 log = logging.getLogger("event_kafka")
 
@@ -196,26 +199,43 @@ class EventKafka:
                     self._evi = EventInterface(self.pool)
         return self._evi
 
-    def publish_event(self, name: str) -> Any:
-        """Register event ``name`` (at most 64 characters)."""
+    def publish_event(self, name: str) -> int:
+        """Register event ``name`` (at most 64 characters); returns its id. Idempotent."""
         return self.evi.publish_event(name)
 
-    def subscribe(self, event: str, socket: str, expire: int | None = None) -> Any:
-        """Subscribe ``socket`` to ``event``; ``expire=None`` never expires, 0 unsubscribes."""
+    def subscribe(self, event: str, socket: str, expire: int | None = None) -> bool:
+        """Subscribe ``socket`` to ``event``.
+
+        ``expire=None`` never expires (the script's ``subscribe_event``); seconds otherwise
+        (the MI's default is 3600); ``0`` unsubscribes. An identical socket refreshes the
+        existing subscriber instead of adding one. Returns True for a new subscriber.
+        """
         return self.evi.subscribe(event, socket, expire=expire)
 
-    def unsubscribe(self, event: str, socket: str) -> Any:
+    def unsubscribe(self, event: str, socket: str) -> bool:
+        """Remove the subscriber identical to ``socket``; True if there was one."""
         return self.evi.unsubscribe(event, socket)
 
-    def events(self) -> Any:
-        return self.evi.events()
+    def list_events(self) -> list[EventInfo]:
+        """Every published event, in id order."""
+        return self.evi.list_events()
 
-    def subscribers(self, event: str | None = None) -> Any:
-        return self.evi.subscribers(event)
+    def list_subscribers(self, event: str | None = None) -> list[EventSubscribers]:
+        """Live subscribers of ``event`` (or of every event that has some)."""
+        return self.evi.list_subscribers(event)
 
-    def raise_event(self, event: str, params: Any = None, sip_msg: Any = None) -> int:
-        """Raise ``event``; returns how many subscribers accepted it. Never blocks."""
-        return int(self.evi.raise_event(event, params, sip_msg))
+    def raise_event(self, event: str, params: Params = None, sip_msg: SipMsg = None) -> int:
+        """Raise ``event`` to its subscribers; returns how many accepted it. Never blocks.
+
+        ``sip_msg`` (raw SIP text/bytes, or a :class:`~event_kafka.sip.CallId`) gives the
+        record key of ``key=callid`` Kafka subscribers.
+        """
+        return self.evi.raise_event(event, params, sip_msg)
+
+    def raise_event_script(self, event: str, params: Params = None, sip_msg: SipMsg = None) -> int:
+        """:meth:`raise_event` with the script's result: 1 if all subscribers accepted it
+        (or there are none), -1 otherwise."""
+        return self.evi.raise_event_script(event, params, sip_msg)
 
     # -- statistics and lifecycle ------------------------------------------------------------
 
@@ -250,9 +270,11 @@ class EventKafka:
             if self.closed:
                 return 0
             self.closed = True
+        # The pool first: it flushes every producer, event subscribers' included; closing the
+        # Event Interface afterwards only releases lanes of an already flushed pool.
+        left = self.pool.close(timeout)
         if self._evi is not None:
             self._evi.close()
-        left = self.pool.close(timeout)
         _instances.discard(self)
         return left
 

@@ -548,6 +548,7 @@ class ProducerPool:
         self._producers: dict[object, SharedProducer] = {}
         self._lanes: list[Lane] = []
         self._routes: dict[str, RouteWorker] = {}
+        self._releasing: set[SharedProducer] = set()
         self._lock = threading.RLock()
         self.closed = False
         self.errlog = RateLimitedLog(log, 10.0)
@@ -587,6 +588,8 @@ class ProducerPool:
             if sp.lanes > 0 or self.closed:
                 return
             del self._producers[sp.key]
+            # close() must still wait for this one: records in it are accepted records.
+            self._releasing.add(sp)
         threading.Thread(
             target=self._close_released, args=(sp, lane), name="ek-release", daemon=True
         ).start()
@@ -594,6 +597,7 @@ class ProducerPool:
     def _close_released(self, sp: SharedProducer, lane: Lane) -> None:
         sp.close(self.flush_timeout)
         with self._lock:
+            self._releasing.discard(sp)
             # Keep counters of released lanes visible until they have nothing in flight.
             if lane.stats.in_flight == 0 and lane in self._lanes:
                 self._lanes.remove(lane)
@@ -610,6 +614,7 @@ class ProducerPool:
             self.closed = True
             producers = list(self._producers.values())
         deadline = time.monotonic() + timeout
+        self._wait_released(deadline)
         left = 0
         threads: list[threading.Thread] = []
         results: list[int] = []
@@ -628,6 +633,14 @@ class ProducerPool:
             w.drain(max(deadline - time.monotonic(), 0) + 5.0)
             w.stop()
         return left
+
+    def _wait_released(self, deadline: float) -> None:
+        """Wait for producers that release() is flushing in the background."""
+        while time.monotonic() < deadline + 5.0:
+            with self._lock:
+                if not self._releasing:
+                    return
+            time.sleep(0.01)
 
     @property
     def producers(self) -> list[SharedProducer]:

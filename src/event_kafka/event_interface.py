@@ -1,0 +1,692 @@
+"""The Event Interface (EVI): published events, their subscribers, and raising events.
+
+The same model as OpenSIPS's ``evi/event_interface.c`` (spec §5, §6), with the decisions of
+§9: events are published by name (at most 64 bytes, ids 0, 1, ... in publish order); a
+subscriber is an event plus a socket ``<transport>:<address>`` and an optional expiry;
+raising an event builds the JSON-RPC notification once and hands it to every live subscriber,
+newest first, through its transport (:mod:`event_kafka.transports`).
+
+Subscription rules:
+
+* Sockets that denote the same destination (the transport's *match*) are the same
+  subscriber: subscribing again refreshes its subscription time, it never adds a duplicate.
+* ``expire`` (seconds): ``None`` never expires (OpenSIPS script ``subscribe_event``); ``0``
+  unsubscribes (OpenSIPS MI ``event_subscribe``, which defaults to 3600 — the MI layer passes
+  that explicitly). Refreshing with ``expire=None`` keeps the subscriber's previous expiry, as
+  OpenSIPS does.
+* A subscriber is expired when ``subscription_time + expire < now`` (wall-clock seconds). It
+  is removed lazily (when its event is raised, when subscribers are listed) and by a timer
+  thread that runs every ``expiry_interval`` seconds once an expiring subscription exists.
+  Removal closes the destination (a Kafka subscriber gives its producer lane back).
+
+Example::
+
+    evi = EventInterface(pool)
+    evi.publish_event("E_CALL_START")
+    evi.subscribe("E_CALL_START", "kafka:127.0.0.1:9092/calls?key=callid")
+    evi.subscribe("E_CALL_START", "udp:127.0.0.1:8888", expire=3600)
+    n = evi.raise_event("E_CALL_START", {"caller": "alice"}, sip_msg=invite_text)  # 2
+    rc = evi.raise_event_script("E_CALL_START", {"caller": "bob"})  # 1 (all) or -1
+    evi.close()
+
+Records sent to Kafka subscribers carry a header ``event`` = the event name; see
+:mod:`event_kafka.transports.kafka`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import EventKafkaError, SocketError
+from .payload import Params, build_payload
+from .ratelimit import RateLimitedLog
+from .sip import key_for
+from .transports import Transport, TransportContext, transport_factory
+from .transports.base import Destination, SendFunction
+
+if TYPE_CHECKING:
+    from .producer import ProducerPool
+
+__all__ = [
+    "MAX_EVENT_NAME",
+    "EventInfo",
+    "EventInterface",
+    "EventNameError",
+    "EventStats",
+    "EventSubscribers",
+    "SubscriberInfo",
+    "UnknownEventError",
+]
+
+log = logging.getLogger("event_kafka.event_interface")
+
+MAX_EVENT_NAME = 64
+"""Longest event name, in bytes of UTF-8 (OpenSIPS's limit)."""
+
+_INF = math.inf
+
+
+class UnknownEventError(EventKafkaError, LookupError):
+    """The event was never published ("Event not published").
+
+    Attributes:
+        event: the name asked for.
+    """
+
+    def __init__(self, event: str) -> None:
+        super().__init__(f"Event not published: {event!r}")
+        self.event = event
+
+
+class EventNameError(EventKafkaError, ValueError):
+    """An event name that cannot be published (empty, longer than 64 bytes, NUL, not text)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventInfo:
+    """A published event, as MI ``events_list`` shows it."""
+
+    name: str
+    id: int
+
+    def to_mi(self) -> dict[str, object]:
+        """``{"name": ..., "id": ...}``."""
+        return {"name": self.name, "id": self.id}
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberInfo:
+    """One subscriber, as MI ``subscribers_list`` shows it.
+
+    Attributes:
+        socket: ``<transport>:<print form>`` (e.g. ``kafka:127.0.0.1:9092/topic``; Kafka
+            properties are never shown).
+        expire: seconds, or ``None`` when it never expires.
+        ttl: whole seconds left (rounded up, at least 1) while not expired; ``None`` when it
+            never expires or has expired.
+        expired: the expiry time has been reached (it is removed at the next check).
+        subscribed_at: wall-clock time of the (last) subscription.
+    """
+
+    socket: str
+    expire: int | None
+    ttl: int | None
+    expired: bool
+    subscribed_at: float
+
+    def to_mi(self) -> dict[str, object]:
+        """OpenSIPS's shape: ``{"socket", "expire": int | "never", "ttl": int | "expired"}``
+        (no ``ttl`` when it never expires)."""
+        if self.expire is None:
+            return {"socket": self.socket, "expire": "never"}
+        ttl: object = "expired" if self.expired else self.ttl
+        return {"socket": self.socket, "expire": self.expire, "ttl": ttl}
+
+
+@dataclass(frozen=True, slots=True)
+class EventSubscribers:
+    """A published event with its live subscribers, newest first."""
+
+    name: str
+    id: int
+    subscribers: tuple[SubscriberInfo, ...]
+
+    def to_mi(self) -> dict[str, object]:
+        """``{"name", "id", "Subscribers": [...]}`` (OpenSIPS's capitalisation)."""
+        return {
+            "name": self.name,
+            "id": self.id,
+            "Subscribers": [s.to_mi() for s in self.subscribers],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EventStats:
+    """Counters of one event.
+
+    Attributes:
+        subscribers: live subscribers now.
+        raised: successful ``raise_event`` calls (with or without subscribers).
+        accepted: subscriber sends that accepted the event.
+        failed: subscriber sends that did not (queue full, send error...).
+    """
+
+    name: str
+    id: int
+    subscribers: int
+    raised: int
+    accepted: int
+    failed: int
+
+
+class _Subscriber:
+    __slots__ = ("dest", "expire", "scheme", "since", "socket")
+
+    def __init__(self, scheme: str, dest: Destination, expire: int | None, since: float) -> None:
+        self.scheme = scheme
+        self.dest = dest
+        self.socket = f"{scheme}:{dest.print()}"
+        self.expire = expire
+        self.since = since
+
+    @property
+    def deadline(self) -> float:
+        return _INF if self.expire is None else self.since + self.expire
+
+
+_Snapshot = tuple[tuple[tuple[SendFunction, bool], ...], bool, float]
+"""What ``raise_event`` reads, replaced as a whole under the lock so it needs none:
+((bound send, wants the Call-ID) newest first, whether any wants it, earliest deadline)."""
+
+_EMPTY: _Snapshot = ((), False, _INF)
+
+
+class _Event:
+    __slots__ = ("accepted", "failed", "id", "index", "name", "raised", "snap", "subs")
+
+    def __init__(self, name: str, id_: int) -> None:
+        self.name = name
+        self.id = id_
+        self.subs: tuple[_Subscriber, ...] = ()  # newest first
+        self.index: dict[tuple[str, Destination], _Subscriber] = {}
+        self.snap: _Snapshot = _EMPTY
+        # Counters are updated without a lock: under the GIL an attribute += is not
+        # interrupted by another Python thread between its load and store in practice.
+        self.raised = 0
+        self.accepted = 0
+        self.failed = 0
+
+    def set_subs(self, subs: tuple[_Subscriber, ...]) -> None:
+        self.subs = subs
+        self.snap = (
+            tuple((s.dest.send, s.dest.needs_callid) for s in subs),
+            any(s.dest.needs_callid for s in subs),
+            min((s.deadline for s in subs), default=_INF),
+        )
+
+
+class EventInterface:
+    """Published events and their subscribers; raises events to every subscriber.
+
+    Example::
+
+        >>> evi = EventInterface()
+        >>> evi.publish_event("E_PIKE_BLOCKED")
+        0
+        >>> evi.subscribe("E_PIKE_BLOCKED", "udp:127.0.0.1:8888", expire=3600)
+        True
+        >>> evi.subscribe("E_PIKE_BLOCKED", "udp:127.0.0.1:8888", expire=3600)  # a refresh
+        False
+        >>> evi.raise_event("E_PIKE_BLOCKED", {"ip": "192.168.2.11"})
+        1
+        >>> evi.close()
+
+    Thread-safe: subscriptions change under a lock; ``raise_event`` takes no lock (it reads an
+    immutable snapshot of the subscribers) unless an expired subscriber must be removed.
+
+    Args:
+        pool: the producer pool Kafka subscribers use (shared with ``kafka_publish``);
+            ``None``: the Kafka transport creates and owns one.
+        transports: transport instances to use instead of the registered ones for their
+            schemes (e.g. ``[TcpTransport(reliable=True)]``); closed by :meth:`close`.
+        clock: wall-clock seconds (``time.time``), injectable for tests.
+        expiry_interval: seconds between timer sweeps of expired subscribers; ``0`` or less
+            disables the timer (removal is then only lazy, as in OpenSIPS).
+    """
+
+    def __init__(
+        self,
+        pool: ProducerPool | None = None,
+        *,
+        transports: Iterable[Transport] = (),
+        clock: Callable[[], float] = time.time,
+        expiry_interval: float = 1.0,
+    ) -> None:
+        self._context = TransportContext(pool)
+        self._transports: dict[str, Transport] = {t.scheme: t for t in transports}
+        self._clock = clock
+        self._expiry_interval = expiry_interval
+        self._events: dict[str, _Event] = {}
+        self._lock = threading.RLock()
+        self._timer: threading.Thread | None = None
+        self._timer_stop = threading.Event()
+        self._closed = False
+        self._log = RateLimitedLog(log, 10.0)
+        _instances.add(self)
+
+    # -- events ------------------------------------------------------------------------------
+
+    def publish_event(self, name: str) -> int:
+        """Register event ``name``; return its id (the existing id if already published).
+
+        Example: ``evi.publish_event("E_MY_EVENT")`` → ``0`` for the first event.
+
+        Raises:
+            EventNameError: empty, longer than 64 bytes of UTF-8, containing NUL, not text.
+        """
+        _check_event_name(name)
+        with self._lock:
+            ev = self._events.get(name)
+            if ev is None:
+                ev = self._events[name] = _Event(name, len(self._events))
+            return ev.id
+
+    def event_id(self, name: str) -> int:
+        """The id of a published event. Raises :class:`UnknownEventError`."""
+        return self._event(name).id
+
+    def list_events(self) -> list[EventInfo]:
+        """Every published event, in id order (MI ``events_list``)."""
+        with self._lock:
+            return [EventInfo(ev.name, ev.id) for ev in self._events.values()]
+
+    # -- subscribers -------------------------------------------------------------------------
+
+    def subscribe(self, event: str, socket: str, expire: int | None = None) -> bool:
+        """Subscribe ``socket`` to ``event``, refresh an identical subscriber, or unsubscribe.
+
+        Example::
+
+            evi.subscribe("E_ACC_CDR", "kafka:10.0.0.5:9092/cdr?t.acks=all")   # never expires
+            evi.subscribe("E_ACC_CDR", "tcp:10.0.0.7:8090/cdr", expire=3600)    # MI style
+            evi.subscribe("E_ACC_CDR", "tcp:10.0.0.7:8090/cdr", expire=0)       # unsubscribes
+
+        Args:
+            event: a published event.
+            socket: ``<transport>:<address>``; the transport name is case-sensitive.
+            expire: seconds; ``None`` = never (a refresh keeps the previous expiry);
+                ``0`` = unsubscribe.
+
+        Returns:
+            ``True`` if a new subscriber was added; ``False`` for a refresh or an unsubscribe.
+
+        Raises:
+            UnknownEventError: ``event`` was not published.
+            SocketError: unknown transport or a socket the transport rejects.
+            ValueError: a negative or non-int ``expire``.
+            RuntimeError: the Event Interface is closed.
+        """
+        if expire is not None and (type(expire) is not int or expire < 0):
+            raise ValueError(f"expire must be None or an int >= 0, not {expire!r}")
+        ev = self._event(event)
+        scheme, dest = self._parse(socket)  # outside the lock: it may resolve a host name
+        if expire == 0:
+            self._remove(ev, scheme, dest)
+            return False
+        now = self._clock()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the Event Interface is closed")
+            sub = ev.index.get((scheme, dest))
+            if sub is not None:
+                sub.since = now
+                if expire is not None:
+                    sub.expire = expire
+                ev.set_subs(ev.subs)  # the deadline moved
+            else:
+                sub = ev.index[(scheme, dest)] = _Subscriber(scheme, dest, expire, now)
+                ev.set_subs((sub, *ev.subs))
+            if sub.expire is not None:
+                self._ensure_timer()
+        if sub.dest is not dest:
+            dest.close()  # the duplicate just parsed
+            return False
+        return True
+
+    def unsubscribe(self, event: str, socket: str) -> bool:
+        """Remove the subscriber of ``event`` matching ``socket``; ``True`` if there was one.
+
+        Raises:
+            UnknownEventError, SocketError: as :meth:`subscribe`.
+        """
+        ev = self._event(event)
+        scheme, dest = self._parse(socket)
+        return self._remove(ev, scheme, dest)
+
+    def list_subscribers(self, event: str | None = None) -> list[EventSubscribers]:
+        """Live subscribers (expired ones are removed first), newest first.
+
+        Args:
+            event: ``None``: every event that has subscribers (MI ``subscribers_list``);
+                a name: that event only, even without subscribers (a one-element list).
+
+        Raises:
+            UnknownEventError: ``event`` was not published.
+        """
+        if event is None:
+            with self._lock:
+                events = list(self._events.values())
+        else:
+            events = [self._event(event)]
+        now = self._clock()
+        out = []
+        for ev in events:
+            self._purge(ev, now)
+            subs = tuple(_info(s, now) for s in ev.subs)
+            if subs or event is not None:
+                out.append(EventSubscribers(ev.name, ev.id, subs))
+        return out
+
+    def find_subscriber(self, event: str, socket: str) -> SubscriberInfo | None:
+        """The live subscriber of ``event`` matching ``socket``, or ``None``
+        (MI ``subscribers_list event socket``).
+
+        Raises:
+            UnknownEventError, SocketError: as :meth:`subscribe`.
+        """
+        ev = self._event(event)
+        scheme, dest = self._parse(socket)
+        dest.close()
+        now = self._clock()
+        self._purge(ev, now)
+        sub = ev.index.get((scheme, dest))
+        return None if sub is None else _info(sub, now)
+
+    def subscriber_count(self, event: str) -> int:
+        """How many subscribers ``event`` has now (expired ones not yet removed included)."""
+        return len(self._event(event).subs)
+
+    def purge_expired(self) -> int:
+        """Remove every expired subscriber now; return how many. The timer calls this."""
+        now = self._clock()
+        with self._lock:
+            events = list(self._events.values())
+        return sum(self._purge(ev, now) for ev in events if ev.snap[2] < now)
+
+    # -- raising -----------------------------------------------------------------------------
+
+    def raise_event(
+        self, event: str, params: Params = None, sip_msg: str | bytes | None = None
+    ) -> int:
+        """Send ``event`` to every live subscriber; return how many accepted it.
+
+        Never blocks on the network: each transport only queues (Kafka producer queue, TCP
+        sender queue) or does a non-blocking ``sendto`` (UDP). OpenSIPS script semantics
+        (1 = every subscriber accepted it, or there is none; -1 otherwise) are
+        :meth:`raise_event_script`.
+
+        Example::
+
+            n = evi.raise_event("E_PIKE_BLOCKED", {"ip": "192.168.2.11"})
+            n = evi.raise_event("E_CALL_START", [("callid", cid)], sip_msg=invite_bytes)
+
+        Args:
+            event: a published event.
+            params: named (mapping or ``(name, value)`` pairs) or positional (sequence)
+                params; see :func:`~event_kafka.payload.build_payload`.
+            sip_msg: the SIP message the event is about — raw text or bytes, or a
+                :class:`~event_kafka.sip.CallId` — for ``key=callid`` Kafka subscribers;
+                ``None``: no SIP context, no key. It is parsed only when a subscriber of
+                the event needs the Call-ID.
+
+        Raises:
+            UnknownEventError: ``event`` was not published.
+            SipMessageError: ``sip_msg`` is malformed (raised before anything is sent).
+            TypeError, ValueError: bad ``params`` (before anything is sent; only checked
+                when the event has subscribers).
+        """
+        ev = self._events.get(event)
+        if ev is None:
+            raise UnknownEventError(event)
+        senders, needs_callid, deadline = ev.snap
+        if deadline != _INF and deadline < self._clock():
+            self._purge(ev, self._clock())
+            senders, needs_callid, deadline = ev.snap
+        if not senders:
+            ev.raised += 1
+            return 0
+        key = key_for(sip_msg) if needs_callid and sip_msg is not None else None
+        payload = build_payload(event, params)
+        ev.raised += 1
+        n = 0
+        for send, wants_key in senders:
+            try:
+                n += send(payload, event, params, key if wants_key else None)
+            except Exception as exc:  # a transport bug must not cost the other subscribers
+                self._log.error("event %s: a subscriber's send raised %r", event, exc)
+        ev.accepted += n
+        ev.failed += len(senders) - n
+        return n
+
+    def raise_event_script(
+        self, event: str, params: Params = None, sip_msg: str | bytes | None = None
+    ) -> int:
+        """:meth:`raise_event` with OpenSIPS script semantics: ``1`` if every subscriber
+        accepted the event (or there is none), ``-1`` otherwise. Same exceptions."""
+        ev = self._events.get(event)
+        if ev is None:
+            raise UnknownEventError(event)
+        # raise_event's body again, keeping the number of subscribers it saw: raise_event
+        # itself stays one call deep for speed.
+        senders, needs_callid, deadline = ev.snap
+        if deadline != _INF and deadline < self._clock():
+            self._purge(ev, self._clock())
+            senders, needs_callid, deadline = ev.snap
+        if not senders:
+            ev.raised += 1
+            return 1
+        key = key_for(sip_msg) if needs_callid and sip_msg is not None else None
+        payload = build_payload(event, params)
+        ev.raised += 1
+        n = 0
+        for send, wants_key in senders:
+            try:
+                n += send(payload, event, params, key if wants_key else None)
+            except Exception as exc:
+                self._log.error("event %s: a subscriber's send raised %r", event, exc)
+        ev.accepted += n
+        ev.failed += len(senders) - n
+        return 1 if n == len(senders) else -1
+
+    # -- monitoring and life cycle -----------------------------------------------------------
+
+    def stats(self) -> dict[str, EventStats]:
+        """Counters per event, in id order."""
+        with self._lock:
+            events = list(self._events.values())
+        return {
+            ev.name: EventStats(ev.name, ev.id, len(ev.subs), ev.raised, ev.accepted, ev.failed)
+            for ev in events
+        }
+
+    def transport_stats(self) -> dict[str, dict[str, object]]:
+        """Each transport in use: its own counters (see the transport modules)."""
+        with self._lock:
+            transports = dict(self._transports)
+        return {scheme: t.stats() for scheme, t in sorted(transports.items())}
+
+    def close(self) -> None:
+        """Close the transports (flushing what they queued), then remove every subscriber
+        (closing its destination) and stop the timer. Events stay published; raising them
+        reaches nobody. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._timer_stop.set()
+            timer, self._timer = self._timer, None
+            subs = [s for ev in self._events.values() for s in ev.subs]
+            for ev in self._events.values():
+                ev.index.clear()
+                ev.set_subs(())
+            transports = list(self._transports.values())
+        # Transports first: they flush while every destination still holds its resources
+        # (a Kafka producer whose lanes were all given back would be flushed in the
+        # background instead, and a process exiting right after close() would lose it).
+        for t in transports:
+            try:
+                t.close()
+            except Exception as exc:
+                log.error("closing transport %s: %r", t.scheme, exc)
+        for sub in subs:
+            _close(sub.dest)
+        if timer is not None and timer is not threading.current_thread():
+            timer.join(5.0)
+
+    def __enter__(self) -> EventInterface:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _event(self, name: str) -> _Event:
+        ev = self._events.get(name)
+        if ev is None:
+            raise UnknownEventError(name)
+        return ev
+
+    def _parse(self, socket: str) -> tuple[str, Destination]:
+        if not isinstance(socket, str):
+            raise TypeError(f"socket must be str, not {type(socket).__name__}")
+        colon = socket.find(":")
+        if colon <= 0:
+            what = "missing transport" if colon < 0 else "empty transport name"
+            raise SocketError(
+                f"invalid socket {_shown(socket)!r}: {what}: expected <transport>:<address>",
+                max(colon, 0),
+            )
+        scheme = socket[:colon]
+        return scheme, self._transport(scheme, socket).parse(socket[colon + 1 :])
+
+    def _transport(self, scheme: str, socket: str) -> Transport:
+        t = self._transports.get(scheme)
+        if t is not None:
+            return t
+        factory = transport_factory(scheme)
+        if factory is None:
+            hint = ""
+            if transport_factory(scheme.lower()) is not None:
+                hint = f" (transport names are case-sensitive: write {scheme.lower()!r})"
+            raise SocketError(
+                f"invalid socket {_shown(socket)!r}: unknown transport {scheme!r}{hint}", 0
+            )
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the Event Interface is closed")
+            t = self._transports.get(scheme)
+            if t is None:
+                t = self._transports[scheme] = factory(self._context)
+            return t
+
+    def _remove(self, ev: _Event, scheme: str, dest: Destination) -> bool:
+        with self._lock:
+            sub = ev.index.pop((scheme, dest), None)
+            if sub is not None:
+                ev.set_subs(tuple(s for s in ev.subs if s is not sub))
+        dest.close()
+        if sub is None:
+            return False
+        _close(sub.dest)
+        return True
+
+    def _purge(self, ev: _Event, now: float) -> int:
+        """Remove ``ev``'s subscribers expired at ``now``; closes them outside the lock."""
+        if ev.snap[2] >= now:
+            return 0
+        with self._lock:
+            gone = [s for s in ev.subs if s.deadline < now]
+            if gone:
+                for s in gone:
+                    del ev.index[(s.scheme, s.dest)]
+                ev.set_subs(tuple(s for s in ev.subs if s.deadline >= now))
+            if self._timer is None and ev.snap[2] != _INF:
+                self._ensure_timer()  # e.g. in a forked child, whose timer is gone
+        for s in gone:
+            _close(s.dest)
+        return len(gone)
+
+    def _ensure_timer(self) -> None:
+        # Under the lock. The thread holds only a weak reference, so an Event Interface
+        # dropped without close() is still collected (and its thread ends).
+        if self._timer is not None or self._closed or self._expiry_interval <= 0:
+            return
+        self._timer_stop = stop = threading.Event()
+        self._timer = threading.Thread(
+            target=_expiry_loop,
+            args=(weakref.ref(self), stop, self._expiry_interval),
+            name="ek-evi-expiry",
+            daemon=True,
+        )
+        self._timer.start()
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's timer thread does not exist here, and the lock may have been held by
+        # another thread at fork time: start over; the timer restarts on the next purge or
+        # expiring subscription.
+        self._lock = threading.RLock()
+        self._timer = None
+        self._timer_stop = threading.Event()
+
+
+def _expiry_loop(
+    ref: weakref.ReferenceType[EventInterface], stop: threading.Event, interval: float
+) -> None:
+    while not stop.wait(interval):
+        evi = ref()
+        if evi is None:
+            return
+        try:
+            evi.purge_expired()
+        except Exception as exc:  # keep the timer alive whatever a transport does
+            log.error("expiry timer: %r", exc)
+        del evi
+
+
+def _info(sub: _Subscriber, now: float) -> SubscriberInfo:
+    if sub.expire is None:
+        return SubscriberInfo(sub.socket, None, None, False, sub.since)
+    left = sub.since + sub.expire - now
+    if left > 0:
+        return SubscriberInfo(sub.socket, sub.expire, math.ceil(left), False, sub.since)
+    return SubscriberInfo(sub.socket, sub.expire, None, True, sub.since)
+
+
+def _close(dest: Destination) -> None:
+    try:
+        dest.close()
+    except Exception as exc:
+        log.error("closing subscriber %r: %r", dest, exc)
+
+
+def _check_event_name(name: object) -> None:
+    if not isinstance(name, str):
+        raise EventNameError(f"event name must be str, not {type(name).__name__}")
+    if not name:
+        raise EventNameError("event name must not be empty")
+    if "\0" in name:
+        raise EventNameError(f"event name {name!r} contains NUL")
+    try:
+        size = len(name.encode())
+    except UnicodeEncodeError:
+        raise EventNameError(f"event name {name!r} is not valid Unicode text") from None
+    if size > MAX_EVENT_NAME:
+        raise EventNameError(
+            f"event name {name[:20]!r}... is {size} bytes long: at most {MAX_EVENT_NAME}"
+        )
+
+
+def _shown(socket: str) -> str:
+    # Property values may be secrets: quote a rejected socket without its query part.
+    head, q, _ = socket.partition("?")
+    return head + ("?..." if q else "")
+
+
+_instances: weakref.WeakSet[EventInterface] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for evi in list(_instances):
+        evi._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork)

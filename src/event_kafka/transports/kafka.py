@@ -1,0 +1,161 @@
+"""``kafka:`` — publish each event as one Kafka record (OpenSIPS event_kafka).
+
+Socket: ``kafka:brokers/topic[?g.<prop>=v&t.<prop>=v&key=callid]``, parsed and checked by
+:func:`~event_kafka.kafka_socket.parse_socket` at subscribe time.
+
+Record produced for an event:
+
+* **topic**: the socket's topic;
+* **value**: the OpenSIPS JSON-RPC notification, byte for byte (§5.2);
+* **key**: with ``key=callid``, the Call-ID of the SIP message the event was raised for;
+  otherwise (or with no SIP message / no Call-ID) no key;
+* **headers**: ``event`` = the event name (UTF-8). OpenSIPS sends no headers, so a consumer
+  that ignores headers sees the same record as from OpenSIPS;
+* **partition**: librdkafka's partitioner (by key when there is one).
+
+Match: equal sockets (brokers, topic, properties, ``key=callid``). Print: ``brokers/topic``
+(properties are never shown). Subscribers whose sockets share brokers and properties share one
+producer of the :class:`~event_kafka.producer.ProducerPool`; the producer is acquired on the
+first event (lane owner = the event name) and given back when the subscriber goes — the last
+user's departure flushes and closes it in the background.
+
+``send`` returns ``True`` when the record was accepted into the producer queue; delivery
+results are in the pool's lane statistics.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+
+from ..kafka_socket import PREFIX, KafkaSocket, parse_socket
+from ..payload import Params
+from ..producer import Lane, ProducerPool
+from .base import Destination, Transport
+
+__all__ = ["EVENT_HEADER", "KafkaDestination", "KafkaTransport"]
+
+EVENT_HEADER = "event"
+"""Name of the record header carrying the event name."""
+
+
+class KafkaTransport(Transport):
+    """The ``kafka`` transport.
+
+    Example::
+
+        >>> t = KafkaTransport(ProducerPool())                   # doctest: +SKIP
+        >>> d = t.parse("127.0.0.1:9092/sip?key=callid")          # doctest: +SKIP
+        >>> d.print(), d.needs_callid                             # doctest: +SKIP
+        ('127.0.0.1:9092/sip', True)
+
+    Args:
+        pool: the producer pool to share; ``None`` creates one on first use, owned (and
+            closed) by this transport.
+    """
+
+    scheme = "kafka"
+
+    def __init__(self, pool: ProducerPool | None = None) -> None:
+        self._pool = pool
+        self._owns_pool = pool is None
+        self._lock = threading.Lock()
+        # By identity: equal destinations (one socket, two events) are counted apart.
+        self._dests: weakref.WeakValueDictionary[int, KafkaDestination] = (
+            weakref.WeakValueDictionary()
+        )
+
+    @property
+    def pool(self) -> ProducerPool:
+        """The producer pool destinations take their lanes from."""
+        pool = self._pool
+        if pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ProducerPool()
+                pool = self._pool
+        return pool
+
+    def parse(self, text: str) -> KafkaDestination:
+        dest = KafkaDestination(self, parse_socket(PREFIX + text))
+        self._dests[id(dest)] = dest
+        return dest
+
+    def close(self) -> None:
+        if self._owns_pool and self._pool is not None:
+            self._pool.close()
+
+    def stats(self) -> dict[str, object]:
+        """Lane counters (:class:`~event_kafka.producer.LaneStats`) summed per
+        ``kafka:brokers/topic``, over subscribers that have sent at least one event."""
+        out: dict[str, dict[str, int]] = {}
+        for d in list(self._dests.values()):
+            lane = d.lane
+            if lane is None:
+                continue
+            agg = out.setdefault(f"kafka:{d.print()}", {})
+            for name, value in lane.stats.as_dict().items():
+                agg[name] = agg.get(name, 0) + value
+        return dict(out)
+
+
+class KafkaDestination(Destination):
+    """A Kafka subscriber: a parsed :class:`~event_kafka.kafka_socket.KafkaSocket` plus its
+    lane, acquired on first send."""
+
+    __slots__ = (
+        "__weakref__", "_closed", "_event", "_headers", "_lane", "_lock", "needs_callid",
+        "socket", "transport",
+    )  # fmt: skip
+
+    def __init__(self, transport: KafkaTransport, socket: KafkaSocket) -> None:
+        self.transport = transport
+        self.socket = socket
+        self._lane: Lane | None = None
+        self._event = ""
+        self._headers: list[tuple[str, bytes]] = []
+        self._closed = False
+        self._lock = threading.Lock()
+        self.needs_callid = socket.key_callid
+
+    @property
+    def lane(self) -> Lane | None:
+        """The producer lane, once the first event was sent."""
+        return self._lane
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, KafkaDestination) and other.socket == self.socket
+
+    def __hash__(self) -> int:
+        return hash(self.socket)
+
+    def print(self) -> str:
+        return self.socket.address
+
+    def send(self, payload: bytes, event: str, params: Params, key: bytes | None) -> bool:
+        lane = self._lane
+        if lane is None:
+            lane = self._open(event)
+            if lane is None:
+                return False
+        if event != self._event:
+            # Only on the first event: an instance serves one event (see Destination).
+            self._headers = [(EVENT_HEADER, event.encode())]
+            self._event = event
+        return lane.publish(payload, key, self._headers) == 1
+
+    def _open(self, event: str) -> Lane | None:
+        with self._lock:
+            if self._lane is None and not self._closed:
+                self._lane = self.transport.pool.lane(self.socket, event)
+            return self._lane
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            lane, self._lane = self._lane, None
+        if lane is not None:
+            self.transport.pool.release(lane)
+
+    def __repr__(self) -> str:
+        return f"KafkaDestination({self.socket})"
