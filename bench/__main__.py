@@ -27,6 +27,7 @@ REFERENCE = {
     "kafka_publish": "raw",
     "kafka_publish+route": "raw_cb",
     "raise_event": "raw_cb",
+    "raise_event(CallId)": "raw_cb",
     "service_udp": "raw_cb",
     "service_mi": "raw_cb",
 }
@@ -37,6 +38,7 @@ ALL_ROWS = [
     "kafka_publish",
     "kafka_publish+route",
     "raise_event",
+    "raise_event(CallId)",
     "service_udp",
     "service_mi",
     "aiokafka",
@@ -48,7 +50,8 @@ PEERS_SLOW = {"kafka-python"}
 def run_row(
     row: str, bootstrap: str, n: int, cap: float, idem: bool, payload: str
 ) -> dict[str, Any]:
-    topic = f"bench-{row.replace('+', '-')}-{uuid.uuid4().hex[:8]}"
+    safe = "".join(c if c.isalnum() else "-" for c in row)
+    topic = f"bench-{safe}-{uuid.uuid4().hex[:8]}"
     create_topic(bootstrap, topic, 1)
     if row.startswith("service_"):
         cmd = [
