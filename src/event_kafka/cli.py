@@ -32,6 +32,28 @@ def check(text: str) -> None:
     sys.exit(status)
 
 
+# -- serve ----------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "-c",
+    "--config",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The service configuration (TOML), e.g. examples/event-kafka.toml",
+)
+@click.option("--check", is_flag=True, help="Only validate the configuration file, then exit")
+def serve(config: Path, check: bool) -> None:
+    """Run the service: MI (opensips-cli), udp/tcp ingest, metrics; stop with SIGTERM.
+
+    Exit status: 0 after a clean stop, 78 for a bad configuration, 1 if it cannot start.
+    """
+    from .service.daemon import serve_command
+
+    sys.exit(serve_command(config, check))
+
+
 # -- dev-kafka ------------------------------------------------------------------------------------
 
 

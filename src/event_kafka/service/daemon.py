@@ -1,0 +1,647 @@
+"""``event-kafka serve``: wiring, signals, reload, shutdown.
+
+Start-up is all or nothing: the file is validated completely (:mod:`.config`), then the
+:class:`~event_kafka.connector.EventKafka` is built (broker_ids, report routes, published
+events, static subscriptions) and every listener is bound; if anything fails, whatever was
+started is closed again and the process exits non-zero.
+
+Signals:
+
+* ``SIGTERM`` / ``SIGINT``: stop accepting (listeners closed), flush for
+  ``kafka.flush_timeout`` seconds, log what was not delivered (each such message got a
+  failure report, so its report route ran), exit 0.
+* ``SIGHUP``: re-read the file. A bad file is refused, logged, and the running configuration
+  kept. A good one is applied: broker_ids added/removed, newly published events, static
+  subscriptions added/removed, report routes, the MI token and defaults, the log level.
+  Listener addresses and limits need a restart (a warning says so).
+
+Exit status: 0 after a clean stop, 78 (``EX_CONFIG``) for a configuration error, 1 when the
+service cannot start (e.g. an address in use). With systemd (``Type=notify``) it reports
+``READY=1``, ``RELOADING=1`` and ``STOPPING=1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..connector import EventKafka
+from ..event_interface import UnknownEventError
+from ..kafka_socket import KafkaSocket
+from ..ratelimit import RateLimitedLog
+from .config import (
+    ConfigError,
+    LoggingSection,
+    ServiceSettings,
+    Subscription,
+    check_subscriber_socket,
+    load_config,
+)
+from .http import HttpConfig, HttpCounters, HttpServer, make_app
+from .ingest import Notification, RaiseOutcome, TcpIngestServer, UdpIngestServer
+from .metrics import Snapshot, make_registry, statistics_groups
+from .mi import MIDispatcher, package_version, service_commands
+from .report_actions import ReportActions
+
+__all__ = ["EX_CONFIG", "EX_START", "Service", "run", "serve_command", "setup_logging"]
+
+log = logging.getLogger("event_kafka.service")
+
+EX_CONFIG = 78  # sysexits.h: systemd's RestartPreventExitStatus stops retrying a bad file
+EX_START = 1
+
+_READY_CACHE_S = 5.0
+_UDP_COUNTERS = ("received", "malformed", "raised", "refused", "bytes")
+
+
+class Service:
+    """The running service: an EventKafka plus the MI, ingest and metrics listeners.
+
+    It is also the :class:`~event_kafka.service.mi.MIService` the MI commands work on.
+    """
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.started_with = settings  # listeners and limits stay as they were bound
+        self.started_at = time.time()
+        self._ek: EventKafka | None = None
+        self.routes: dict[str, ReportActions] = {}
+        self.static: dict[_SubKey, Subscription] = {}
+        self.http_counters = HttpCounters()
+        self.dispatcher = MIDispatcher([])
+        self.servers: list[HttpServer] = []
+        self.udp: UdpIngestServer | None = None
+        self.tcp: TcpIngestServer | None = None
+        self.unknown_events: dict[str, int] = {"udp": 0, "tcp": 0}
+        self.auto_published = 0
+        self.reloads = {"ok": 0, "error": 0}
+        self.stopping = False
+        self._stop = asyncio.Event()
+        self._unknown_log = RateLimitedLog(log, settings.model.logging.rate_limit_interval)
+        self._ready_cache: tuple[float, bool, dict[str, Any]] | None = None
+        self._reloading = False
+
+    # -- MIService -----------------------------------------------------------------------------
+
+    @property
+    def ek(self) -> EventKafka:
+        assert self._ek is not None, "the service is not started"
+        return self._ek
+
+    @property
+    def report_wait_timeout(self) -> float:
+        return self.settings.model.mi.report_wait_timeout
+
+    @property
+    def default_report_route(self) -> str | None:
+        return self.settings.model.mi.default_report_route
+
+    def report_routes(self) -> Collection[str]:
+        return self.settings.model.report_routes.keys()
+
+    def statistics(self) -> Mapping[str, Mapping[str, int | float]]:
+        return statistics_groups(self.snapshot())
+
+    def is_static(self, event: str, socket: str) -> bool:
+        if not any(e == event for e, _ in self.static):
+            return False
+        try:
+            return (event, check_subscriber_socket(socket)) in self.static
+        except ValueError:
+            return False
+
+    # -- start ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Build everything and bind every listener; on failure undo it all and raise."""
+        m = self.settings.model
+        self._ek = EventKafka(
+            broker_ids=m.broker_ids,
+            flush_timeout=m.kafka.flush_timeout,
+            queue_full_wait=m.kafka.queue_full_wait,
+        )
+        try:
+            self._install_routes(self.settings)
+            evi = self.ek.evi
+            for name in self.settings.published_events:
+                evi.publish_event(name)
+            for sub in m.subscriptions:
+                evi.subscribe(sub.event, sub.socket, expire=None)
+            self.static = _static_subs(self.settings)
+            for cmd in service_commands(self, lambda: self.dispatcher):
+                self.dispatcher.add(cmd)
+            await self._start_listeners()
+        except BaseException:
+            await self._close_listeners()
+            await asyncio.get_running_loop().run_in_executor(None, self.ek.close, 0.0)
+            raise
+
+    def _install_routes(self, settings: ServiceSettings) -> None:
+        interval = settings.model.logging.rate_limit_interval
+        for name, cfg in settings.model.report_routes.items():
+            actions = self.routes.get(name)
+            if actions is None:
+                actions = self.routes[name] = ReportActions(
+                    name, cfg, self.ek, log_interval=interval
+                )
+            else:
+                actions.config = cfg  # keep its counters across a reload
+            actions.install()
+
+    async def _start_listeners(self) -> None:
+        s = self.started_with
+        m = s.model
+        interval = m.logging.rate_limit_interval
+        registry = make_registry(self.snapshot) if m.metrics.enabled else None
+        mi_addr = s.listen("mi")
+        metrics_addr = s.listen("metrics")
+        if mi_addr is not None:
+            app = make_app(
+                HttpConfig(
+                    mi_path=m.mi.path,
+                    token=lambda: self.settings.token,
+                    max_request_bytes=m.mi.max_request_bytes,
+                    read_timeout=m.mi.read_timeout,
+                    metrics=metrics_addr is None,
+                    counters=self.http_counters,
+                ),
+                mi=self.dispatcher,
+                registry=registry if metrics_addr is None else None,
+                ready=self.ready if metrics_addr is None else None,
+            )
+            await self._serve(
+                app, mi_addr.host, mi_addr.port, m.mi.read_timeout, m.mi.max_connections
+            )
+            host, port = self.servers[-1].address
+            log.info("MI listening on http://%s%s", _hostport(host, port), m.mi.path)
+        if metrics_addr is not None:
+            app = make_app(
+                HttpConfig(mi_path=None, counters=self.http_counters),
+                mi=None,
+                registry=registry,
+                ready=self.ready,
+            )
+            await self._serve(app, metrics_addr.host, metrics_addr.port, 10.0, 64)
+            host, port = self.servers[-1].address
+            log.info("metrics on http://%s/metrics", _hostport(host, port))
+        udp = m.ingest.udp
+        if udp is not None:
+            addr = s.listen("udp")
+            assert addr is not None
+            self.udp = UdpIngestServer(
+                self._raise,
+                addr.host,
+                addr.port,
+                max_datagram=udp.max_datagram,
+                log_interval=interval,
+            )
+            await self.udp.start()
+            log.info("udp ingest on %s", _hostport(*self.udp.address))
+        tcp = m.ingest.tcp
+        if tcp is not None:
+            addr = s.listen("tcp")
+            assert addr is not None
+            self.tcp = TcpIngestServer(
+                self._raise,
+                addr.host,
+                addr.port,
+                max_buffer=tcp.max_buffer,
+                max_connections=tcp.max_connections,
+                idle_timeout=tcp.idle_timeout,
+                event_param=tcp.event_param,
+                log_interval=interval,
+            )
+            await self.tcp.start()
+            log.info("tcp ingest on %s", _hostport(*self.tcp.address))
+
+    async def _serve(
+        self, app: Any, host: str, port: int, read_timeout: float, max_connections: int
+    ) -> None:
+        server = HttpServer(
+            app,
+            host,
+            port,
+            read_timeout=read_timeout,
+            max_connections=max_connections,
+            counters=self.http_counters,
+        )
+        await server.start()
+        self.servers.append(server)
+
+    # -- ingest ----------------------------------------------------------------------------------
+
+    def _raise(self, note: Notification, listener: str) -> RaiseOutcome:
+        """Raise an ingested notification; OK only if every subscriber accepted it (or there
+        is none), as OpenSIPS's script ``raise_event`` reports it."""
+        evi = self.ek.evi
+        try:
+            rc = evi.raise_event_script(note.event, note.params)
+        except UnknownEventError:
+            if not self._auto_publish(note.event):
+                self.unknown_events[listener] = self.unknown_events.get(listener, 0) + 1
+                self._unknown_log.warning(
+                    "%s ingest: event %r is not published (events.publish / auto_publish)",
+                    listener,
+                    note.event,
+                )
+                return RaiseOutcome((404, "Event not registered"))
+            rc = evi.raise_event_script(note.event, note.params)
+        except (TypeError, ValueError) as exc:
+            self._unknown_log.warning("%s ingest: cannot raise %r: %s", listener, note.event, exc)
+            return RaiseOutcome((400, "Bad Params"))
+        return RaiseOutcome() if rc == 1 else RaiseOutcome((500, "Cannot Raise Event"))
+
+    def _auto_publish(self, name: str) -> bool:
+        events = self.settings.model.events
+        if not events.auto_publish or self.auto_published >= events.auto_publish_max:
+            return False
+        try:
+            self.ek.evi.publish_event(name)
+        except ValueError:
+            return False
+        self.auto_published += 1
+        log.info("auto-published event %r", name)
+        return True
+
+    # -- monitoring ------------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """Every counter, read now (for /metrics and get_statistics)."""
+        ek = self.ek
+        ingest: dict[str, dict[str, int]] = {}
+        for name, server in (("udp", self.udp), ("tcp", self.tcp)):
+            if server is not None:
+                c = server.counters.as_dict()
+                if name == "udp":  # connection counters mean nothing for datagrams
+                    c = {k: v for k, v in c.items() if k in _UDP_COUNTERS}
+                c["unknown_event"] = self.unknown_events.get(name, 0)
+                ingest[name] = c
+        return Snapshot(
+            ek=ek.stats(),
+            broker_topics={bid: sock.topic for bid, sock in ek.brokers.items()},
+            transports=ek.evi.transport_stats(),
+            ingest=ingest,
+            mi={"requests": self.dispatcher.requests, "errors": self.dispatcher.errors},
+            http=self.http_counters.as_dict(),
+            report_actions={name: a.counters() for name, a in self.routes.items()},
+            reloads=dict(self.reloads),
+            started_at=self.started_at,
+            version=package_version(),
+        )
+
+    async def ready(self) -> tuple[bool, dict[str, Any]]:
+        """``/health/ready``: configuration loaded, not stopping, and (``check_brokers``) one
+        reachable bootstrap server per broker list."""
+        if self.stopping:
+            return False, {"reason": "stopping"}
+        m = self.settings.model
+        if not m.metrics.check_brokers:
+            return True, {}
+        now = time.monotonic()
+        if self._ready_cache is not None and now - self._ready_cache[0] < _READY_CACHE_S:
+            return self._ready_cache[1], self._ready_cache[2]
+        lists = sorted({sock.brokers for sock in self._kafka_sockets()})
+        results = await asyncio.gather(*(_reachable(b, m.metrics.check_timeout) for b in lists))
+        brokers = {
+            b: "reachable" if ok else "unreachable" for b, ok in zip(lists, results, strict=True)
+        }
+        ok = all(results)
+        self._ready_cache = (now, ok, {"brokers": brokers})
+        return ok, {"brokers": brokers}
+
+    def _kafka_sockets(self) -> list[KafkaSocket]:
+        socks = list(self.ek.brokers.values())
+        for _, (scheme, dest) in self.static:
+            if scheme == "kafka" and isinstance(dest, KafkaSocket):
+                socks.append(dest)
+        return socks
+
+    # -- reload ----------------------------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        """Re-read the file; apply it, or refuse it and keep running as before."""
+        if self._reloading or self.stopping:
+            return False
+        self._reloading = True
+        sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            loop = asyncio.get_running_loop()
+            try:
+                # Off the loop: validating sockets may resolve host names.
+                new, subs = await loop.run_in_executor(None, _load_for_reload, self.settings.path)
+            except ConfigError as exc:
+                self.reloads["error"] += 1
+                log.error("reload refused, keeping the running configuration:\n%s", exc)
+                return False
+            self._apply(new, subs)
+            self.reloads["ok"] += 1
+            log.info("configuration reloaded: %s", new.summary())
+            return True
+        finally:
+            self._reloading = False
+            sd_notify("READY=1")
+
+    def _apply(self, new: ServiceSettings, new_subs: dict[_SubKey, Subscription]) -> None:
+        old = self.settings
+        _warn_restart_needed(self.started_with, new)
+        ek = self.ek
+        for bid in old.brokers.keys() - new.brokers.keys():
+            ek.brokers.pop(bid, None)
+            log.info("broker_id [%s] removed", bid)
+        for bid, sock in new.brokers.items():
+            current = ek.brokers.get(bid)
+            if current is None:
+                ek.brokers[bid] = sock
+                log.info("broker_id [%s] added", bid)
+            elif current != sock:
+                # Its producer lanes are built already: changing them needs a restart.
+                log.warning("broker_id [%s] changed: restart to apply (the old one stays)", bid)
+        evi = ek.evi
+        for name in new.published_events:
+            evi.publish_event(name)
+        for key in self.static.keys() - new_subs.keys():
+            sub = self.static[key]
+            with contextlib.suppress(ValueError, LookupError):
+                evi.unsubscribe(sub.event, sub.socket)
+            log.info("static subscription removed: %s -> %s", sub.event, _shown(key))
+        for key in new_subs.keys() - self.static.keys():
+            sub = new_subs[key]
+            try:
+                evi.subscribe(sub.event, sub.socket, expire=None)
+            except (ValueError, LookupError, RuntimeError) as exc:
+                log.error("static subscription %s -> %s not added: %s", sub.event, _shown(key), exc)
+                continue
+            log.info("static subscription added: %s -> %s", sub.event, _shown(key))
+        self.static = new_subs
+        self._install_routes(new)
+        level = new.model.logging.level
+        if level != old.model.logging.level:
+            logging.getLogger().setLevel(level)
+        self.settings = new
+
+    # -- stop ------------------------------------------------------------------------------------
+
+    def request_stop(self, why: str) -> None:
+        if self.stopping:
+            log.info("%s: already stopping", why)
+            return
+        log.info("%s: stopping (no new input; flushing for up to %gs)", why, self._flush_timeout)
+        self.stopping = True
+        self._stop.set()
+
+    @property
+    def _flush_timeout(self) -> float:
+        return self.settings.model.kafka.flush_timeout
+
+    async def wait_stopped(self) -> None:
+        await self._stop.wait()
+
+    async def shutdown(self) -> int:
+        """Stop accepting, flush, close; returns how many messages were not delivered."""
+        self.stopping = True
+        sd_notify("STOPPING=1")
+        if self.udp is not None:
+            self.udp.close()
+        if self.tcp is not None:
+            await self.tcp.close()
+        for server in self.servers:
+            server.stop_accepting()
+        loop = asyncio.get_running_loop()
+        before = self.ek.stats()
+        # Blocking flush off the loop, so MI calls waiting for a delivery report still get it.
+        left = await loop.run_in_executor(None, self.ek.close, self._flush_timeout)
+        _log_shutdown(before, self.ek.stats(), left)
+        for server in self.servers:
+            await server.close()
+        self.servers.clear()
+        return left
+
+    async def _close_listeners(self) -> None:
+        if self.udp is not None:
+            self.udp.close()
+        if self.tcp is not None:
+            await self.tcp.close()
+        for server in self.servers:
+            await server.close()
+        self.servers.clear()
+
+
+_SubKey = tuple[str, tuple[str, object]]
+"""(event, (scheme, destination)): equal for sockets that denote the same subscriber."""
+
+
+def _static_subs(settings: ServiceSettings) -> dict[_SubKey, Subscription]:
+    out: dict[_SubKey, Subscription] = {}
+    for sub in settings.model.subscriptions:
+        try:
+            out[(sub.event, check_subscriber_socket(sub.socket))] = sub
+        except ValueError as exc:  # validated at load; a host name may have stopped resolving
+            log.error("static subscription %s: %s", sub.event, exc)
+    return out
+
+
+def _load_for_reload(path: str) -> tuple[ServiceSettings, dict[_SubKey, Subscription]]:
+    # Both parse sockets (and may resolve host names): run together, off the event loop.
+    settings = load_config(path)
+    return settings, _static_subs(settings)
+
+
+def _shown(key: _SubKey) -> str:
+    """A static subscriber's socket for a log line: Kafka property values masked."""
+    scheme, dest = key[1]
+    if isinstance(dest, KafkaSocket):
+        return str(dest)
+    printer = getattr(dest, "print", None)
+    return f"{scheme}:{printer()}" if callable(printer) else scheme
+
+
+_RESTART_MI = ("enabled", "listen", "path", "max_request_bytes", "read_timeout", "max_connections")
+
+
+def _warn_restart_needed(running: ServiceSettings, new: ServiceSettings) -> None:
+    a, b = running.model, new.model
+    pairs: list[tuple[str, object, object]] = [
+        (f"mi.{k}", getattr(a.mi, k), getattr(b.mi, k)) for k in _RESTART_MI
+    ]
+    pairs += [
+        ("ingest", a.ingest, b.ingest),
+        ("metrics.listen", a.metrics.listen, b.metrics.listen),
+        ("metrics.enabled", a.metrics.enabled, b.metrics.enabled),
+        ("kafka.queue_full_wait", a.kafka.queue_full_wait, b.kafka.queue_full_wait),
+        ("logging.format", a.logging.format, b.logging.format),
+    ]
+    changed = [name for name, x, y in pairs if x != y]
+    if changed:
+        log.warning("changed settings that need a restart (not applied): %s", ", ".join(changed))
+
+
+def _log_shutdown(before: Mapping[str, Any], after: Mapping[str, Any], left: int) -> None:
+    in_flight = sum(int(ln.get("in_flight", 0)) for ln in before.get("lanes", ()))
+    if left:
+        log.warning(
+            "stopped: %d message(s) were not delivered before the flush timeout; each got a "
+            "failure report (report routes ran for them)",
+            left,
+        )
+    else:
+        log.info(
+            "stopped: every accepted message was delivered or reported (%d were in flight)",
+            in_flight,
+        )
+    for bid, c in after.get("broker_ids", {}).items():
+        log.info(
+            "broker_id [%s]: accepted %d, delivered %d, failed %d, rejected %d",
+            bid,
+            c.get("accepted", 0),
+            c.get("delivered", 0),
+            c.get("failed", 0),
+            c.get("rejected", 0),
+        )
+
+
+async def _reachable(brokers: str, timeout: float) -> bool:
+    """Whether a TCP connection to any bootstrap server of ``brokers`` opens in time."""
+    for entry in brokers.split(","):
+        entry = entry.strip()
+        if entry.startswith("["):
+            host, _, port = entry[1:].partition("]:")
+        else:
+            host, _, port = entry.rpartition(":")
+        if not host or not port.isdigit():
+            continue
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
+        except (OSError, TimeoutError):
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# -- process ---------------------------------------------------------------------------------------
+
+
+def sd_notify(state: str) -> None:
+    """Tell systemd (``Type=notify``) about ``state``; a no-op outside systemd."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(addr)
+            s.sendall(state.encode())
+    except OSError as exc:
+        log.debug("sd_notify failed: %s", exc)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(out).decode()
+
+
+_HANDLER_TAG = "_event_kafka_service"
+
+
+def setup_logging(cfg: LoggingSection) -> None:
+    """One stderr handler on the root logger (journald takes stderr under systemd)."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, _HANDLER_TAG, False):
+            root.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    setattr(handler, _HANDLER_TAG, True)
+    if cfg.format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(cfg.level)
+
+
+async def _main(settings: ServiceSettings) -> int:
+    service = Service(settings)
+    try:
+        await service.start()
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return EX_START
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[Any]] = set()
+
+    def on_hup() -> None:
+        task = loop.create_task(service.reload())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    loop.add_signal_handler(signal.SIGTERM, service.request_stop, "SIGTERM")
+    loop.add_signal_handler(signal.SIGINT, service.request_stop, "SIGINT")
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    log.info(
+        "event-kafka %s started (pid %d): %s", package_version(), os.getpid(), settings.summary()
+    )
+    sd_notify("READY=1")
+    try:
+        await service.wait_stopped()
+        # Handlers stay installed while flushing: a second SIGTERM must not cut the flush
+        # short (it is logged); systemd's TimeoutStopSec is the hard limit.
+        await service.shutdown()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+def run(config_path: str | Path) -> int:
+    """Run the service until SIGTERM/SIGINT; returns the process exit status.
+
+    Example::
+
+        raise SystemExit(run("/etc/event-kafka/event-kafka.toml"))
+    """
+    try:
+        settings = load_config(config_path)
+    except ConfigError as exc:
+        print(f"event-kafka: configuration refused:\n{exc}", file=sys.stderr)
+        return EX_CONFIG
+    setup_logging(settings.model.logging)
+    return asyncio.run(_main(settings))
+
+
+def serve_command(config: Path, check: bool) -> int:
+    """``event-kafka serve -c FILE [--check]``: run, or (``check``) only validate the file."""
+    if not check:
+        return run(config)
+    try:
+        settings = load_config(config)
+    except ConfigError as exc:
+        print(f"event-kafka: configuration refused:\n{exc}", file=sys.stderr)
+        return EX_CONFIG
+    print(f"{config}: OK ({settings.summary()})")
+    return 0

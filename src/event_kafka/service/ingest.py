@@ -1,0 +1,614 @@
+"""Ingest: receive a real OpenSIPS's events over ``udp:``/``tcp:`` and raise them here.
+
+An OpenSIPS subscribed with ``udp:HOST:PORT`` (event_datagram) or ``tcp:HOST:PORT``
+(event_stream) pointing at this service sends each event as its JSON-RPC notification
+(``docs/opensips-event-kafka.md`` §7). Each one is raised as that event in our Event
+Interface, so its Kafka subscribers get it; the record value is rebuilt from the params and is
+byte-identical to what OpenSIPS's own ``kafka:`` socket would have produced.
+
+* **UDP**: one notification per datagram.
+* **TCP**: JSON objects back to back with no delimiter, split incrementally by
+  :class:`StreamSplitter` (a byte scanner that tracks strings and nesting, so a notification
+  split anywhere across segments, even inside a UTF-8 sequence, is reassembled). A
+  notification with an ``"id"`` (event_stream's ``reliable_mode``) is answered on the same
+  connection: ``{"jsonrpc":"2.0","result":"OK","id":N}`` or an error object.
+
+Params (:func:`parse_notification`): a JSON object gives named params in order (duplicate
+names kept), an array positional params. ``int`` (in C ``int`` range), ``str`` and ``null``
+pass through unchanged. Other values cannot come from OpenSIPS; they are kept as text rather
+than refused: an int outside C ``int`` range or a non-integer number becomes the string of the
+number as written, ``true``/``false`` the strings ``"true"``/``"false"``, and an object or
+array its compact JSON text (OpenSIPS's MI does the same for those). Malformed input is
+counted and logged (rate-limited), never fatal; on TCP a stream that cannot be re-synchronised
+(not starting with ``{``, or one notification larger than ``max_buffer``) is closed, and
+OpenSIPS reconnects for its next event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+import orjson
+
+from ..payload import INT_MAX, INT_MIN, Params
+from ..ratelimit import RateLimitedLog
+from .mi import FloatText, JObject, compact_json, loads_json
+
+__all__ = [
+    "IngestCounters",
+    "IngestError",
+    "Notification",
+    "StreamError",
+    "StreamSplitter",
+    "TcpIngestServer",
+    "UdpIngestServer",
+    "parse_notification",
+]
+
+log = logging.getLogger("event_kafka.service.ingest")
+
+EVENT_NAME_MAX = 64
+MAX_DEPTH = 64  # OpenSIPS payloads nest 2 deep; this only stops pathological input early
+_MAX_UNREAD_REPLIES = 1024 * 1024  # bytes of replies queued for a peer before it is dropped
+
+
+# --------------------------------------------------------------------------------------------
+# Splitting a TCP stream into JSON objects
+
+
+class StreamError(ValueError):
+    """The stream cannot be split any further (it must be closed).
+
+    ``objects`` holds the objects the failing :meth:`StreamSplitter.feed` call completed
+    before the problem, still to be handled."""
+
+    def __init__(self, reason: str, objects: list[bytes] | None = None) -> None:
+        super().__init__(reason)
+        self.objects = objects or []
+
+
+_IN_STRING = re.compile(rb'["\\]')
+_STRUCTURE = re.compile(rb'["{}\[\]]')
+_NOT_WS = re.compile(rb"[^ \t\r\n]")
+
+
+class StreamSplitter:
+    """Splits concatenated JSON objects (event_stream's wire format) out of a byte stream.
+
+    It only tracks strings (with escapes) and ``{}``/``[]`` nesting, so it finds where each
+    top-level object ends without decoding it; decoding is :func:`parse_notification`'s job.
+    Memory is bounded: a pending object larger than ``max_size`` bytes raises
+    :class:`StreamError`, as does anything between objects other than whitespace and ``{``.
+
+    >>> s = StreamSplitter()
+    >>> s.feed(b'{"a":"}"}{"b"'), s.feed(b':[1]} ')
+    ([b'{"a":"}"}'], [b'{"b":[1]}'])
+    """
+
+    __slots__ = ("_buf", "_depth", "_in_string", "_pos", "_start", "max_depth", "max_size")
+
+    def __init__(self, max_size: int = 1024 * 1024, max_depth: int = MAX_DEPTH) -> None:
+        self.max_size = max_size
+        self.max_depth = max_depth
+        self._buf = bytearray()
+        self._pos = 0  # next byte to scan
+        self._start = 0  # start of the pending object
+        self._depth = 0
+        self._in_string = False
+
+    @property
+    def pending(self) -> int:
+        """Bytes buffered for an incomplete object."""
+        return len(self._buf) - self._start if self._depth else 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add ``data``; return the objects it completed, in order.
+
+        Raises:
+            StreamError: the stream is out of sync or an object is too large; the splitter
+                must not be used again. Its ``objects`` are those completed before that.
+        """
+        buf = self._buf
+        buf += data
+        out: list[bytes] = []
+        pos = self._pos
+        end = len(buf)
+        while True:
+            if self._depth == 0:
+                m = _NOT_WS.search(buf, pos)
+                if m is None:
+                    buf.clear()
+                    self._pos = self._start = 0
+                    return out
+                if buf[m.start()] != 0x7B:  # "{"
+                    got = bytes(buf[m.start() : m.start() + 1])
+                    raise StreamError(f"expected '{{' to start a notification, got {got!r}", out)
+                self._start = m.start()
+                pos = m.start() + 1
+                self._depth = 1
+            while self._depth and pos < end:
+                if self._in_string:
+                    m = _IN_STRING.search(buf, pos)
+                    if m is None:
+                        pos = end
+                        break
+                    if buf[m.start()] == 0x5C:  # backslash: skip the escaped byte too
+                        pos = m.start() + 2
+                    else:
+                        self._in_string = False
+                        pos = m.end()
+                    continue
+                m = _STRUCTURE.search(buf, pos)
+                if m is None:
+                    pos = end
+                    break
+                ch = buf[m.start()]
+                pos = m.end()
+                if ch == 0x22:
+                    self._in_string = True
+                elif ch in (0x7B, 0x5B):
+                    self._depth += 1
+                    if self._depth > self.max_depth:
+                        raise StreamError(f"notification nested deeper than {self.max_depth}", out)
+                else:
+                    self._depth -= 1
+            if self._depth:
+                if end - self._start > self.max_size:
+                    raise StreamError(f"notification larger than {self.max_size} bytes", out)
+                # Keep only the pending object.
+                del buf[: self._start]
+                self._pos = pos - self._start
+                self._start = 0
+                return out
+            out.append(bytes(buf[self._start : pos]))
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding one notification
+
+
+class IngestError(ValueError):
+    """A malformed notification. ``id`` is its JSON-RPC id when it could be read (so a
+    reliable-mode sender can still be answered), ``code``/``message`` the JSON-RPC error."""
+
+    def __init__(
+        self, reason: str, id: Any = None, code: int = -32600, message: str = "Invalid Request"
+    ) -> None:
+        super().__init__(reason)
+        self.id = id
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One ingested event: its name, params (as :func:`~event_kafka.payload.build_payload`
+    takes them) and, for event_stream's reliable mode, the request id."""
+
+    event: str
+    params: Params
+    id: Any = None
+    has_id: bool = False
+
+
+_ALLOWED = frozenset(("jsonrpc", "method", "params", "id"))
+
+
+def parse_notification(raw: bytes, *, event_param: str | None = None) -> Notification:
+    """Decode one JSON-RPC notification as OpenSIPS's event_datagram/event_stream send it.
+
+    ``event_param`` mirrors event_stream's modparam of that name: when set and the first
+    param has that name (or, for positional params, always), the event name is taken from it
+    and it is removed, undoing what the sender added.
+
+    Raises:
+        IngestError: what is wrong (never quoting the input at length).
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise IngestError(
+            f"not UTF-8 (byte {exc.start})", code=-32700, message="Parse error"
+        ) from None
+    try:
+        obj = loads_json(text, float_text=True)
+    except ValueError as exc:
+        raise IngestError(
+            f"not JSON: {_short(str(exc))}", code=-32700, message="Parse error"
+        ) from None
+    if not isinstance(obj, JObject):
+        raise IngestError(f"not a JSON object but {_json_type(obj)}")
+    has_id = "id" in obj
+    rid = obj.get("id")
+    if isinstance(rid, FloatText):
+        rid = float(rid)
+    if has_id and (
+        isinstance(rid, bool) or not (rid is None or isinstance(rid, int | str | float))
+    ):
+        raise IngestError("'id' must be a number, a string or null")
+    for name, _ in obj.pairs:
+        if name not in _ALLOWED:
+            raise IngestError(f"unexpected member {_short(name)!r}", rid)
+    if obj.get("jsonrpc") != "2.0":
+        raise IngestError('"jsonrpc" must be "2.0"', rid)
+    method = obj.get("method")
+    if not isinstance(method, str) or isinstance(method, FloatText) or not method:
+        raise IngestError('"method" must be a non-empty string', rid)
+    params: list[Any] | None = None
+    if "params" in obj:
+        p = obj["params"]
+        if isinstance(p, JObject):
+            params = [(k, _value(v)) for k, v in p.pairs] or None
+        elif isinstance(p, list):
+            params = [_value(v) for v in p] or None
+        else:
+            raise IngestError('"params" must be an object or an array', rid)
+    event = method
+    if event_param is not None and params:
+        first = params[0]
+        if isinstance(first, tuple):
+            if first[0] == event_param:
+                event = _event_from_param(first[1], rid)
+                params = params[1:] or None
+        else:
+            event = _event_from_param(first, rid)
+            params = params[1:] or None
+    if len(event.encode()) > EVENT_NAME_MAX:
+        raise IngestError(f"event name longer than {EVENT_NAME_MAX} bytes", rid)
+    return Notification(event, params, rid, has_id)
+
+
+def _event_from_param(value: Any, rid: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise IngestError("the event_param value must be a non-empty string", rid)
+    return value
+
+
+def _value(v: Any) -> int | str | None:
+    """A JSON value as an event param value (see the module docstring for the rules)."""
+    if v is None:
+        return None
+    if isinstance(v, FloatText):
+        return str.__str__(v)
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return v if INT_MIN <= v <= INT_MAX else str(v)
+    return compact_json(v, cjson_numbers=False)
+
+
+def _json_type(v: Any) -> str:
+    if isinstance(v, list):
+        return "an array"
+    if isinstance(v, str):
+        return "a string"
+    if v is None:
+        return "null"
+    return "a boolean" if isinstance(v, bool) else "a number"
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --------------------------------------------------------------------------------------------
+# Raising: what the listeners hand each notification to
+
+
+@dataclass(frozen=True, slots=True)
+class RaiseOutcome:
+    """What happened to one notification: ``error`` is ``None`` when it was accepted,
+    else the JSON-RPC ``(code, message)`` to answer a reliable-mode sender with."""
+
+    error: tuple[int, str] | None = None
+
+
+RaiseFunction: TypeAlias = Callable[[Notification, str], RaiseOutcome]
+"""``(notification, listener) -> outcome``: raises the event in the Event Interface."""
+
+
+@dataclass
+class IngestCounters:
+    """Counters of one listener (read at scrape time by :mod:`.metrics`)."""
+
+    received: int = 0
+    """Notifications decoded (datagrams / objects), malformed ones included."""
+    malformed: int = 0
+    raised: int = 0
+    refused: int = 0
+    """Decoded but not raised: unknown event, or no subscriber accepted it."""
+    replies: int = 0
+    connections: int = 0
+    connections_total: int = 0
+    connections_refused: int = 0
+    streams_closed_on_error: int = 0
+    bytes: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Ingest:
+    name: str
+    raise_fn: RaiseFunction
+    counters: IngestCounters = field(default_factory=IngestCounters)
+    bad_log: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(log, 10.0))
+    event_param: str | None = None
+
+    def handle(self, raw: bytes, peer: str) -> tuple[Any, bool, bytes | None]:
+        """Decode and raise one notification: ``(id, has_id, reply bytes or None)``."""
+        c = self.counters
+        c.received += 1
+        try:
+            note = parse_notification(raw, event_param=self.event_param)
+        except IngestError as exc:
+            c.malformed += 1
+            self.bad_log.warning(
+                "%s ingest: malformed notification from %s: %s", self.name, peer, exc
+            )
+            if exc.id is None:
+                return None, False, None
+            return exc.id, True, _error_reply(exc.code, exc.message, exc.id)
+        try:
+            outcome = self.raise_fn(note, self.name)
+        except Exception:
+            log.exception("%s ingest: raising %s failed", self.name, note.event)
+            outcome = RaiseOutcome((500, "Cannot Raise Event"))
+        if outcome.error is None:
+            c.raised += 1
+        else:
+            c.refused += 1
+        if not note.has_id:
+            return None, False, None
+        if outcome.error is None:
+            return note.id, True, orjson.dumps({"jsonrpc": "2.0", "result": "OK", "id": note.id})
+        return note.id, True, _error_reply(*outcome.error, note.id)
+
+
+def _error_reply(code: int, message: str, rid: Any) -> bytes:
+    return orjson.dumps({"jsonrpc": "2.0", "error": {"code": code, "message": message}, "id": rid})
+
+
+# --------------------------------------------------------------------------------------------
+# UDP
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, ingest: _Ingest) -> None:
+        self.ingest = ingest
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.ingest.counters.bytes += len(data)
+        self.ingest.handle(data, _peer(addr))
+
+    def error_received(self, exc: Exception) -> None:
+        self.ingest.bad_log.warning("udp ingest: socket error: %s", exc)
+
+
+class UdpIngestServer:
+    """The event_datagram receiver: one notification per datagram, never answered.
+
+    Example::
+
+        server = UdpIngestServer(raise_fn, "127.0.0.1", 8090)
+        await server.start()         # binds; raises OSError if it cannot
+        ...
+        server.close()
+    """
+
+    def __init__(
+        self,
+        raise_fn: RaiseFunction,
+        host: str,
+        port: int,
+        *,
+        max_datagram: int = 65535,
+        log_interval: float = 10.0,
+    ) -> None:
+        self.host, self.port = host, port
+        self.max_datagram = max_datagram
+        self.ingest = _Ingest("udp", raise_fn, bad_log=RateLimitedLog(log, log_interval))
+        self._transport: asyncio.DatagramTransport | None = None
+
+    @property
+    def counters(self) -> IngestCounters:
+        return self.ingest.counters
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound address (the real port when 0 was asked for)."""
+        assert self._transport is not None
+        sockname = self._transport.get_extra_info("sockname")
+        return str(sockname[0]), int(sockname[1])
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _UdpProtocol(self.ingest), local_addr=(self.host, self.port)
+        )
+        self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # A deeper receive buffer absorbs bursts while the loop is busy elsewhere.
+            import socket as _s
+
+            with contextlib.suppress(OSError):
+                sock.setsockopt(_s.SOL_SOCKET, _s.SO_RCVBUF, 4 * 1024 * 1024)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+
+# --------------------------------------------------------------------------------------------
+# TCP
+
+
+class _TcpProtocol(asyncio.Protocol):
+    def __init__(self, server: TcpIngestServer) -> None:
+        self.server = server
+        self.splitter = StreamSplitter(server.max_buffer)
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self._idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peer = _peer(transport.get_extra_info("peername"))
+        c = self.server.counters
+        if len(self.server.connections) >= self.server.max_connections:
+            c.connections_refused += 1
+            self.server.ingest.bad_log.warning(
+                "tcp ingest: refusing %s: %d connections open",
+                self.peer,
+                len(self.server.connections),
+            )
+            transport.abort()
+            return
+        self.server.connections.add(self)
+        c.connections = len(self.server.connections)
+        c.connections_total += 1
+        self._arm_idle()
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.server.counters.bytes += len(data)
+        self._arm_idle()
+        failure: StreamError | None = None
+        try:
+            objects = self.splitter.feed(data)
+        except StreamError as exc:
+            objects, failure = exc.objects, exc
+        replies: list[bytes] = []
+        for raw in objects:
+            _, _, reply = self.server.ingest.handle(raw, self.peer)
+            if reply is not None:
+                replies.append(reply)
+        if replies:
+            self.server.counters.replies += len(replies)
+            # Concatenated, no delimiter: what event_stream's reader expects.
+            self.transport.write(b"".join(replies))
+            if self.transport.get_write_buffer_size() > _MAX_UNREAD_REPLIES:
+                # A sender that never reads its replies must not grow our memory forever.
+                self._fail("the peer does not read its replies", malformed=False)
+                return
+        if failure is not None:
+            self._fail(str(failure))
+
+    def _fail(self, reason: str, *, malformed: bool = True) -> None:
+        c = self.server.counters
+        if malformed:  # the unsplittable rest counts as one malformed input
+            c.received += 1
+            c.malformed += 1
+        c.streams_closed_on_error += 1
+        self.server.ingest.bad_log.warning("tcp ingest: closing %s: %s", self.peer, reason)
+        assert self.transport is not None
+        if malformed:
+            self.transport.close()  # after writing the replies already queued
+        else:
+            self.transport.abort()  # its unread replies are the problem: drop them
+
+    def _arm_idle(self) -> None:
+        timeout = self.server.idle_timeout
+        if not timeout:
+            return
+        if self._idle is not None:
+            self._idle.cancel()
+        loop = asyncio.get_running_loop()
+        self._idle = loop.call_later(timeout, self._on_idle)
+
+    def _on_idle(self) -> None:
+        if self.transport is not None:
+            log.debug("tcp ingest: closing idle connection from %s", self.peer)
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        self.server.connections.discard(self)
+        self.server.counters.connections = len(self.server.connections)
+
+
+class TcpIngestServer:
+    """The event_stream receiver: concatenated notifications, answered when they carry an id.
+
+    Example::
+
+        server = TcpIngestServer(raise_fn, "127.0.0.1", 8091, max_buffer=1 << 20)
+        await server.start()
+        ...
+        await server.close()
+    """
+
+    def __init__(
+        self,
+        raise_fn: RaiseFunction,
+        host: str,
+        port: int,
+        *,
+        max_buffer: int = 1024 * 1024,
+        max_connections: int = 256,
+        idle_timeout: float = 0.0,
+        event_param: str | None = None,
+        log_interval: float = 10.0,
+    ) -> None:
+        self.host, self.port = host, port
+        self.max_buffer = max_buffer
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.ingest = _Ingest(
+            "tcp", raise_fn, bad_log=RateLimitedLog(log, log_interval), event_param=event_param
+        )
+        self.connections: set[_TcpProtocol] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def counters(self) -> IngestCounters:
+        return self.ingest.counters
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._server is not None and self._server.sockets
+        sockname = self._server.sockets[0].getsockname()
+        return str(sockname[0]), int(sockname[1])
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _TcpProtocol(self), self.host, self.port, reuse_address=True
+        )
+
+    def stop_accepting(self) -> None:
+        """Stop listening; open connections keep being served until :meth:`close`."""
+        if self._server is not None:
+            self._server.close()
+
+    async def close(self) -> None:
+        """Stop listening and close every connection (what was received is already raised)."""
+        self.stop_accepting()
+        for proto in list(self.connections):
+            if proto.transport is not None:
+                proto.transport.close()
+        if self._server is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            self._server = None
+
+
+def _peer(addr: Any) -> str:
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        host = str(addr[0])
+        return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
+    return str(addr)

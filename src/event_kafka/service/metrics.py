@@ -1,0 +1,355 @@
+"""Prometheus metrics and OpenSIPS-style statistics, both read from one snapshot at scrape time.
+
+Nothing is updated per message for monitoring: the library already counts everything
+(:meth:`EventKafka.stats <event_kafka.connector.EventKafka.stats>`), the listeners keep plain
+integer counters, and :class:`ServiceCollector` turns a :class:`Snapshot` of them into metric
+families only when Prometheus scrapes ``/metrics``. MI ``get_statistics`` reads the same
+snapshot through :func:`statistics_groups`.
+
+Metrics (all prefixed ``event_kafka_``):
+
+========================================  ==================  ================================
+name                                      labels              meaning
+========================================  ==================  ================================
+``messages_accepted_total``               broker_id, event,   accepted into a producer queue
+                                          topic               (``broker_id`` for kafka_publish,
+                                                              ``event`` for kafka: subscribers)
+``messages_delivered_total``              same                acknowledged by the broker
+``messages_failed_total``                 same                failure report (timeout, error,
+                                                              shutdown)
+``messages_rejected_total``               same + reason       refused at once (queue_full,
+                                                              too_large, fatal, closed, other)
+``messages_in_flight``                    same                accepted, no report yet
+``report_route_errors_total``             same                the route raised
+``unknown_broker_id_total``               —                   kafka_publish to an unknown ID
+``producer_queue_length``                 brokers             librdkafka queue (messages)
+``producer_down``                         brokers             1 while all brokers are down
+``producer_rebuilds_total``               brokers             fatal errors recovered
+``report_route_runs_total``               route               reports handled by the route
+``report_route_pending``                  route               reports waiting for the route
+``report_actions_total``                  route, status       counted by the ``count`` action
+``dead_letter_total``                     route, result       re-published / rejected / failed
+``event_raised_total``                    event               raise_event calls
+``event_subscribers``                     event               live subscribers
+``event_subscriber_accepted_total``       event               subscriber sends accepted
+``event_subscriber_failed_total``         event               subscriber sends refused
+``ingest_received_total``                 listener            notifications read (udp / tcp)
+``ingest_malformed_total``                listener            not a valid notification
+``ingest_raised_total``                   listener            raised in the Event Interface
+``ingest_refused_total``                  listener            unknown event / not accepted
+``ingest_unknown_event_total``            listener            event name not published
+``ingest_connections``                    listener            open TCP connections
+``ingest_bytes_total``                    listener            bytes read
+``mi_requests_total`` / ``_errors_total``  —                   MI requests / error replies
+``http_rejected_total``                   reason              unauthorized, too_large,
+                                                              timeout, overload
+``config_reloads_total``                  result              SIGHUP reloads (ok / error)
+``transport_stat``                        transport,          udp/tcp subscriber counters as
+                                          destination, stat   the transports report them
+``start_time_seconds``, ``info``          version             process start, version
+========================================  ==================  ================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+    UnknownMetricFamily,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+__all__ = ["ServiceCollector", "Snapshot", "make_registry", "statistics_groups"]
+
+_P = "event_kafka_"
+_LANE_LABELS = ["broker_id", "event", "topic"]
+_REJECT_REASONS = ("queue_full", "too_large", "fatal", "closed", "other")
+
+
+@dataclass
+class Snapshot:
+    """Everything the service counts, read at one moment.
+
+    Attributes:
+        ek: ``EventKafka.stats()``.
+        broker_topics: each configured broker ID and its topic (lanes with another owner
+            belong to event subscribers).
+        transports: ``EventInterface.transport_stats()``.
+        ingest: per listener (``udp``/``tcp``) counters, ``unknown_event`` included.
+        mi: ``requests``/``errors`` of the dispatcher.
+        http: rejections by reason.
+        report_actions: per route counters of the configured actions.
+        reloads: ``{"ok": n, "error": n}``.
+        started_at: ``time.time()`` at start; ``version``: the package version.
+    """
+
+    ek: Mapping[str, Any]
+    broker_topics: Mapping[str, str] = field(default_factory=dict)
+    transports: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    ingest: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    mi: Mapping[str, int] = field(default_factory=dict)
+    http: Mapping[str, int] = field(default_factory=dict)
+    report_actions: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    reloads: Mapping[str, int] = field(default_factory=dict)
+    started_at: float = 0.0
+    version: str = ""
+
+
+def _lane_rows(snap: Snapshot) -> dict[tuple[str, str, str], dict[str, int]]:
+    """Lane counters summed per (broker_id, event, topic): a broker_id has one lane per report
+    route, an event one per Kafka subscriber socket."""
+    rows: dict[tuple[str, str, str], dict[str, int]] = {}
+    for lane in snap.ek.get("lanes", ()):
+        owner = str(lane.get("owner", ""))
+        key = (owner, "", str(lane.get("topic", "")))
+        if owner not in snap.broker_topics:
+            key = ("", owner, key[2])
+        agg = rows.setdefault(key, {})
+        for k, v in lane.items():
+            if isinstance(v, int) and not isinstance(v, bool):
+                agg[k] = agg.get(k, 0) + v
+    # Configured broker IDs show up (as zeros) before their first message.
+    for bid, topic in snap.broker_topics.items():
+        rows.setdefault((bid, "", topic), {})
+    return rows
+
+
+class ServiceCollector(Collector):
+    """A prometheus-client collector that reads a :class:`Snapshot` on every scrape."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snapshot()
+        yield from _lane_metrics(snap)
+        yield from _producer_metrics(snap)
+        yield from _event_metrics(snap)
+        yield from _ingest_metrics(snap)
+        yield from _service_metrics(snap)
+
+
+def _lane_metrics(snap: Snapshot) -> Iterator[Metric]:
+    rows = _lane_rows(snap)
+    counters = {
+        "accepted": "Messages accepted into a producer queue.",
+        "delivered": "Messages acknowledged by the broker.",
+        "failed": "Messages with a failure report (error, timeout, shutdown).",
+        "route_errors": "Report route calls that raised.",
+    }
+    for name, doc in counters.items():
+        metric = "report_route_errors" if name == "route_errors" else f"messages_{name}"
+        fam = CounterMetricFamily(_P + metric, doc, labels=_LANE_LABELS)
+        for key, c in rows.items():
+            fam.add_metric(list(key), c.get(name, 0))
+        yield fam
+    rejected = CounterMetricFamily(
+        _P + "messages_rejected",
+        "Messages refused at once by kafka_publish / a subscriber.",
+        labels=[*_LANE_LABELS, "reason"],
+    )
+    for key, c in rows.items():
+        for reason in _REJECT_REASONS:
+            rejected.add_metric([*key, reason], c.get(f"rejected_{reason}", 0))
+    yield rejected
+    inflight = GaugeMetricFamily(
+        _P + "messages_in_flight", "Accepted messages without a report yet.", labels=_LANE_LABELS
+    )
+    for key, c in rows.items():
+        inflight.add_metric(list(key), c.get("in_flight", 0))
+    yield inflight
+    yield CounterMetricFamily(
+        _P + "unknown_broker_id",
+        "kafka_publish calls naming an unknown broker_id.",
+        value=int(snap.ek.get("unknown_broker_id", 0)),
+    )
+
+
+def _producer_metrics(snap: Snapshot) -> Iterator[Metric]:
+    queue = GaugeMetricFamily(
+        _P + "producer_queue_length", "Messages in the librdkafka queue.", labels=["brokers"]
+    )
+    down = GaugeMetricFamily(
+        _P + "producer_down", "1 while every broker of the producer is down.", labels=["brokers"]
+    )
+    rebuilds = CounterMetricFamily(
+        _P + "producer_rebuilds", "Producers rebuilt after a fatal error.", labels=["brokers"]
+    )
+    for p in snap.ek.get("producers", ()):
+        label = [str(p.get("brokers", ""))]
+        queue.add_metric(label, int(p.get("queue_length", 0)))
+        down.add_metric(label, 1 if p.get("down") else 0)
+        rebuilds.add_metric(label, int(p.get("rebuilds", 0)))
+    yield from (queue, down, rebuilds)
+    runs = CounterMetricFamily(
+        _P + "report_route_runs", "Reports handled by a report route.", labels=["route"]
+    )
+    pending = GaugeMetricFamily(
+        _P + "report_route_pending", "Reports waiting for a report route.", labels=["route"]
+    )
+    for name, r in snap.ek.get("report_routes", {}).items():
+        runs.add_metric([name], int(r.get("ran", 0)))
+        pending.add_metric([name], int(r.get("pending", 0)))
+    yield from (runs, pending)
+    actions = CounterMetricFamily(
+        _P + "report_actions",
+        "Reports counted by a configured report route, by delivery status.",
+        labels=["route", "status"],
+    )
+    dead = CounterMetricFamily(
+        _P + "dead_letter",
+        "Failed messages re-published to a dead-letter broker_id, by result.",
+        labels=["route", "result"],
+    )
+    for route, c in snap.report_actions.items():
+        actions.add_metric([route, "delivered"], c.get("delivered", 0))
+        actions.add_metric([route, "failed"], c.get("failed", 0))
+        for result in ("published", "rejected", "delivered", "failed"):
+            dead.add_metric([route, result], c.get(f"dead_letter_{result}", 0))
+    yield from (actions, dead)
+
+
+def _event_metrics(snap: Snapshot) -> Iterator[Metric]:
+    raised = CounterMetricFamily(_P + "event_raised", "Events raised.", labels=["event"])
+    subs = GaugeMetricFamily(_P + "event_subscribers", "Live subscribers.", labels=["event"])
+    accepted = CounterMetricFamily(
+        _P + "event_subscriber_accepted", "Subscriber sends that took the event.", labels=["event"]
+    )
+    failed = CounterMetricFamily(
+        _P + "event_subscriber_failed", "Subscriber sends that refused the event.", labels=["event"]
+    )
+    for name, ev in snap.ek.get("events", {}).items():
+        raised.add_metric([name], _attr(ev, "raised"))
+        subs.add_metric([name], _attr(ev, "subscribers"))
+        accepted.add_metric([name], _attr(ev, "accepted"))
+        failed.add_metric([name], _attr(ev, "failed"))
+    yield from (raised, subs, accepted, failed)
+    stat = UnknownMetricFamily(
+        _P + "transport_stat",
+        "Counters of the udp/tcp subscriber transports, as they report them.",
+        labels=["transport", "destination", "stat"],
+    )
+    for scheme, dests in snap.transports.items():
+        if scheme == "kafka":
+            continue  # the producer metrics above cover it
+        for dest, counters in dests.items():
+            if not isinstance(counters, Mapping):
+                continue
+            for name, value in counters.items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    stat.add_metric([scheme, str(dest), str(name)], value)
+    yield stat
+
+
+def _ingest_metrics(snap: Snapshot) -> Iterator[Metric]:
+    docs = {
+        "received": "Notifications read (malformed ones included).",
+        "malformed": "Input that is not a valid notification.",
+        "raised": "Notifications raised in the Event Interface.",
+        "refused": "Notifications not raised or not accepted by every subscriber.",
+        "unknown_event": "Notifications for an event that is not published.",
+        "bytes": "Bytes read.",
+        "connections_total": "TCP connections accepted.",
+        "connections_refused": "TCP connections refused (max_connections).",
+    }
+    for name, doc in docs.items():
+        fam = CounterMetricFamily(_P + f"ingest_{name}", doc, labels=["listener"])
+        for listener, c in snap.ingest.items():
+            fam.add_metric([listener], c.get(name, 0))
+        yield fam
+    conns = GaugeMetricFamily(
+        _P + "ingest_connections", "Open ingest TCP connections.", labels=["listener"]
+    )
+    for listener, c in snap.ingest.items():
+        if listener == "tcp":
+            conns.add_metric([listener], c.get("connections", 0))
+    yield conns
+
+
+def _service_metrics(snap: Snapshot) -> Iterator[Metric]:
+    yield CounterMetricFamily(
+        _P + "mi_requests", "MI requests received.", value=snap.mi.get("requests", 0)
+    )
+    yield CounterMetricFamily(
+        _P + "mi_errors", "MI requests answered with an error.", value=snap.mi.get("errors", 0)
+    )
+    rejected = CounterMetricFamily(
+        _P + "http_rejected", "HTTP requests refused before the MI.", labels=["reason"]
+    )
+    for reason in ("unauthorized", "too_large", "timeout", "overload"):
+        rejected.add_metric([reason], snap.http.get(reason, 0))
+    yield rejected
+    reloads = CounterMetricFamily(
+        _P + "config_reloads", "Configuration reloads (SIGHUP).", labels=["result"]
+    )
+    for result in ("ok", "error"):
+        reloads.add_metric([result], snap.reloads.get(result, 0))
+    yield reloads
+    yield GaugeMetricFamily(
+        _P + "start_time_seconds", "Start time (Unix seconds).", value=snap.started_at
+    )
+    info = InfoMetricFamily(_P + "build", "event-kafka version.")
+    info.add_metric([], {"version": snap.version})
+    yield info
+
+
+def _attr(obj: Any, name: str) -> int:
+    value = obj.get(name, 0) if isinstance(obj, Mapping) else getattr(obj, name, 0)
+    return int(value)
+
+
+def make_registry(snapshot: Callable[[], Snapshot]) -> CollectorRegistry:
+    """A registry holding only the service collector (no process/GC default collectors, so
+    a scrape costs one snapshot)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ServiceCollector(snapshot))
+    return registry
+
+
+def statistics_groups(snap: Snapshot) -> dict[str, dict[str, int | float]]:
+    """The snapshot as OpenSIPS statistics: ``{group: {name: value}}``.
+
+    Groups: ``event_kafka`` (totals), ``broker_<ID>`` (per broker_id), ``event_<NAME>`` (per
+    event), ``route_<NAME>`` (per report route), ``ingest_udp``/``ingest_tcp`` and ``mi``.
+    MI ``get_statistics`` prints them as ``group:name``.
+    """
+    groups: dict[str, dict[str, int | float]] = {}
+    totals: dict[str, int | float] = {}
+    per_broker: dict[str, dict[str, int | float]] = {}
+    for (bid, _event, _topic), c in _lane_rows(snap).items():
+        for k in ("accepted", "delivered", "failed", "rejected", "in_flight", "route_errors"):
+            totals[k] = totals.get(k, 0) + c.get(k, 0)
+            if bid:
+                b = per_broker.setdefault(bid, {})
+                b[k] = b.get(k, 0) + c.get(k, 0)
+    for k in ("accepted", "delivered", "failed", "rejected", "in_flight", "route_errors"):
+        totals.setdefault(k, 0)
+    totals["unknown_broker_id"] = int(snap.ek.get("unknown_broker_id", 0))
+    totals["rejected_after_close"] = int(snap.ek.get("rejected_after_close", 0))
+    groups["event_kafka"] = totals
+    for bid in snap.broker_topics:
+        groups[f"broker_{bid}"] = per_broker.get(bid) or dict.fromkeys(
+            ("accepted", "delivered", "failed", "rejected", "in_flight", "route_errors"), 0
+        )
+    for name, ev in snap.ek.get("events", {}).items():
+        groups[f"event_{name}"] = {
+            k: _attr(ev, k) for k in ("raised", "subscribers", "accepted", "failed")
+        }
+    for route, r in snap.ek.get("report_routes", {}).items():
+        if route.startswith("_"):
+            continue  # internal (dead-letter) routes: counted in their route's group
+        g: dict[str, int | float] = {"ran": int(r.get("ran", 0))}
+        g["errors"] = int(r.get("errors", 0))
+        g["pending"] = int(r.get("pending", 0))
+        g.update(snap.report_actions.get(route, {}))
+        groups[f"route_{route}"] = g
+    for listener, counters in snap.ingest.items():
+        groups[f"ingest_{listener}"] = dict(counters)
+    groups["mi"] = {**snap.mi, **{f"http_{k}": v for k, v in snap.http.items()}}
+    return groups
