@@ -300,3 +300,21 @@ def test_secret_never_in_logs_or_stats(caplog: pytest.LogCaptureFixture) -> None
     assert secret not in caplog.text
     assert secret not in repr(ek.stats())
     assert secret not in repr(ek.brokers)
+
+
+def test_set_broker_ids_applies_changes_and_keeps_what_was_accepted(
+    kafka_broker: Broker, make_topic: Callable[..., str], consume: Consume
+) -> None:
+    old_t, new_t = make_topic(1), make_topic(1)
+    b = kafka_broker.bootstrap
+    ek = EventKafka([f"[a]{b}/{old_t}", f"[gone]{b}/{old_t}"])
+    assert ek.kafka_publish("a", "before") == 1
+    with pytest.raises(SocketError):
+        ek.set_broker_ids([f"[a]{b}/{new_t}", "[bad]nope"])
+    assert set(ek.brokers) == {"a", "gone"}  # a bad reload changes nothing
+    ek.set_broker_ids([f"[a]{b}/{new_t}"])
+    assert ek.kafka_publish("a", "after") == 1
+    assert ek.kafka_publish("gone", "x") == -1
+    assert ek.close(10) == 0
+    assert [r.value for r in consume(old_t, expect=1)] == [b"before"]
+    assert [r.value for r in consume(new_t, expect=1)] == [b"after"]

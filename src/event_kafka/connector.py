@@ -20,7 +20,7 @@ import atexit
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -78,12 +78,7 @@ class EventKafka:
         queue_full_wait: float = 0.0,
         report_queue_size: int = 100_000,
     ) -> None:
-        self.brokers: dict[str, KafkaSocket] = {}
-        for entry in broker_ids:
-            bid, sock = parse_broker_id(entry)
-            if bid in self.brokers:
-                raise ConfigError(f"Broker ID [{bid}] already defined")
-            self.brokers[bid] = sock
+        self.brokers: dict[str, KafkaSocket] = _parse_broker_ids(broker_ids)
         self.pool = ProducerPool(
             flush_timeout=flush_timeout,
             queue_full_wait=queue_full_wait,
@@ -99,6 +94,18 @@ class EventKafka:
         self._evi: EventInterface | None = None
         self.closed = False
         _instances.add(self)
+
+    def set_broker_ids(self, broker_ids: Iterable[str] | Mapping[str, KafkaSocket]) -> None:
+        """Replace the broker_id definitions (a reload): all are checked first, so a bad entry
+        changes nothing. IDs removed or changed stop taking messages; what they accepted is
+        still flushed and reported. Takes ``[ID]socket`` strings or parsed ``{id: socket}``."""
+        new = dict(broker_ids) if isinstance(broker_ids, Mapping) else _parse_broker_ids(broker_ids)
+        with self._lock:
+            old, self.brokers = self.brokers, new
+            for (bid, route), lane in list(self._lanes.items()):
+                if new.get(bid) != old.get(bid):
+                    del self._lanes[(bid, route)]
+                    self.pool.release(lane)
 
     # -- report routes -----------------------------------------------------------------------
 
@@ -285,6 +292,16 @@ class EventKafka:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _parse_broker_ids(entries: Iterable[str]) -> dict[str, KafkaSocket]:
+    brokers: dict[str, KafkaSocket] = {}
+    for entry in entries:
+        bid, sock = parse_broker_id(entry)
+        if bid in brokers:
+            raise ConfigError(f"Broker ID [{bid}] already defined")
+        brokers[bid] = sock
+    return brokers
 
 
 def _zero() -> dict[str, int]:

@@ -357,16 +357,14 @@ class Service:
         _warn_restart_needed(self.started_with, new)
         ek = self.ek
         for bid in old.brokers.keys() - new.brokers.keys():
-            ek.brokers.pop(bid, None)
             log.info("broker_id [%s] removed", bid)
         for bid, sock in new.brokers.items():
             current = ek.brokers.get(bid)
             if current is None:
-                ek.brokers[bid] = sock
                 log.info("broker_id [%s] added", bid)
             elif current != sock:
-                # Its producer lanes are built already: changing them needs a restart.
-                log.warning("broker_id [%s] changed: restart to apply (the old one stays)", bid)
+                log.info("broker_id [%s] changed: %s", bid, sock)
+        ek.set_broker_ids(new.brokers)
         evi = ek.evi
         for name in new.published_events:
             evi.publish_event(name)
