@@ -1,38 +1,125 @@
-"""``event-kafka demo``: the README's main job on an embedded default (a local Kafka)."""
+"""``event-kafka demo`` (``make demo``): the service on an embedded default.
+
+Starts a local Apache Kafka, runs ``event-kafka serve`` with ``examples/event-kafka.toml``
+pointed at it, drives it the way an operator and a SIP server would — the real ``opensips-cli``
+over the MI, and an OpenSIPS-style ``event_datagram`` notification over UDP — and prints every
+record as it lands in Kafka. Then SIGTERM: the service flushes and exits 0.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
-from .connector import EventKafka
-from .devkafka import LocalKafka, consume_all, create_topic
-from .report import Report
+from .devkafka import LocalKafka, consume_all, create_topic, free_port
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "event-kafka.toml"
+TOPICS = ("sip-events", "sip-dead-letter", "cdrs", "security")
+INVITE_CALLID = "a84b4c76e66710@pc33.atlanta.example.com"
 
 
 def run_demo(echo: Callable[[str], None]) -> int:
-    """Start Kafka, publish through event-kafka, read back and print; returns the exit status."""
+    """Run the demo; returns the exit status."""
+    if not EXAMPLE.exists():
+        echo(f"the demo needs the source tree's {EXAMPLE} (run it from a clone: make demo)")
+        return 2
     echo("starting a local Apache Kafka (the first run fetches the jars from Maven Central)...")
-    with LocalKafka() as kafka:
+    with LocalKafka() as kafka, tempfile.TemporaryDirectory(prefix="ek-demo-") as tmp:
         echo(f"Kafka is up at {kafka.bootstrap}")
-        create_topic(kafka.bootstrap, "cdrs", partitions=1)
-        with EventKafka([f"[k1]{kafka.bootstrap}/cdrs?g.linger.ms=5&t.acks=all"]) as ek:
+        for t in TOPICS:
+            create_topic(kafka.bootstrap, t, 1)
+        ports = {"mi": free_port(), "udp": free_port(), "tcp": free_port(), "metrics": free_port()}
+        cfg = Path(tmp) / "event-kafka.toml"
+        cfg.write_text(
+            EXAMPLE.read_text()
+            .replace("127.0.0.1:9092", kafka.bootstrap)
+            .replace("127.0.0.1:8888", f"127.0.0.1:{ports['mi']}")
+            .replace("127.0.0.1:8090", f"127.0.0.1:{ports['udp']}")
+            .replace("127.0.0.1:8091", f"127.0.0.1:{ports['tcp']}")
+            .replace("127.0.0.1:9108", f"127.0.0.1:{ports['metrics']}")
+        )
+        mi_url = f"http://127.0.0.1:{ports['mi']}/mi"
+        log = open(Path(tmp) / "serve.log", "wb")  # noqa: SIM115 - closed below
+        exe = [sys.executable, "-m", "event_kafka.cli", "serve", "-c", str(cfg)]
+        echo("$ event-kafka serve -c examples/event-kafka.toml   (pointed at the local Kafka)")
+        svc = subprocess.Popen(exe, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            if not _wait_mi(mi_url, svc):
+                log.flush()
+                echo((Path(tmp) / "serve.log").read_text())
+                return 1
+            _drive(echo, mi_url, ports["udp"], Path(tmp))
+            echo("\nrecords in Kafka:")
+            for t, n in (("security", 2), ("cdrs", 1), ("sip-events", 1)):
+                for r in consume_all(kafka.bootstrap, t, expect=n, timeout=20):
+                    key = r.key.decode() if r.key else None
+                    value = r.value.decode() if r.value else None
+                    hdrs = {k: (v or b"").decode() for k, v in r.headers}
+                    echo(f"  {t}[{r.partition}]@{r.offset} key={key} headers={hdrs}\n    {value}")
+        finally:
+            svc.send_signal(signal.SIGTERM)
+            rc = svc.wait(60)
+            log.close()
+        echo(f"\nSIGTERM: the service flushed and exited with status {rc}")
+        return rc
 
-            @ek.report_route("kafka_report")
-            def kafka_report(r: Report) -> None:
-                echo(
-                    f"report route: kafka_status={r.kafka_status} kafka_id={r.kafka_id} "
-                    f"kafka_key={r.kafka_key} partition={r.partition} offset={r.offset}"
-                )
 
-            for i, callid in enumerate(["a84b4c76e66710@pc33.example.com", "3848276298220188511"]):
-                msg = f'{{"callid":"{callid}","duration":{60 + i}}}'
-                rc = ek.kafka_publish("k1", msg, key=callid, report_route="kafka_report")
-                echo(f'kafka_publish("k1", {msg}, {callid!r}, "kafka_report") -> {rc}')
-        for r in consume_all(kafka.bootstrap, "cdrs", expect=2):
-            key = r.key.decode() if r.key else None
-            value = r.value.decode() if r.value else None
-            echo(
-                f"landed in Kafka: topic={r.topic} partition={r.partition} offset={r.offset} "
-                f"key={key} value={value}"
+def _wait_mi(url: str, svc: subprocess.Popen[bytes], timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and svc.poll() is None:
+        try:
+            _mi(url, "version")
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def _mi(url: str, method: str, **params: object) -> object:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read()).get("result")
+
+
+def _drive(echo: Callable[[str], None], mi_url: str, udp_port: int, home: Path) -> None:
+    cli = shutil.which("opensips-cli", path=str(Path(sys.executable).parent)) or shutil.which(
+        "opensips-cli"
+    )
+    commands = [
+        ["raise_event", "E_PIKE_BLOCKED", "192.168.2.11"],
+        ["kafka_publish", "broker_id=k1", 'message={"cdr":"demo"}', "key=demo-1", "wait=1"],
+        ["get_statistics", "broker_k1:"],
+    ]
+    for args in commands:
+        echo(f"\n$ opensips-cli -x mi {' '.join(args)}")
+        if cli:
+            out = subprocess.run(
+                [cli, "-o", "communication_type=http", "-o", f"url={mi_url}", "-x", "mi", *args],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={**os.environ, "HOME": str(home)},
             )
-    return 0
+            echo((out.stdout or out.stderr).strip())
+        else:  # installed without the dev extras: the same JSON-RPC request by hand
+            params = dict(a.split("=", 1) for a in args[1:] if "=" in a)
+            echo(json.dumps(_mi(mi_url, args[0], **params), indent=4))
+    # What OpenSIPS's event_datagram sends for `event_subscribe E_ACC_CDR udp:...`; and
+    # an E_PIKE_BLOCKED raised for a SIP message goes through the key=callid subscriber.
+    cdr = b'{"jsonrpc":"2.0","method":"E_ACC_CDR","params":{"callid":"' + INVITE_CALLID.encode()
+    cdr += b'","duration":118}}'
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(cdr, ("127.0.0.1", udp_port))
+    echo(f"\n$ (OpenSIPS event_datagram) udp -> 127.0.0.1:{udp_port}: {cdr.decode()}")
+    _mi(mi_url, "raise_event", event="E_PIKE_BLOCKED", params='{"ip":"10.0.0.66"}')
