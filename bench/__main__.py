@@ -29,6 +29,7 @@ REFERENCE = {
     "raise_event": "raw_cb",
     "raise_event(CallId)": "raw_cb",
     "service_udp": "raw_cb",
+    "service_udp@50k": "raw_cb",
     "service_mi": "raw_cb",
 }
 WARMUPS = {"kafka_publish+route": 2}
@@ -40,6 +41,7 @@ ALL_ROWS = [
     "raise_event",
     "raise_event(CallId)",
     "service_udp",
+    "service_udp@50k",
     "service_mi",
     "aiokafka",
     "kafka-python",

@@ -433,6 +433,26 @@ class EventInterface:
             TypeError, ValueError: bad ``params`` (before anything is sent; only checked
                 when the event has subscribers).
         """
+        return self._dispatch(event, params, sip_msg, None)[0]
+
+    def raise_event_script(
+        self, event: str, params: Params = None, sip_msg: str | bytes | None = None
+    ) -> int:
+        """:meth:`raise_event` with OpenSIPS script semantics: ``1`` if every subscriber
+        accepted the event (or there is none), ``-1`` otherwise. Same exceptions."""
+        n, total = self._dispatch(event, params, sip_msg, None)
+        return 1 if n == total else -1
+
+    def raise_payload(
+        self, event: str, payload: bytes, params: Params = None, sip_msg: str | bytes | None = None
+    ) -> tuple[int, int]:
+        """Raise with ``payload`` already built — it must equal ``build_payload(event, params)``
+        (the ingest fast path has proven it). Returns ``(accepted, subscribers)``."""
+        return self._dispatch(event, params, sip_msg, payload)
+
+    def _dispatch(
+        self, event: str, params: Params, sip_msg: str | bytes | None, payload: bytes | None
+    ) -> tuple[int, int]:
         ev = self._events.get(event)
         if ev is None:
             raise UnknownEventError(event)
@@ -442,10 +462,11 @@ class EventInterface:
             senders, needs_callid, deadline = ev.snap
         if not senders:
             ev.raised += 1
-            return 0
+            return 0, 0
         key = key_for(sip_msg) if needs_callid and sip_msg is not None else None
-        payload = build_payload(event, params)
-        ev.raised += 1
+        if payload is None:
+            payload = build_payload(event, params)
+        ev.raised += 1  # only now: a malformed SIP message or bad params raised nothing
         n = 0
         for send, wants_key in senders:
             try:
@@ -454,37 +475,7 @@ class EventInterface:
                 self._log.error("event %s: a subscriber's send raised %r", event, exc)
         ev.accepted += n
         ev.failed += len(senders) - n
-        return n
-
-    def raise_event_script(
-        self, event: str, params: Params = None, sip_msg: str | bytes | None = None
-    ) -> int:
-        """:meth:`raise_event` with OpenSIPS script semantics: ``1`` if every subscriber
-        accepted the event (or there is none), ``-1`` otherwise. Same exceptions."""
-        ev = self._events.get(event)
-        if ev is None:
-            raise UnknownEventError(event)
-        # raise_event's body again, keeping the number of subscribers it saw: raise_event
-        # itself stays one call deep for speed.
-        senders, needs_callid, deadline = ev.snap
-        if deadline != _INF and deadline < self._clock():
-            self._purge(ev, self._clock())
-            senders, needs_callid, deadline = ev.snap
-        if not senders:
-            ev.raised += 1
-            return 1
-        key = key_for(sip_msg) if needs_callid and sip_msg is not None else None
-        payload = build_payload(event, params)
-        ev.raised += 1
-        n = 0
-        for send, wants_key in senders:
-            try:
-                n += send(payload, event, params, key if wants_key else None)
-            except Exception as exc:
-                self._log.error("event %s: a subscriber's send raised %r", event, exc)
-        ev.accepted += n
-        ev.failed += len(senders) - n
-        return 1 if n == len(senders) else -1
+        return n, len(senders)
 
     # -- monitoring and life cycle -----------------------------------------------------------
 

@@ -37,7 +37,7 @@ from typing import Any
 import orjson
 
 from ..connector import EventKafka
-from ..event_interface import UnknownEventError
+from ..event_interface import EventInterface, UnknownEventError
 from ..kafka_socket import KafkaSocket
 from ..ratelimit import RateLimitedLog
 from .config import (
@@ -49,7 +49,7 @@ from .config import (
     load_config,
 )
 from .http import HttpConfig, HttpCounters, HttpServer, make_app
-from .ingest import Notification, RaiseOutcome, TcpIngestServer, UdpIngestServer
+from .ingest import ACCEPTED, Notification, RaiseOutcome, TcpIngestServer, UdpIngestServer
 from .metrics import Snapshot, make_registry, statistics_groups
 from .mi import MIDispatcher, package_version, service_commands
 from .report_actions import ReportActions
@@ -246,7 +246,7 @@ class Service:
         is none), as OpenSIPS's script ``raise_event`` reports it."""
         evi = self.ek.evi
         try:
-            rc = evi.raise_event_script(note.event, note.params)
+            rc = self._raise_one(evi, note)
         except UnknownEventError:
             if not self._auto_publish(note.event):
                 self.unknown_events[listener] = self.unknown_events.get(listener, 0) + 1
@@ -256,11 +256,18 @@ class Service:
                     note.event,
                 )
                 return RaiseOutcome((404, "Event not registered"))
-            rc = evi.raise_event_script(note.event, note.params)
+            rc = self._raise_one(evi, note)
         except (TypeError, ValueError) as exc:
             self._unknown_log.warning("%s ingest: cannot raise %r: %s", listener, note.event, exc)
             return RaiseOutcome((400, "Bad Params"))
-        return RaiseOutcome() if rc == 1 else RaiseOutcome((500, "Cannot Raise Event"))
+        return ACCEPTED if rc == 1 else RaiseOutcome((500, "Cannot Raise Event"))
+
+    @staticmethod
+    def _raise_one(evi: EventInterface, note: Notification) -> int:
+        if note.payload is None:
+            return evi.raise_event_script(note.event, note.params)
+        n, total = evi.raise_payload(note.event, note.payload, note.params)
+        return 1 if n == total else -1
 
     def _auto_publish(self, name: str) -> bool:
         events = self.settings.model.events

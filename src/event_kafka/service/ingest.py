@@ -30,13 +30,15 @@ import asyncio
 import contextlib
 import logging
 import re
+import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import orjson
 
-from ..payload import INT_MAX, INT_MIN, Params
+from ..payload import INT_MAX, INT_MIN, Params, build_payload
 from ..ratelimit import RateLimitedLog
 from .mi import FloatText, JObject, compact_json, loads_json
 
@@ -186,7 +188,7 @@ class IngestError(ValueError):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs 0.4 us per event
 class Notification:
     """One ingested event: its name, params (as :func:`~event_kafka.payload.build_payload`
     takes them) and, for event_stream's reliable mode, the request id."""
@@ -195,6 +197,9 @@ class Notification:
     params: Params
     id: Any = None
     has_id: bool = False
+    payload: bytes | None = None
+    """The notification's bytes when they are exactly what ``build_payload`` makes of
+    ``event`` and ``params``: raising then reuses them instead of encoding again."""
 
 
 _ALLOWED = frozenset(("jsonrpc", "method", "params", "id"))
@@ -210,6 +215,10 @@ def parse_notification(raw: bytes, *, event_param: str | None = None) -> Notific
     Raises:
         IngestError: what is wrong (never quoting the input at length).
     """
+    if event_param is None:
+        fast = _parse_canonical(raw)
+        if fast is not None:
+            return fast
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -264,6 +273,32 @@ def parse_notification(raw: bytes, *, event_param: str | None = None) -> Notific
     return Notification(event, params, rid, has_id)
 
 
+def _parse_canonical(raw: bytes) -> Notification | None:
+    """The fast path: a notification byte-identical to what OpenSIPS (and build_payload) writes.
+
+    orjson decodes ~10x faster than the order- and duplicate-preserving decoder; re-encoding
+    the result and finding the very same bytes proves nothing was lost (no duplicate names,
+    no floats, no big ints, key order kept). Anything else takes the exact slow path.
+    """
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(obj) is not dict or "id" in obj:
+        return None
+    method = obj.get("method")
+    if type(method) is not str or len(method.encode()) > EVENT_NAME_MAX:
+        return None
+    params = obj.get("params")
+    try:
+        if build_payload(method, params) != raw:
+            return None
+    except (TypeError, ValueError):
+        return None
+    # A dict keeps the order (and, proven above, had no duplicates): build_payload's fastest form.
+    return Notification(method, params or None, payload=raw)
+
+
 def _event_from_param(value: Any, rid: Any) -> str:
     if not isinstance(value, str) or not value:
         raise IngestError("the event_param value must be a non-empty string", rid)
@@ -303,13 +338,16 @@ def _short(text: str, limit: int = 80) -> str:
 # Raising: what the listeners hand each notification to
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RaiseOutcome:
     """What happened to one notification: ``error`` is ``None`` when it was accepted,
     else the JSON-RPC ``(code, message)`` to answer a reliable-mode sender with."""
 
     error: tuple[int, str] | None = None
 
+
+ACCEPTED = RaiseOutcome()
+UDP_RCVBUF = 16 * 1024 * 1024
 
 RaiseFunction: TypeAlias = Callable[[Notification, str], RaiseOutcome]
 """``(notification, listener) -> outcome``: raises the event in the Event Interface."""
@@ -382,18 +420,6 @@ def _error_reply(code: int, message: str, rid: Any) -> bytes:
 # UDP
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, ingest: _Ingest) -> None:
-        self.ingest = ingest
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.ingest.counters.bytes += len(data)
-        self.ingest.handle(data, _peer(addr))
-
-    def error_received(self, exc: Exception) -> None:
-        self.ingest.bad_log.warning("udp ingest: socket error: %s", exc)
-
-
 class UdpIngestServer:
     """The event_datagram receiver: one notification per datagram, never answered.
 
@@ -417,7 +443,8 @@ class UdpIngestServer:
         self.host, self.port = host, port
         self.max_datagram = max_datagram
         self.ingest = _Ingest("udp", raise_fn, bad_log=RateLimitedLog(log, log_interval))
-        self._transport: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
 
     @property
     def counters(self) -> IngestCounters:
@@ -426,28 +453,59 @@ class UdpIngestServer:
     @property
     def address(self) -> tuple[str, int]:
         """The bound address (the real port when 0 was asked for)."""
-        assert self._transport is not None
-        sockname = self._transport.get_extra_info("sockname")
+        assert self._sock is not None
+        sockname = self._sock.getsockname()
         return str(sockname[0]), int(sockname[1])
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self.ingest), local_addr=(self.host, self.port)
-        )
-        self._transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            # A deeper receive buffer absorbs bursts while the loop is busy elsewhere.
-            import socket as _s
+        """Bind (raising OSError if it cannot) and start the reader thread."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        # A deep receive buffer absorbs bursts (root may exceed net.core.rmem_max).
+        for opt in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+            if opt is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, opt, UDP_RCVBUF)
+                    break
+        sock.settimeout(0.25)  # how soon close() is noticed
+        self._sock = sock
+        # A blocking reader thread, not an asyncio transport: asyncio reads one datagram per
+        # event-loop wakeup, which costs several times the work of raising the event.
+        self._thread = threading.Thread(target=self._read, name="ek-udp-ingest", daemon=True)
+        self._thread.start()
 
-            with contextlib.suppress(OSError):
-                sock.setsockopt(_s.SOL_SOCKET, _s.SO_RCVBUF, 4 * 1024 * 1024)
+    def _read(self) -> None:
+        sock, ingest, size = self._sock, self.ingest, self.max_datagram
+        assert sock is not None
+        counters = ingest.counters
+        while self._sock is sock:
+            try:
+                data, addr = sock.recvfrom(size)
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                if self._sock is not sock:
+                    return
+                ingest.bad_log.warning("udp ingest: socket error: %s", exc)
+                continue
+            counters.bytes += len(data)
+            try:
+                ingest.handle(data, _peer(addr))
+            except Exception:  # never let one datagram stop the listener
+                log.exception("udp ingest: handling a datagram failed")
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+        if self._thread is not None:
+            self._thread.join(2.0)
+            self._thread = None
 
 
 # --------------------------------------------------------------------------------------------
