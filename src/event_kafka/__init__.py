@@ -8,19 +8,28 @@ The public API is what this package exports; its modules are the implementation:
 
 from .connector import EventKafka, UnknownReportRouteError
 from .errors import ConfigError, EventKafkaError, SocketError
+from .event_interface import EventInterface, EventNameError, UnknownEventError
 from .kafka_socket import KafkaSocket, parse_broker_id, parse_socket
+from .payload import build_payload
 from .producer import after_fork
 from .report import Report
+from .sip import CallId, SipMessageError
 
 __all__ = [
+    "CallId",
     "ConfigError",
+    "EventInterface",
     "EventKafka",
     "EventKafkaError",
+    "EventNameError",
     "KafkaSocket",
     "Report",
+    "SipMessageError",
     "SocketError",
+    "UnknownEventError",
     "UnknownReportRouteError",
     "after_fork",
+    "build_payload",
     "parse_broker_id",
     "parse_socket",
 ]
