@@ -318,3 +318,24 @@ def test_set_broker_ids_applies_changes_and_keeps_what_was_accepted(
     assert ek.close(10) == 0
     assert [r.value for r in consume(old_t, expect=1)] == [b"before"]
     assert [r.value for r in consume(new_t, expect=1)] == [b"after"]
+
+
+def test_flush_waits_for_reports_and_keeps_accepting(kafka_broker: Broker, topic: str) -> None:
+    reports: list[Report] = []
+    ek = EventKafka([f"[k]{kafka_broker.bootstrap}/{topic}"])
+    ek.add_report_route("r", lambda r: (time.sleep(0.001), reports.append(r)))
+    for i in range(200):
+        ek.kafka_publish("k", f"m{i}", report_route="r")
+    assert ek.flush(30) == 0
+    assert len(reports) == 200 and ek.in_flight() == 0
+    assert ek.kafka_publish("k", "still open") == 1
+    assert ek.close(10) == 0
+
+
+def test_flush_returns_what_is_left_on_timeout() -> None:
+    ek = EventKafka([f"[d]{dead_broker()}/t"])
+    ek.kafka_publish("d", "x")
+    t0 = time.monotonic()
+    assert ek.flush(0.3) == 1
+    assert 0.25 <= time.monotonic() - t0 < 2
+    assert ek.close(0.1) == 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
@@ -266,6 +267,26 @@ class EventKafka:
         if self._evi is not None:
             out["events"] = self._evi.stats()
         return out
+
+    def in_flight(self) -> int:
+        """Accepted messages whose report has not run yet (report routes included)."""
+        lanes = sum(ln.stats.in_flight for ln in self.pool.lanes)
+        return lanes + sum(int(w["pending"]) for w in self.pool.stats()["report_routes"].values())
+
+    def flush(self, timeout: float = 10.0) -> int:
+        """Wait up to ``timeout`` until every accepted message was reported; returns how many
+        are still in flight. It keeps accepting meanwhile.
+
+        It waits by sleeping in small steps, which lets the delivery and report-route threads
+        run even in hosts whose calling thread otherwise never releases the GIL (Kamailio 5.6
+        workers between requests): call it before a planned stop of such a host.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            left = self.in_flight()
+            if left == 0 or time.monotonic() >= deadline:
+                return left
+            time.sleep(0.005)
 
     def close(self, timeout: float | None = None) -> int:
         """Stop accepting, flush for ``timeout`` (default ``flush_timeout``), then fail the rest.
