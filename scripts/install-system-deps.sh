@@ -5,6 +5,7 @@ set -euo pipefail
 want=()
 command -v java >/dev/null || want+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || want+=(maven)
+command -v openssl >/dev/null || want+=(openssl)   # TLS certificates of the SASL_SSL tests
 if [[ "${1:-}" == "--e2e" ]]; then
   command -v kamailio >/dev/null || want+=(kamailio)
   [[ -e /usr/lib/x86_64-linux-gnu/kamailio/modules/app_python3.so ]] || want+=(kamailio-python3-modules)

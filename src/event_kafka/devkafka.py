@@ -118,6 +118,15 @@ def _terminate(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         _live.discard(proc)
 
 
+def _cluster_id() -> str:
+    """A KRaft cluster id. Like Kafka's Uuid.randomUuid, never one starting with '-', which
+    the storage tool's argument parser would take for an option."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free on ``host`` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -434,7 +443,7 @@ class LocalKafka:
             wd.mkdir(parents=True, exist_ok=True)
             sasl_port = free_port() if self.sasl_ssl is not None else None
             self._nodes.append(KafkaNode(i, free_port(), free_port(), wd, None, sasl_port))
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = _cluster_id()
         for n in self._nodes:
             self._write_config(n)
             self._format(n, cluster_id)

@@ -129,6 +129,10 @@ class SharedProducer:
         self.down_errors = 0
         self.lost_reports = 0
         self.closed = False
+        # The last broker-side error (auth, TLS, ...): a timed-out message names it, since
+        # librdkafka's own report only says "Message timed out".
+        self.last_error: str | None = None
+        self.errlog = RateLimitedLog(log, 10.0)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -271,6 +275,8 @@ class SharedProducer:
 
     def _on_error(self, err: KafkaError) -> None:
         code = err.code()
+        if code != KafkaError._ALL_BROKERS_DOWN and not err.fatal():
+            self.last_error = self.scrub(err.str())
         if code in _DOWN:
             if not self.down:
                 self.down = True
@@ -281,7 +287,7 @@ class SharedProducer:
         if err.fatal():
             self.fatal_pending = self.scrub(err.str())
             return
-        self.pool.errlog.error("[%s] kafka error: %s", self.label, self.scrub(err.str()))
+        self.errlog.error("[%s] kafka error: %s", self.label, self.scrub(err.str()))
 
     def mark_up(self) -> None:
         self.down = False
@@ -452,6 +458,8 @@ class Lane:
             self.delivered += 1
             if self.sp.down:
                 self.sp.mark_up()
+            if self.sp.last_error is not None:
+                self.sp.last_error = None
         else:
             self.failed += 1
             self._failog.warning("[%s] delivery failed: %s", self.owner, self.reason(err))
@@ -471,9 +479,13 @@ class Lane:
             self._failog.error("[%s] on_report raised %s: %s", self.owner, type(exc).__name__, exc)
 
     def reason(self, err: KafkaError) -> str:
-        if err.code() in _PURGED:
+        code = err.code()
+        if code in _PURGED:
             return self.sp.purge_reason
-        return self.sp.scrub(f"{err.name()}: {err.str()}")
+        text = f"{err.name()}: {err.str()}"
+        if code == KafkaError._MSG_TIMED_OUT and self.sp.last_error:
+            text += f" (last broker error: {self.sp.last_error})"
+        return self.sp.scrub(text)
 
     def make_report(self, err: KafkaError | None, msg: Any, reason: str | None = None) -> Report:
         if err is None:
@@ -551,7 +563,6 @@ class ProducerPool:
         self._releasing: set[SharedProducer] = set()
         self._lock = threading.RLock()
         self.closed = False
-        self.errlog = RateLimitedLog(log, 10.0)
         _pools.add(self)
 
     def route_worker(self, name: str, fn: Callable[[Report], object]) -> RouteWorker:
