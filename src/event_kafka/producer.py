@@ -145,12 +145,15 @@ class SharedProducer:
                 self._build()
         self.produce(*args, **kwargs)
 
-    def _build(self) -> None:
+    def _new_producer(self) -> Any:
         conf: dict[str, Any] = dict(self.config)
         conf["error_cb"] = self._on_error
         conf["logger"] = _LibrdkafkaLogger(self.scrub, self.label)
         conf.setdefault("client.id", "event-kafka")
-        p = Producer(conf)
+        return Producer(conf)
+
+    def _build(self) -> None:
+        p = self._new_producer()
         self._producer = p
         self.produce = p.produce
         self._stop.clear()
@@ -196,11 +199,7 @@ class SharedProducer:
             if self.closed:
                 self.fatal_pending = None
                 return
-            conf: dict[str, Any] = dict(self.config)
-            conf["error_cb"] = self._on_error
-            conf["logger"] = _LibrdkafkaLogger(self.scrub, self.label)
-            conf.setdefault("client.id", "event-kafka")
-            new = Producer(conf)
+            new = self._new_producer()
             self._producer = new
             self.produce = new.produce
             self.fatal_pending = None
