@@ -138,9 +138,16 @@ class _Input:
     def error(self, what: str, position: int | None, detail: str = "") -> SocketError:
         """``invalid <kind> '<masked text>': <what> at position <n>[: <detail>]``."""
         where = "" if position is None else f" at position {position}"
+        # Names, key= values and librdkafka's reasons echo the input: keep the error one line.
+        what, detail = _printable(what), _printable(detail)
         detail = f": {detail}" if detail else ""
         quoted = _masked(self.text, self.body)
         return SocketError(f"invalid {self.kind} {quoted!r}: {what}{where}{detail}", position)
+
+
+def _printable(text: str) -> str:
+    """``text`` as is when printable, else with its control characters escaped."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 _PAIR_START = re.compile(r"(?:[gt]\.[^=&]*|key)=")
@@ -156,7 +163,7 @@ def _masked(text: str, body: int) -> str:
     """
     question = text.find("?", body)
     if question < 0:
-        return text
+        return _ANY_SECRET.sub(rf"\1{MASK}", text)
     out: list[str] = []
     swallowing = False
     for chunk in text[question + 1 :].split("&"):
@@ -167,7 +174,13 @@ def _masked(text: str, body: int) -> str:
         name, eq, _ = chunk.partition("=")
         swallowing = bool(eq) and not _value_is_shown(name)
         out.append(f"{name}={MASK}" if swallowing else chunk)
-    return text[: question + 1] + "&".join(out)
+    return _ANY_SECRET.sub(rf"\1{MASK}", text[: question + 1] + "&".join(out))
+
+
+# A secret-looking name=value anywhere: before any '?', or inside another value after a '='.
+_ANY_SECRET = re.compile(
+    r"(?i)([A-Za-z0-9._-]*(?:password|secret|passphrase|private\.key)[A-Za-z0-9._-]*=)[^&?]*"
+)
 
 
 def _value_is_shown(name: str) -> bool:
@@ -358,7 +371,11 @@ def parse_broker_id(text: str) -> tuple[str, KafkaSocket]:
     """
     opening = len(text) - len(text.lstrip(_WHITESPACE))
     closing = text.find("]", opening)
-    src = _Input(text, "broker_id", closing + 1 if closing >= 0 else opening + 1)
+    question = text.find("?")
+    body = closing + 1 if closing >= 0 else opening
+    if 0 <= question < body:
+        body = question  # a '?' before the ID's end: mask from it (the safe side)
+    src = _Input(text, "broker_id", body)
     _check_text(src)
     if opening == len(text) or text[opening] != "[":
         raise src.error("cannot find broker id start", opening, "expected '['")

@@ -462,6 +462,8 @@ class Lane:
         else:
             self.failed += 1
             self._failog.warning("[%s] delivery failed: %s", self.owner, self.reason(err))
+        if self.released and self.accepted == self.delivered + self.failed:
+            self.pool.forget(self)
 
     def _dr_route(self, err: KafkaError | None, msg: Any) -> None:
         self._dr_count(err, msg)
@@ -596,6 +598,8 @@ class ProducerPool:
             sp = lane.sp
             sp.lanes -= 1
             if sp.lanes > 0 or self.closed:
+                if lane.stats.in_flight == 0 and lane in self._lanes:
+                    self._lanes.remove(lane)  # else: when its last report comes (_dr_count)
                 return
             del self._producers[sp.key]
             # close() must still wait for this one: records in it are accepted records.
@@ -603,6 +607,12 @@ class ProducerPool:
         threading.Thread(
             target=self._close_released, args=(sp, lane), name="ek-release", daemon=True
         ).start()
+
+    def forget(self, lane: Lane) -> None:
+        """Drop a released lane that has nothing in flight any more (KB16)."""
+        with self._lock:
+            if lane in self._lanes:
+                self._lanes.remove(lane)
 
     def _close_released(self, sp: SharedProducer, lane: Lane) -> None:
         sp.close(self.flush_timeout)

@@ -31,6 +31,9 @@ Example::
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
+import stat
 import re
 import tomllib
 from collections.abc import Iterable, Sequence
@@ -107,7 +110,7 @@ def parse_listen(text: str) -> ListenAddress:
             raise ValueError("expected host:port")
         if ":" in host:
             raise ValueError("write IPv6 addresses as [addr]:port")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 <= int(port_text) <= 65535:
         raise ValueError(f"port must be 0-65535, not {port_text!r}")
     return ListenAddress(host, int(port_text))
 
@@ -183,7 +186,7 @@ class Subscription(_Model):
     """A static subscriber: created at start, never expires, owned by this file."""
 
     event: EventName
-    socket: SocketStr
+    socket: SocketStr = Field(repr=False)
 
 
 class ReportRouteConfig(_Model):
@@ -260,7 +263,7 @@ class LoggingSection(_Model):
 class ServiceConfig(_Model):
     """The whole file, as validated by pydantic (cross-references are checked afterwards)."""
 
-    broker_ids: list[BrokerIdStr] = []
+    broker_ids: list[BrokerIdStr] = Field(default=[], repr=False)
     kafka: KafkaSection = KafkaSection()
     events: EventsSection = EventsSection()
     subscriptions: list[Subscription] = []
@@ -283,7 +286,7 @@ class ServiceSettings:
     bearer token (from ``mi.token`` or ``mi.token_file``), never printed by ``repr``.
     """
 
-    model: ServiceConfig
+    model: ServiceConfig = field(repr=False)
     path: str
     brokers: dict[str, KafkaSocket]
     token: str | None = field(default=None, repr=False)
@@ -363,6 +366,8 @@ def load_config_text(
     except tomllib.TOMLDecodeError as exc:
         # tomllib's message already says "(at line N, column M)".
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deep") from None
     lines = KeyLines(text)
     problems: list[tuple[Loc, str]] = []
     try:
@@ -441,9 +446,9 @@ def _cross_check(
         if not tf.is_absolute() and base_dir is not None:
             tf = base_dir / tf
         try:
-            token = tf.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+            token = _read_token_file(tf)
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
             problems.append((("mi", "token_file"), f"cannot read {tf}: {reason}"))
         else:
             if not token:
@@ -454,6 +459,23 @@ def _cross_check(
 
     _check_listeners(m, problems)
     return brokers, token
+
+
+def _read_token_file(path: Path) -> str:
+    """At most 4 KiB of a regular file (O_NONBLOCK: a FIFO cannot block the load)."""
+    if "\0" in str(path):
+        raise ValueError("NUL character in the path")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise ValueError("not a regular file")
+        data = fh.read(4097)
+    if len(data) > 4096:
+        raise ValueError("larger than 4096 bytes")
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8") from None
 
 
 def _check_listeners(m: ServiceConfig, problems: list[tuple[Loc, str]]) -> None:
@@ -530,7 +552,7 @@ def _dotted(loc: Sequence[str | int]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            text = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else f'"{part}"'
+            text = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else json.dumps(part, ensure_ascii=False)
             out += f".{text}" if out else text
     return out or "(top level)"
 
@@ -540,6 +562,7 @@ def _format(path: str, lines: KeyLines, problems: Iterable[tuple[Loc, str]]) -> 
     for loc, msg in problems:
         line = lines.line_of(loc)
         where = f"{path}:{line}" if line is not None else path
+        msg = msg.replace("\r", "\\r").replace("\n", "\\n")  # values echoed raw: one line
         out.append(f"{where}: {_dotted(loc)}: {msg}")
     return "\n".join(out)
 

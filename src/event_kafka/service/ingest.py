@@ -241,6 +241,8 @@ def parse_notification(raw: bytes, *, event_param: str | None = None) -> Notific
         isinstance(rid, bool) or not (rid is None or isinstance(rid, int | str | float))
     ):
         raise IngestError("'id' must be a number, a string or null")
+    if isinstance(rid, int) and not -(2**63) <= rid < 2**64:
+        raise IngestError("'id' is outside the 64-bit integer range")
     for name, _ in obj.pairs:
         if name not in _ALLOWED:
             raise IngestError(f"unexpected member {_short(name)!r}", rid)
@@ -519,6 +521,7 @@ class _TcpProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self._idle: asyncio.TimerHandle | None = None
+        self._failed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -567,6 +570,7 @@ class _TcpProtocol(asyncio.Protocol):
 
     def _fail(self, reason: str, *, malformed: bool = True) -> None:
         c = self.server.counters
+        self._failed = True
         if malformed:  # the unsplittable rest counts as one malformed input
             c.received += 1
             c.malformed += 1
@@ -595,6 +599,16 @@ class _TcpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._idle is not None:
             self._idle.cancel()
+        pending = self.splitter.pending
+        if pending and not self._failed and self in self.server.connections:
+            c = self.server.counters
+            c.received += 1
+            c.malformed += 1
+            self.server.ingest.bad_log.warning(
+                "tcp ingest: %s closed the connection inside a notification (%d bytes dropped)",
+                self.peer,
+                pending,
+            )
         self.server.connections.discard(self)
         self.server.counters.connections = len(self.server.connections)
 

@@ -142,7 +142,37 @@ def loads_json(text: str, *, float_text: bool = False) -> Any:
         raise ValueError("JSON nested too deep") from None
     if _skip_ws(text, end) != len(text):
         raise ValueError(f"extra data after the JSON value at position {end}")
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH or _SURROGATE_ESCAPE.search(text):
+        _check_decoded(value)
     return value
+
+
+MAX_JSON_DEPTH = 100
+"""Deepest JSON accepted (OpenSIPS payloads nest 2 deep): compact_json recursion stays safe."""
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _check_decoded(value: Any) -> None:
+    """Refuse what cannot be printed again: a string holding an unpaired UTF-16 surrogate
+    (from a \\uD800-\\uDFFF escape), nesting deeper than MAX_JSON_DEPTH. Iterative."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, str):
+            if not v.isascii():
+                try:
+                    v.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValueError("invalid \\u escape: unpaired UTF-16 surrogate") from None
+        elif isinstance(v, list | dict):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH}")
+            if isinstance(v, list):
+                stack.extend((x, depth + 1) for x in v)
+            else:
+                for k, x in v.pairs if isinstance(v, JObject) else v.items():
+                    stack.append((k, depth))
+                    stack.append((x, depth + 1))
 
 
 _WS = re.compile(r"[ \t\n\r]*")
@@ -343,6 +373,8 @@ class Params:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return cjson_valueint(value)
         if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value):
+            if len(value.lstrip("+-").lstrip("0")) > 10:  # beyond C int: saturate, no int()
+                return INT_MIN if value.startswith("-") else INT_MAX
             return cjson_valueint(int(value))
         raise bad_type(name)
 

@@ -62,6 +62,9 @@ _CONNECTION_COUNTERS = (
 )  # fmt: skip
 
 
+from ..kafka_socket import _masked  # noqa: E402
+
+
 class TcpTransport(Transport):
     """The ``tcp`` transport (event_stream).
 
@@ -128,7 +131,7 @@ class TcpTransport(Transport):
             if not method:
                 at = len(self.scheme) + 1 + len(text)
                 raise SocketError(
-                    f"invalid tcp socket {'tcp:' + text!r}: empty method after '/' at position "
+                    f"invalid tcp socket {_masked('tcp:' + text, 0)!r}: empty method after '/' at position "
                     f"{at}: write tcp:host:port or tcp:host:port/method",
                     at,
                 )

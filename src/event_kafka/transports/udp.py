@@ -59,6 +59,9 @@ class InetAddress:
         return f"{host}:{self.port}"
 
 
+from ..kafka_socket import _masked  # noqa: E402
+
+
 def parse_inet(
     scheme: str, text: str, *, rest_starts: str = "", socktype: int = socket.SOCK_DGRAM
 ) -> InetAddress:
@@ -75,7 +78,8 @@ def parse_inet(
     def error(what: str, at: int, detail: str = "") -> SocketError:
         detail = f": {detail}" if detail else ""
         return SocketError(
-            f"invalid {scheme} socket {full!r}: {what} at position {base + at}{detail}", base + at
+            f"invalid {scheme} socket {_masked(full, 0)!r}: {what} at position {base + at}{detail}",
+            base + at,
         )
 
     if not text:
