@@ -267,9 +267,9 @@ def raise_event(
     def call(i: int) -> None:
         raise_("E_PIKE_BLOCKED", params, sip)
 
+    lanes = ek.pool.lanes  # held now: close() forgets released lanes once they are done
     res = _measure(lambda: _loop(n, cap, call, timer), lambda: ek.close(120), None, timer)
-    lanes = ek.pool.stats()["lanes"]
-    res["delivered"] = sum(ln["delivered"] for ln in lanes) - 1
+    res["delivered"] = sum(ln.delivered for ln in lanes) - 1
     return _rate(res)
 
 
@@ -363,8 +363,18 @@ def _result(sent: int, delivered: int, t0: float, c0: float, timer: Timer) -> di
         "wall_s": wall,
         "cpu_s": cpu,
         **timer.summary(),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def peak_rss_mb() -> float:
+    """VmHWM of this process. Not ru_maxrss: Linux carries that over from the process that
+    forked us (through exec), so every row would report the bench runner's size."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
 
 
 def _measure(
