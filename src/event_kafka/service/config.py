@@ -33,8 +33,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import stat
 import re
+import stat
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -552,7 +552,11 @@ def _dotted(loc: Sequence[str | int]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            text = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else json.dumps(part, ensure_ascii=False)
+            text = (
+                part
+                if re.fullmatch(r"[A-Za-z0-9_-]+", part)
+                else json.dumps(part, ensure_ascii=False)
+            )
             out += f".{text}" if out else text
     return out or "(top level)"
 

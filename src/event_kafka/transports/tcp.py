@@ -131,8 +131,8 @@ class TcpTransport(Transport):
             if not method:
                 at = len(self.scheme) + 1 + len(text)
                 raise SocketError(
-                    f"invalid tcp socket {_masked('tcp:' + text, 0)!r}: empty method after '/' at position "
-                    f"{at}: write tcp:host:port or tcp:host:port/method",
+                    f"invalid tcp socket {_masked('tcp:' + text, 0)!r}: empty method after '/' "
+                    f"at position {at}: write tcp:host:port or tcp:host:port/method",
                     at,
                 )
         return TcpDestination(self, addr, method)
