@@ -30,8 +30,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,6 +37,7 @@ from typing import Any
 
 import orjson
 import pytest
+from mi_http import MIHttpClient
 
 from event_kafka.devkafka import consume_all, create_topic, free_port
 from event_kafka.service.ingest import IngestError, parse_notification
@@ -81,8 +80,10 @@ def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-class Service:
+class Service(MIHttpClient):
     """One ``event-kafka serve`` process; output in a file; stopped by PID."""
+
+    default_headers = AUTH  # the MI here has a token
 
     def __init__(self, workdir: Path, config: str, ports: dict[str, int]) -> None:
         self.config_path = workdir / "event-kafka.toml"
@@ -168,53 +169,13 @@ class Service:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
-    # -- HTTP ------------------------------------------------------------------------------
-
-    def post(self, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        req = urllib.request.Request(
-            self.url + "/mi",
-            data=body,
-            headers={"Content-Type": "application/json", **(AUTH if headers is None else headers)},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                status, data = r.status, r.read()
-        except urllib.error.HTTPError as e:
-            status, data = e.code, e.read()
-        self.replies.append(data)
-        return status, data
-
-    def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=30) as r:
-                status, text = r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            status, text = e.code, e.read().decode()
-        self.replies.append(text.encode())
-        return status, text
-
-    def mi(self, method: str, params: Any = None) -> Any:
-        req: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": method}
-        if params is not None:
-            req["params"] = params
-        status, body = self.post(orjson.dumps(req))
-        assert status == 200, (status, body)
-        return orjson.loads(body)
+    def seen(self, body: bytes) -> None:
+        self.replies.append(body)
 
     def stats(self, *names: str) -> dict[str, Any]:
         reply = self.mi("get_statistics", [list(names)])
         assert "result" in reply, reply
         return dict(reply["result"])
-
-    def metric(self, name: str, **labels: str) -> float:
-        from prometheus_client.parser import text_string_to_metric_families
-
-        _, text = self.get("/metrics")
-        for fam in text_string_to_metric_families(text):
-            for s in fam.samples:
-                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                    return float(s.value)
-        raise KeyError(name, labels)
 
 
 class Svc:

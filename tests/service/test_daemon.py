@@ -14,8 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 
 import orjson
 import pytest
+from mi_http import MIHttpClient
 
 from event_kafka.devkafka import Record, consume_all, create_topic, free_port
 from event_kafka.payload import build_payload, build_payload_with_id
@@ -39,7 +38,7 @@ OPENSIPS_EVENT = str(BIN / "opensips-event")
 # -- a daemon under test ---------------------------------------------------------------------------
 
 
-class Daemon:
+class Daemon(MIHttpClient):
     """One ``event-kafka serve`` process (stderr in a file, stopped by PID)."""
 
     def __init__(self, workdir: Path, config: str) -> None:
@@ -97,47 +96,6 @@ class Daemon:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-
-    # -- MI over HTTP -----------------------------------------------------------------------
-
-    def post(
-        self, body: bytes, headers: dict[str, str] | None = None, path: str = "/mi"
-    ) -> tuple[int, bytes]:
-        req = urllib.request.Request(
-            self.url + path,
-            data=body,
-            headers={"Content-Type": "application/json", **(headers or {})},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
-
-    def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=30) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
-
-    def mi(self, method: str, params: Any = None, headers: dict[str, str] | None = None) -> Any:
-        req: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": method}
-        if params is not None:
-            req["params"] = params
-        status, body = self.post(orjson.dumps(req), headers)
-        assert status == 200, (status, body)
-        return orjson.loads(body)
-
-    def metric(self, name: str, **labels: str) -> float:
-        from prometheus_client.parser import text_string_to_metric_families
-
-        _, text = self.get("/metrics")
-        for fam in text_string_to_metric_families(text):
-            for s in fam.samples:
-                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                    return float(s.value)
-        raise KeyError(name, labels)
 
 
 def wait_until(cond: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
