@@ -137,8 +137,8 @@ REJECTED: list[tuple[str, int | None, str]] = [
     ("kafka:h/t?=v", 10, "empty property name"),
     ("kafka:h/t?g.linger.ms=1&=v", 24, "empty property name"),
     ("kafka:h/t?g.=1", 10, "empty property name"),
-    ("kafka:h/t?key=CallID", 10, "the only key is key=callid"),
-    ("kafka:h/t?key=", 10, "the only key is key=callid"),
+    ("kafka:h/t?key=CallID", 10, "write key=callid or key=param:"),
+    ("kafka:h/t?key=", 10, "write key=callid or key=param:"),
     ("kafka:h/t?key=callid&key=callid", 21, "duplicate property key"),
     ("kafka:h/t?g.linger.ms=1&g.linger.ms=2", 24, "duplicate property g.linger.ms"),
     ("kafka:h/t?g.linger.ms=1&g.queue.buffering.max.ms=2", 24, "alias of g.linger.ms"),
@@ -258,7 +258,7 @@ BROKER_IDS_BAD: list[tuple[str, int, str]] = [
     ("[k1]h/t/x", 7, "unexpected '/'"),
     ("[k1]h/t?", 7, "missing properties"),
     ("[k1]h/t?g.acks=1", 8, "write t.acks"),
-    ("[k1]h/t?key=x", 8, "the only key is key=callid"),
+    ("[k1]h/t?key=x", 8, "write key=callid or key=param:"),
     ("[k1]h/t?g.linger.ms=1&g.linger.ms=1", 22, "duplicate property"),
 ]
 
@@ -400,6 +400,7 @@ def test_check_command_socket() -> None:
         "global_props": {"sasl.password": MASK},
         "topic_props": {"acks": "all"},
         "key_callid": True,
+        "key_param": None,
         "address": "h:9092/t",
         "canonical": "kafka:h:9092/t?g.sasl.password=*****&t.acks=all&key=callid",
     }

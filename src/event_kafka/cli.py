@@ -20,14 +20,15 @@ def main() -> None:
 
 @main.command()
 @click.argument("text")
-def check(text: str) -> None:
+@click.option("--strict", is_flag=True, help="OpenSIPS grammar only: refuse key=param:<name>")
+def check(text: str, strict: bool) -> None:
     """Check a Kafka socket (kafka:brokers/topic?props) or broker_id ([ID]brokers/topic?props).
 
     Prints the parsed result as JSON (secrets masked), or the error and exit status 2.
     """
     from .kafka_socket import check_command
 
-    status, out = check_command(text)
+    status, out = check_command(text, strict=strict)
     click.echo(out, err=status != 0)
     sys.exit(status)
 

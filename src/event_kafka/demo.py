@@ -1,13 +1,16 @@
 """``event-kafka demo`` (``make demo``): the service on an embedded default.
 
 Starts a local Apache Kafka, runs ``event-kafka serve`` with ``examples/event-kafka.toml``
+(shipped in the package as ``demo.toml``, so the demo also runs from an installed wheel)
 pointed at it, drives it the way an operator and a SIP server would — the real ``opensips-cli``
-over the MI, and an OpenSIPS-style ``event_datagram`` notification over UDP — and prints every
-record as it lands in Kafka. Then SIGTERM: the service flushes and exits 0.
+over the MI (or the same JSON-RPC by hand when it is not installed), and an OpenSIPS-style
+``event_datagram`` notification over UDP — and prints every record as it lands in Kafka. Then
+SIGTERM: the service flushes and exits 0. Everything it started is stopped before it returns.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 import shutil
@@ -23,15 +26,15 @@ from pathlib import Path
 
 from .devkafka import LocalKafka, consume_all, create_topic, free_port
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "event-kafka.toml"
+EXAMPLE = importlib.resources.files("event_kafka") / "demo.toml"
 TOPICS = ("sip-events", "sip-dead-letter", "cdrs", "security")
 INVITE_CALLID = "a84b4c76e66710@pc33.atlanta.example.com"
 
 
 def run_demo(echo: Callable[[str], None]) -> int:
     """Run the demo; returns the exit status."""
-    if not EXAMPLE.exists():
-        echo(f"the demo needs the source tree's {EXAMPLE} (run it from a clone: make demo)")
+    if not EXAMPLE.is_file():
+        echo(f"the demo's configuration {EXAMPLE} is missing: reinstall event-kafka")
         return 2
     echo("starting a local Apache Kafka (the first run fetches the jars from Maven Central)...")
     with LocalKafka() as kafka, tempfile.TemporaryDirectory(prefix="ek-demo-") as tmp:
@@ -68,7 +71,11 @@ def run_demo(echo: Callable[[str], None]) -> int:
                     echo(f"  {t}[{r.partition}]@{r.offset} key={key} headers={hdrs}\n    {value}")
         finally:
             svc.send_signal(signal.SIGTERM)
-            rc = svc.wait(60)
+            try:
+                rc = svc.wait(60)
+            except subprocess.TimeoutExpired:  # never leave the service behind
+                svc.kill()
+                rc = svc.wait(10)
             log.close()
         echo(f"\nSIGTERM: the service flushed and exited with status {rc}")
         return rc
@@ -115,8 +122,9 @@ def _drive(echo: Callable[[str], None], mi_url: str, udp_port: int, home: Path) 
         else:  # installed without the dev extras: the same JSON-RPC request by hand
             params = dict(a.split("=", 1) for a in args[1:] if "=" in a)
             echo(json.dumps(_mi(mi_url, args[0], **params), indent=4))
-    # What OpenSIPS's event_datagram sends for `event_subscribe E_ACC_CDR udp:...`; and
-    # an E_PIKE_BLOCKED raised for a SIP message goes through the key=callid subscriber.
+    # What OpenSIPS's event_datagram sends for `event_subscribe E_ACC_CDR udp:...`; its
+    # subscriber (key=param:callid) keys the record by the CDR's callid, the E_PIKE_BLOCKED
+    # ones (key=param:ip) by the blocked address.
     cdr = b'{"jsonrpc":"2.0","method":"E_ACC_CDR","params":{"callid":"' + INVITE_CALLID.encode()
     cdr += b'","duration":118}}'
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

@@ -5,8 +5,12 @@ An event socket is ``kafka:brokers/topic[?properties]``; a ``broker_id`` modpara
 ``g.<name>`` for librdkafka global properties, ``t.<name>`` for topic properties, and
 ``key=callid``. The grammar is OpenSIPS's (see docs/opensips-event-kafka.md §1-§2), made
 stricter as decided in §9: empty brokers, topic or property names, ``key=`` other than
-``callid``, duplicate properties and any property librdkafka would reject are errors at parse
-time. Nothing is trimmed or decoded.
+``callid`` (or the extension below), duplicate properties and any property librdkafka would
+reject are errors at parse time. Nothing is trimmed or decoded.
+
+One event-kafka extension: ``key=param:<name>`` takes the record key from the event parameter
+``<name>`` (events that reach the service over MI or ingest carry no SIP message, so
+``key=callid`` cannot key them). ``strict=True`` asks for OpenSIPS's grammar and refuses it.
 
 Example::
 
@@ -44,6 +48,10 @@ _SCOPES: dict[str, Scope] = {"g.": "global", "t.": "topic"}
 # can never deliver, so it is refused when parsed rather than failing on every event.
 _TOPIC_CHARS = re.compile(r"[A-Za-z0-9._-]*")
 _TOPIC_MAX = 249
+KEY_PARAM = "key=param:"
+# Event parameter names for key=param: (OpenSIPS's are identifiers such as callid, ip, aor).
+_PARAM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_KEY_HINT = "write key=callid or key=param:<event parameter name>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +80,9 @@ class KafkaSocket:
     """librdkafka topic properties, ``t.`` prefix removed."""
     key_callid: bool = False
     """``key=callid``: use the SIP Call-ID as record key (no effect for a ``broker_id``)."""
+    key_param: str | None = None
+    """``key=param:<name>`` (event-kafka extension): the record key is the value of the event
+    parameter ``<name>``; no such parameter (or ``null``, or ``""``), no key."""
 
     def __post_init__(self) -> None:
         # Accept plain dicts from direct construction; keep the fields hashable.
@@ -107,7 +118,7 @@ class KafkaSocket:
         return self.global_props.secret_values() + self.topic_props.secret_values()
 
     def to_text(self, *, unmasked: bool = False, prefix: str = PREFIX) -> str:
-        """Canonical text: properties sorted, ``g.`` then ``t.`` then ``key=callid``.
+        """Canonical text: properties sorted, ``g.`` then ``t.`` then ``key=...``.
 
         Secrets are masked unless ``unmasked=True``; parsing the unmasked text gives an equal
         socket. ``prefix=""`` gives the form used after ``[ID]`` in a ``broker_id``.
@@ -118,6 +129,8 @@ class KafkaSocket:
             pairs += [f"{tag}{name}={value}" for name, value in shown.items()]
         if self.key_callid:
             pairs.append("key=callid")
+        if self.key_param is not None:
+            pairs.append(f"{KEY_PARAM}{self.key_param}")
         query = "?" + "&".join(pairs) if pairs else ""
         return f"{prefix}{self.brokers}/{self.topic}{query}"
 
@@ -212,7 +225,7 @@ def _check_text(src: _Input) -> None:
             raise src.error("invalid Unicode character", exc.start) from None
 
 
-def _parse_body(src: _Input, start: int, *, trusted: bool) -> KafkaSocket:
+def _parse_body(src: _Input, start: int, *, trusted: bool, strict: bool) -> KafkaSocket:
     """Parse ``brokers/topic[?properties]`` from ``src.text[start:]``."""
     text, end = src.text, len(src.text)
     question = text.find("?", start)
@@ -234,6 +247,7 @@ def _parse_body(src: _Input, start: int, *, trusted: bool) -> KafkaSocket:
     global_props: dict[str, str] = {}
     topic_props: dict[str, str] = {}
     key_callid = False
+    key_param: str | None = None
     if question >= 0:
         pairs = _split_pairs(src, question + 1)
         seen: dict[str, int] = {}
@@ -245,9 +259,10 @@ def _parse_body(src: _Input, start: int, *, trusted: bool) -> KafkaSocket:
                 )
             seen[name] = pos
             if name == "key":
-                if value != "callid":
-                    raise src.error(f"unsupported key={value}", pos, "the only key is key=callid")
-                key_callid = True
+                if value == "callid":
+                    key_callid = True
+                else:
+                    key_param = _key_param(src, value, pos, strict)
                 continue
             scope = _SCOPES.get(name[:2])
             if scope is None:
@@ -270,7 +285,22 @@ def _parse_body(src: _Input, start: int, *, trusted: bool) -> KafkaSocket:
         global_props=PropertyMap(global_props),
         topic_props=PropertyMap(topic_props),
         key_callid=key_callid,
+        key_param=key_param,
     )
+
+
+def _key_param(src: _Input, value: str, pos: int, strict: bool) -> str:
+    """The parameter name of ``key=param:<name>``, or the error for an unsupported ``key=``."""
+    if not value.startswith("param:"):
+        raise src.error(f"unsupported key={value}", pos, _KEY_HINT)
+    if strict:
+        detail = "key=param: is an event-kafka extension; OpenSIPS knows only key=callid"
+        raise src.error(f"key={value} with strict OpenSIPS grammar", pos, detail)
+    name = value[len("param:") :]
+    if not _PARAM_NAME.fullmatch(name):
+        detail = "a parameter name is 1-64 ASCII letters, digits, '_', '.' or '-'"
+        raise src.error(f"invalid parameter name in key={value}", pos + len(KEY_PARAM), detail)
+    return name
 
 
 def _check_topic(src: _Input, topic: str, at: int) -> None:
@@ -316,13 +346,14 @@ def _prefix_hint(name: str) -> str:
     for tag, scope in _SCOPES.items():
         if property_info(scope, name) is not None:
             return f"unknown property prefix in {name!r}; write {tag}{name}"
-    return f"unknown property prefix in {name!r}; write g.<name> or t.<name> (or key=callid)"
+    return f"unknown property prefix in {name!r}; write g.<name> or t.<name> (or key=...)"
 
 
-def parse_socket(text: str) -> KafkaSocket:
+def parse_socket(text: str, *, strict: bool = False) -> KafkaSocket:
     """Parse an event socket ``kafka:brokers/topic[?properties]``.
 
     Every property is checked against librdkafka (name, scope, value) now, at subscribe time.
+    ``strict=True``: OpenSIPS's grammar only, so the ``key=param:`` extension is an error.
 
     Example::
 
@@ -346,16 +377,17 @@ def parse_socket(text: str) -> KafkaSocket:
         raise src.error("not a Kafka socket", 0, "it must start with 'kafka:'")
     if len(text) == len(PREFIX):
         raise src.error("no socket specified after 'kafka:'", len(PREFIX))
-    return _parse_body(src, len(PREFIX), trusted=False)
+    return _parse_body(src, len(PREFIX), trusted=False, strict=strict)
 
 
-def parse_broker_id(text: str) -> tuple[str, KafkaSocket]:
+def parse_broker_id(text: str, *, strict: bool = False) -> tuple[str, KafkaSocket]:
     """Parse a ``broker_id`` modparam value ``[ID]brokers/topic[?properties]``.
 
     Whitespace (space, tab, CR, LF) before ``[`` and after ``]`` is skipped; the ID is
     everything up to the first ``]``, untrimmed, and must not be empty (an empty ID cannot be
     told apart from a missing one in ``kafka_publish``). There is no ``kafka:`` prefix.
-    ``key=callid`` is accepted and kept in the socket but has no effect for ``kafka_publish``.
+    ``key=callid`` (and ``key=param:<name>``, refused with ``strict=True``) is accepted and
+    kept in the socket but has no effect for ``kafka_publish``.
     As a start-up setting, a ``broker_id`` may also use properties that load external code
     (``plugin.library.paths``, ``ssl.engine.location``, ``sasl.kerberos.kinit.cmd``).
     Duplicate IDs are for the caller to detect.
@@ -392,13 +424,14 @@ def parse_broker_id(text: str) -> tuple[str, KafkaSocket]:
         raise src.error(
             "'kafka:'", start, "broker_id takes no kafka: prefix; write [ID]brokers/topic"
         )
-    return broker_id, _parse_body(src, start, trusted=True)
+    return broker_id, _parse_body(src, start, trusted=True, strict=strict)
 
 
-def check_command(text: str) -> tuple[int, str]:
+def check_command(text: str, *, strict: bool = False) -> tuple[int, str]:
     """``event-kafka check TEXT``: parse a socket or (if it starts with ``[``) a broker_id.
 
     Returns ``(0, JSON)`` describing the result with secrets masked, or ``(2, message)``.
+    ``strict=True`` refuses event-kafka's grammar extension (``key=param:``).
 
     Example::
 
@@ -409,10 +442,10 @@ def check_command(text: str) -> tuple[int, str]:
     broker_id: str | None = None
     try:
         if text.lstrip(_WHITESPACE).startswith("["):
-            broker_id, socket = parse_broker_id(text)
+            broker_id, socket = parse_broker_id(text, strict=strict)
             canonical = f"[{broker_id}]" + socket.to_text(prefix="")
         else:
-            socket = parse_socket(text)
+            socket = parse_socket(text, strict=strict)
             canonical = socket.to_text()
     except SocketError as exc:
         return 2, str(exc)
@@ -424,6 +457,7 @@ def check_command(text: str) -> tuple[int, str]:
         "global_props": mask_properties(socket.global_props),
         "topic_props": mask_properties(socket.topic_props),
         "key_callid": socket.key_callid,
+        "key_param": socket.key_param,
         "address": socket.address,
         "canonical": canonical,
     }

@@ -8,7 +8,9 @@ Record produced for an event:
 * **topic**: the socket's topic;
 * **value**: the OpenSIPS JSON-RPC notification, byte for byte (§5.2);
 * **key**: with ``key=callid``, the Call-ID of the SIP message the event was raised for;
-  otherwise (or with no SIP message / no Call-ID) no key;
+  otherwise (or with no SIP message / no Call-ID) no key. With ``key=param:<name>`` (an
+  event-kafka extension), the value of the first named event parameter ``<name>`` as UTF-8
+  (an int as its decimal text); no such parameter, positional params, ``null`` or ``""``: no key;
 * **headers**: ``event`` = the event name (UTF-8). OpenSIPS sends no headers, so a consumer
   that ignores headers sees the same record as from OpenSIPS;
 * **partition**: librdkafka's partitioner (by key when there is one).
@@ -27,16 +29,40 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Mapping
 
 from ..kafka_socket import PREFIX, KafkaSocket, parse_socket
 from ..payload import Params
 from ..producer import Lane, ProducerPool
 from .base import Destination, Transport
 
-__all__ = ["EVENT_HEADER", "KafkaDestination", "KafkaTransport"]
+__all__ = ["EVENT_HEADER", "KafkaDestination", "KafkaTransport", "param_key"]
 
 EVENT_HEADER = "event"
 """Name of the record header carrying the event name."""
+
+
+def param_key(params: Params, name: str) -> bytes | None:
+    """The record key of ``key=param:<name>``: the first parameter called ``name``.
+
+    Example::
+
+        >>> param_key({"callid": "a84b@pc33", "duration": 118}, "callid")
+        b'a84b@pc33'
+        >>> param_key([("ip", "10.0.0.1")], "callid") is None
+        True
+    """
+    value: object = None
+    if isinstance(params, Mapping):
+        value = params.get(name)
+    elif params is not None and not isinstance(params, str | bytes):
+        for item in params:
+            if isinstance(item, tuple) and len(item) == 2 and item[0] == name:
+                value = item[1]
+                break
+    if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
+        return None
+    return str(value).encode()
 
 
 class KafkaTransport(Transport):
@@ -142,6 +168,8 @@ class KafkaDestination(Destination):
             # Only on the first event: an instance serves one event (see Destination).
             self._headers = [(EVENT_HEADER, event.encode())]
             self._event = event
+        if self.socket.key_param is not None:
+            key = param_key(params, self.socket.key_param)
         return lane.publish(payload, key, self._headers) == 1
 
     def _open(self, event: str) -> Lane | None:
