@@ -41,16 +41,9 @@ def run_demo(echo: Callable[[str], None]) -> int:
         echo(f"Kafka is up at {kafka.bootstrap}")
         for t in TOPICS:
             create_topic(kafka.bootstrap, t, 1)
-        ports = {"mi": free_port(), "udp": free_port(), "tcp": free_port(), "metrics": free_port()}
+        ports = free_ports()
         cfg = Path(tmp) / "event-kafka.toml"
-        cfg.write_text(
-            EXAMPLE.read_text()
-            .replace("127.0.0.1:9092", kafka.bootstrap)
-            .replace("127.0.0.1:8888", f"127.0.0.1:{ports['mi']}")
-            .replace("127.0.0.1:8090", f"127.0.0.1:{ports['udp']}")
-            .replace("127.0.0.1:8091", f"127.0.0.1:{ports['tcp']}")
-            .replace("127.0.0.1:9108", f"127.0.0.1:{ports['metrics']}")
-        )
+        cfg.write_text(example_config(kafka.bootstrap, ports))
         mi_url = f"http://127.0.0.1:{ports['mi']}/mi"
         log = open(Path(tmp) / "serve.log", "wb")  # noqa: SIM115 - closed below
         exe = [sys.executable, "-m", "event_kafka.cli", "serve", "-c", str(cfg)]
@@ -79,6 +72,23 @@ def run_demo(echo: Callable[[str], None]) -> int:
             log.close()
         echo(f"\nSIGTERM: the service flushed and exited with status {rc}")
         return rc
+
+
+def free_ports() -> dict[str, int]:
+    """A free loopback port for each listener of the example configuration."""
+    return {"mi": free_port(), "udp": free_port(), "tcp": free_port(), "metrics": free_port()}
+
+
+def example_config(bootstrap: str, ports: dict[str, int]) -> str:
+    """``examples/event-kafka.toml`` pointed at ``bootstrap``, its listeners on ``ports``."""
+    return (
+        EXAMPLE.read_text()
+        .replace("127.0.0.1:9092", bootstrap)
+        .replace("127.0.0.1:8888", f"127.0.0.1:{ports['mi']}")
+        .replace("127.0.0.1:8090", f"127.0.0.1:{ports['udp']}")
+        .replace("127.0.0.1:8091", f"127.0.0.1:{ports['tcp']}")
+        .replace("127.0.0.1:9108", f"127.0.0.1:{ports['metrics']}")
+    )
 
 
 def _wait_mi(url: str, svc: subprocess.Popen[bytes], timeout: float = 30) -> bool:

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
 import time
 import tomllib
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
@@ -26,26 +24,16 @@ import pytest
 
 from event_kafka.devkafka import KAFKA_VERSION, fetch_jars
 
+from .conftest import NOT_RELEASED, ROOT, Built, run_timed
+
 pytestmark = [pytest.mark.packaging, pytest.mark.integration]
 
-ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 VERSION = PYPROJECT["project"]["version"]
 # Directories whose every file the sdist must carry, and what is never part of a release.
 SDIST_TREES = ("src", "tests", "docs", "examples", "bench", "scripts")
 SDIST_FILES = ("pyproject.toml", "README.md", "LICENSE", "MANIFEST.in", "Makefile")
-NOT_RELEASED = {"__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache"}
-# Not copied into the clean tree the build starts from. A stale *.egg-info/SOURCES.txt would
-# feed its file list into the sdist and hide missing package data.
-NOT_COPIED = {*NOT_RELEASED, ".git", ".venv", ".cache", "build", "dist", "results"}
 PACKAGE_DATA = ("py.typed", "devkafka-pom.xml", "demo.toml")
-
-
-@dataclass
-class Built:
-    sdist: Path
-    wheel: Path
-    log: str
 
 
 @dataclass
@@ -65,33 +53,6 @@ class Installed:
         )
 
 
-def _timed(label: str, timings: dict[str, float], cmd: list[str], **kw: object) -> str:
-    start = time.monotonic()
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, **kw)  # type: ignore[call-overload]
-    timings[label] = round(time.monotonic() - start, 1)
-    assert res.returncode == 0, f"{label} failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
-    return str(res.stdout + res.stderr)
-
-
-@pytest.fixture(scope="module")
-def timings() -> Iterator[dict[str, float]]:
-    t: dict[str, float] = {}
-    yield t
-    print(f"\npackaging timings (s): {json.dumps(t)}")
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, timings: dict[str, float]) -> Built:
-    out = tmp_path_factory.mktemp("dist")
-    tree = tmp_path_factory.mktemp("clean") / "event-kafka"
-    shutil.copytree(ROOT, tree, symlinks=True, ignore=_not_copied)
-    # The default of python -m build: the sdist first, then the wheel built from that sdist.
-    log = _timed("build", timings, [sys.executable, "-m", "build", "-o", str(out), str(tree)])
-    (sdist,) = out.glob("*.tar.gz")
-    (wheel,) = out.glob("*.whl")
-    return Built(sdist, wheel, log)
-
-
 @pytest.fixture(scope="module")
 def installed(
     built: Built, tmp_path_factory: pytest.TempPathFactory, timings: dict[str, float]
@@ -100,9 +61,9 @@ def installed(
     assert ROOT not in base.parents, "the venv must live outside the repository"
     venv, cwd = base / "venv", base / "empty"
     cwd.mkdir()
-    _timed("venv", timings, [sys.executable, "-m", "venv", str(venv)])
+    run_timed("venv", timings, [sys.executable, "-m", "venv", str(venv)])
     pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
-    _timed("pip install wheel", timings, [*pip, "install", str(built.wheel)])
+    run_timed("pip install wheel", timings, [*pip, "install", str(built.wheel)])
     # A private cache dir holding only a link to the shared jars: `dev-kafka start` keeps its
     # state file there, so a concurrent dev-kafka of someone else sharing the cache is not hit.
     jars = fetch_jars().parent
@@ -120,10 +81,6 @@ def installed(
     if "JAVA_HOME" in os.environ:
         env["JAVA_HOME"] = os.environ["JAVA_HOME"]
     return Installed(venv, cwd, env)
-
-
-def _not_copied(directory: str, names: list[str]) -> set[str]:
-    return {n for n in names if n in NOT_COPIED or n.endswith((".egg-info", ".pyc"))}
 
 
 def _release_files() -> set[str]:
