@@ -21,6 +21,7 @@ from __future__ import annotations
 import doctest
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from event_kafka.demo import example_config, free_ports
-from event_kafka.devkafka import LocalKafka, TansuBroker, wait_until
+from event_kafka.devkafka import LocalKafka, TansuBroker, free_port, wait_until
 
 pytestmark = pytest.mark.docs
 
@@ -58,20 +59,17 @@ SKIP = {
     "pip install dist/event_kafka": (
         "needs a built wheel; tests/release/test_wheel.py builds and installs it in a fresh venv"
     ),
-    "/tmp/ek/bin/event-kafka --version": "as above: tests/release/test_wheel.py runs --version",
+    "/tmp/ek/bin/event-kafka --version": "tests/release/test_wheel.py runs the installed --version",
     "useradd ": "changes the host; tests/release/test_systemd.py runs this layout as nobody",
-    "install -d -o root -g event-kafka": "as above (tests/release/test_systemd.py)",
-    "install -o root -g event-kafka": "as above (tests/release/test_systemd.py)",
-    "install -m 0644 examples/event-kafka.service": "as above (systemd-analyze verify there)",
+    "install -d -o root -g event-kafka": "changes /etc; test_systemd.py does it in a tmp root",
+    "install -o root -g event-kafka": "changes /etc; test_systemd.py does it in a tmp root",
+    "install -m 0644 examples/event-kafka.service": "changes /etc; test_systemd.py verifies it",
     "systemctl ": "needs a running systemd (none in test containers)",
     "opensips-cli -x mi event_subscribe": "sent to a real OpenSIPS's MI; none runs in the tests",
     "apt-get ": "installs packages; `make test` runs scripts/install-system-deps.sh --e2e",
-    "kamailio -f examples/kamailio/kamailio.cfg": (
-        "Kamailio + SIPp, about a minute: tests/e2e/test_kamailio.py runs these command lines"
-    ),
 }
-# Block-level: a block containing this text is skipped whole (its commands depend on each other).
-SKIP_BLOCKS = {"KPID=$!": "the Kamailio run: see the kamailio entry of SKIP"}
+# Programs some blocks need that `make test` installs (scripts/install-system-deps.sh --e2e).
+PROGRAMS = ("kamailio", "sipp", "kamcmd")
 
 
 @dataclass(frozen=True)
@@ -186,8 +184,22 @@ def test_blocks_were_found() -> None:
 def test_skip_entries_are_used() -> None:
     commands = [c for b in BLOCKS if b.kind == "sh" for c in _commands(b.text)]
     unused = [what for what in SKIP if not any(what in c for c in commands)]
-    unused += [what for what in SKIP_BLOCKS if not any(what in b.text for b in BLOCKS)]
     assert not unused, f"stale SKIP entries (their command is gone): {unused}"
+
+
+REPO_PATH = re.compile(
+    r"(?<![\w./-])(?:\$PWD/)?((?:examples|src|docs|scripts|bench|tests)/[\w./*-]+)"
+)
+MACHINE_PATH = re.compile(r"(?<![\w.-])/(?:work|root|home)/")
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=lambda b: b.id)
+def test_block_paths_exist(block: Block) -> None:
+    # Also for the blocks that do not run: no path of one machine, no file that is not there.
+    assert not MACHINE_PATH.search(block.text), f"{block.id}: a path of one machine"
+    text = re.sub(r"\S*<[^>\s]*>\S*", "", block.text)  # placeholders such as <file>
+    missing = [p for p in REPO_PATH.findall(text) if not list(ROOT.glob(p.rstrip(".")))]
+    assert not missing, f"{block.id}: no such file in the repository: {missing}"
 
 
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
@@ -227,13 +239,22 @@ def test_python_block(block: Block, kafka_broker: LocalKafka | TansuBroker, tmp_
 
 
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.kind == "sh"], ids=lambda b: b.id)
-def test_sh_block(block: Block, service: Service) -> None:
-    why = next((why for what, why in SKIP_BLOCKS.items() if what in block.text), None)
-    commands = [] if why else [c for c in _commands(block.text) if _skip_reason(c) is None]
+def test_sh_block(block: Block, service: Service, tmp_path: Path) -> None:
+    commands = [c for c in _commands(block.text) if _skip_reason(c) is None]
     if not commands:
-        why = why or "; ".join(sorted({str(_skip_reason(c)) for c in _commands(block.text)}))
+        why = "; ".join(sorted({str(_skip_reason(c)) for c in _commands(block.text)}))
         pytest.skip(f"nothing here runs in a test: {why}")
-    script = "set -euo pipefail\n" + "\n".join(_replace(c, service.replacements) for c in commands)
+    text = "\n".join(commands)
+    missing = [p for p in PROGRAMS if re.search(rf"^\s*{p} ", text, re.M) and not shutil.which(p)]
+    if missing:
+        pytest.skip(f"needs {missing}: `make test` installs them (install-system-deps.sh --e2e)")
+    # The docs' fixed example ports and run directory, made private to this run.
+    private = {"/tmp/ek-kam": str(tmp_path / "ek-kam")}
+    private.update({str(p): str(free_port()) for p in range(5070, 5074) if str(p) in text})
+    # Background jobs a block starts are stopped (by PID) however the block ends.
+    script = "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n"
+    script += _replace(_replace(text, service.replacements), private)
+    before = _untracked()
     res = subprocess.run(
         ["bash", "-c", script],
         cwd=ROOT,
@@ -243,6 +264,16 @@ def test_sh_block(block: Block, service: Service) -> None:
         timeout=180,
     )
     assert res.returncode == 0, f"{block.id}:\n{script}\n--- output:\n{res.stdout}{res.stderr}"
+    left = sorted(_untracked() - before)
+    assert not left, f"{block.id} leaves files in the repository: {left}"
+
+
+def _untracked() -> set[str]:
+    if not (ROOT / ".git").exists():
+        return set()  # an unpacked sdist: nothing to compare with
+    cmd = ["git", "status", "--porcelain", "--untracked-files=all"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
+    return {line[3:] for line in out.splitlines() if line.startswith("??")}
 
 
 _END = "@@docs-test-end@@"
