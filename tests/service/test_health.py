@@ -55,7 +55,7 @@ check_timeout = 1
         assert f"producer {name} ({own_kafka.bootstrap}) has reached no broker" in body["reason"]
         assert "ready_broker_timeout 2s" in body["reason"]
         assert await get(svc, "/health/live") == (200, '{"status":"ok"}')
-        status, text = await get(svc, "/metrics")
+        _, text = await get(svc, "/metrics")
         assert (
             f'event_kafka_producer_down{{brokers="{own_kafka.bootstrap}",producer="{name}"}} 1.0'
             in text
