@@ -341,19 +341,24 @@ class Service:
             return []
         now = time.monotonic()
         down = [sp for sp in self.ek.pool.producers if sp.down and now - sp.down_since >= limit]
+        probes = {sp.name: self._probes[sp.name] for sp in down if sp.name in self._probes}
+        stale = [
+            sp for sp in down if sp.name not in probes or now - probes[sp.name][0] >= _READY_CACHE_S
+        ]
         loop = asyncio.get_running_loop()
-        reasons = []
-        for sp in down:
-            cached = self._probes.get(sp.name)
-            if cached is None or now - cached[0] >= _READY_CACHE_S:
-                up = await loop.run_in_executor(None, sp.probe, metrics.check_timeout)
-                cached = self._probes[sp.name] = (now, up)
-            if not cached[1] and sp.down:
-                reasons.append(
-                    f"producer {sp.name} ({sp.label}) has reached no broker for "
-                    f"{now - sp.down_since:.0f}s (ready_broker_timeout {limit:g}s)"
-                )
-        return reasons
+        # In parallel: each probe may take check_timeout when its brokers are really gone.
+        results = await asyncio.gather(
+            *(loop.run_in_executor(None, sp.probe, metrics.check_timeout) for sp in stale)
+        )
+        for sp, up in zip(stale, results, strict=True):
+            probes[sp.name] = (now, up)
+        self._probes = probes
+        return [
+            f"producer {sp.name} ({sp.label}) has reached no broker for "
+            f"{now - sp.down_since:.0f}s (ready_broker_timeout {limit:g}s)"
+            for sp in down
+            if sp.down and not probes[sp.name][1]
+        ]
 
     async def _brokers_reachable(self) -> tuple[bool, dict[str, Any]]:
         m = self.settings.model
