@@ -72,7 +72,7 @@ check_timeout = 1
 
 
 @pytest.mark.asyncio
-async def test_ready_check_can_be_turned_off_and_extended(tmp_path: Path) -> None:
+async def test_ready_counts_configured_producers_can_be_off_and_extended(tmp_path: Path) -> None:
     # Nothing listens on port 1: the producer is down from its first message on.
     config = """
 broker_ids = ["[k1]127.0.0.1:1/t?t.message.timeout.ms=60000"]
@@ -85,6 +85,19 @@ ready_broker_timeout = 0.2
 check_timeout = 0.2
 """
     async with running_service(tmp_path, config) as svc:
+        # A subscriber added at run time (over the MI) does not count: only configured ones.
+        evi = svc.ek.evi
+        evi.publish_event("E_DYN")
+        evi.subscribe("E_DYN", "kafka:127.0.0.1:2/t?t.message.timeout.ms=60000")
+        assert evi.raise_event("E_DYN", {"a": 1}) == 1
+
+        async def dynamic_down_long() -> bool:
+            p = svc.ek.stats()["producers"]
+            return bool(p) and p[0]["down_for"] > 0.5
+
+        await wait_for(dynamic_down_long, 30, "the dynamic subscriber's producer to be down")
+        assert await get(svc, "/health/ready") == (200, '{"status":"ok"}')
+
         assert svc.ek.kafka_publish("k1", "m") == 1
 
         async def down() -> bool:

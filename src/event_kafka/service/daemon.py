@@ -318,8 +318,9 @@ class Service:
         )
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:
-        """``/health/ready``: configuration loaded, not stopping, no producer that has reached
-        no broker for ``ready_broker_timeout`` s, every :attr:`ready_checks` passing, and
+        """``/health/ready``: configuration loaded, not stopping, no configured producer
+        (broker_ids, static subscriptions) that has reached no broker for
+        ``ready_broker_timeout`` s, every :attr:`ready_checks` passing, and
         (``check_brokers``) one reachable bootstrap server per broker list. When not ready,
         ``reason`` says why."""
         if self.stopping:
@@ -340,7 +341,14 @@ class Service:
         if limit <= 0:
             return []
         now = time.monotonic()
-        down = [sp for sp in self.ek.pool.producers if sp.down and now - sp.down_since >= limit]
+        # Only configured producers: a subscriber added over the MI (by anyone who can reach
+        # it) must not be able to take the service out of a load balancer.
+        configured = {sock.producer_key for sock in self._kafka_sockets()}
+        down = [
+            sp
+            for sp in self.ek.pool.producers
+            if sp.down and now - sp.down_since >= limit and sp.key in configured
+        ]
         probes = {sp.name: self._probes[sp.name] for sp in down if sp.name in self._probes}
         stale = [
             sp for sp in down if sp.name not in probes or now - probes[sp.name][0] >= _READY_CACHE_S
