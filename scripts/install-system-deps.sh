@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project needs, only those missing: Java 17+ and Maven for the
-# local Apache Kafka; with --e2e also Kamailio (app_python3) and SIPp for the SIP end-to-end test.
+# local Apache Kafka; with --e2e also Kamailio (app_python3) and SIPp for the SIP end-to-end test,
+# and promtool (Debian ships it in the prometheus package) to check examples/prometheus-alerts.yml.
 set -euo pipefail
 want=()
 command -v java >/dev/null || want+=(openjdk-17-jre-headless)
@@ -10,6 +11,7 @@ if [[ "${1:-}" == "--e2e" ]]; then
   command -v kamailio >/dev/null || want+=(kamailio)
   [[ -e /usr/lib/x86_64-linux-gnu/kamailio/modules/app_python3.so ]] || want+=(kamailio-python3-modules)
   command -v sipp >/dev/null || want+=(sip-tester)
+  command -v promtool >/dev/null || want+=(prometheus)
 fi
 if ((${#want[@]})); then
   SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO=sudo

@@ -45,14 +45,31 @@ def check(text: str, strict: bool) -> None:
     help="The service configuration (TOML), e.g. examples/event-kafka.toml",
 )
 @click.option("--check", is_flag=True, help="Only validate the configuration file, then exit")
-def serve(config: Path, check: bool) -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    help="Overrides [logging] level (and EVENT_KAFKA_LOGGING__LEVEL)",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"], case_sensitive=False),
+    help="Overrides [logging] format: text, or one JSON object per line",
+)
+def serve(config: Path, check: bool, log_level: str | None, log_format: str | None) -> None:
     """Run the service: MI (opensips-cli), udp/tcp ingest, metrics; stop with SIGTERM.
 
-    Exit status: 0 after a clean stop, 78 for a bad configuration, 1 if it cannot start.
+    Settings come from the file, then EVENT_KAFKA_<SECTION>__<KEY> environment variables,
+    then these options. Exit status: 0 after a clean stop, 78 for a bad configuration, 1 if
+    it cannot start.
     """
     from .service.daemon import serve_command
 
-    sys.exit(serve_command(config, check))
+    overrides: dict[str, str] = {}
+    if log_level:
+        overrides["logging.level"] = log_level.upper()
+    if log_format:
+        overrides["logging.format"] = log_format.lower()
+    sys.exit(serve_command(config, check, overrides))
 
 
 # -- dev-kafka ------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ Guarantees, and how:
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import os
@@ -32,9 +33,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from .properties import is_sensitive
+from .properties import is_sensitive, mask_properties
 from .ratelimit import RateLimitedLog
 from .report import STATUS_FAIL, STATUS_SUCCESS, Report, RouteWorker
 
@@ -115,6 +117,7 @@ class SharedProducer:
         self.key = key
         self.config = config
         self.label = label  # brokers only: never the properties (they may hold secrets)
+        self.name = producer_name(key)  # the pool makes it unique among its producers
         self.scrub = _Scrubber(config)
         self.lanes = 0
         self._producer: Any = None
@@ -126,9 +129,11 @@ class SharedProducer:
         self.fatal_pending: str | None = None
         self.rebuilds = 0
         self.down = False
+        self.down_since = 0.0  # time.monotonic() when ``down`` became true
         self.down_errors = 0
         self.lost_reports = 0
         self.closed = False
+        self.rd_stats: str | None = None  # latest librdkafka statistics JSON (stats_cb)
         # The last broker-side error (auth, TLS, ...): a timed-out message names it, since
         # librdkafka's own report only says "Message timed out".
         self.last_error: str | None = None
@@ -150,6 +155,11 @@ class SharedProducer:
         conf["error_cb"] = self._on_error
         conf["logger"] = _LibrdkafkaLogger(self.scrub, self.label)
         conf.setdefault("client.id", "event-kafka")
+        # A socket's own g.statistics.interval.ms wins over the pool's default.
+        interval = int(conf.get("statistics.interval.ms") or self.pool.statistics_interval_ms)
+        if interval > 0:
+            conf["statistics.interval.ms"] = str(interval)
+            conf["stats_cb"] = self._on_stats
         return Producer(conf)
 
     def _build(self) -> None:
@@ -268,6 +278,7 @@ class SharedProducer:
         self._thread = None
         self.fatal_pending = None
         self.down = False
+        self.rd_stats = None
         self.down_errors = self.rebuilds = self.lost_reports = 0
 
     # -- callbacks (poll thread) -------------------------------------------------------------
@@ -278,6 +289,7 @@ class SharedProducer:
             self.last_error = self.scrub(err.str())
         if code in _DOWN:
             if not self.down:
+                self.down_since = time.monotonic()
                 self.down = True
                 log.warning("[%s] brokers unreachable: %s", self.label, self.scrub(err.str()))
             else:
@@ -287,6 +299,26 @@ class SharedProducer:
             self.fatal_pending = self.scrub(err.str())
             return
         self.errlog.error("[%s] kafka error: %s", self.label, self.scrub(err.str()))
+
+    def _on_stats(self, text: str) -> None:
+        # Kept as text, parsed when /metrics is scraped (here only while down: rare).
+        self.rd_stats = text
+        if self.down and _any_broker_up(text):
+            self.mark_up()  # an idle producer sends nothing, so no delivery would say so
+
+    def probe(self, timeout: float) -> bool:
+        """Whether a metadata request gets an answer within ``timeout`` (with this producer's
+        own TLS/SASL settings); a reply clears ``down``. False while no producer is built."""
+        p = self._producer
+        if p is None:
+            return False
+        try:
+            p.list_topics(timeout=timeout)
+        except (KafkaException, SystemError):
+            return False
+        if self.down:
+            self.mark_up()
+        return True
 
     def mark_up(self) -> None:
         self.down = False
@@ -301,6 +333,33 @@ class SharedProducer:
     def queue_length(self) -> int:
         p = self._producer
         return len(p) if p is not None else 0
+
+
+def _any_broker_up(stats_json: str) -> bool:
+    try:
+        brokers = orjson.loads(stats_json).get("brokers", {})
+        return any(b.get("state") == "UP" for b in brokers.values())
+    except (orjson.JSONDecodeError, AttributeError):
+        return False
+
+
+def describe_config(key: object) -> str:
+    """``g.name=value&t.name=value`` of a producer key, secret values masked."""
+    if not (isinstance(key, tuple) and len(key) == 3):
+        return ""
+    _brokers, g, t = key
+    pairs = [f"g.{n}={v}" for n, v in sorted(mask_properties(g).items())]
+    pairs += [f"t.{n}={v}" for n, v in sorted(mask_properties(t).items())]
+    return "&".join(pairs)
+
+
+def producer_name(key: object) -> str:
+    """A stable, non-secret name for a producer configuration: ``p`` + 8 hex digits of a hash
+    of brokers and *masked* properties (equal across restarts and reloads; secret values never
+    enter it, so the hash reveals nothing about them)."""
+    brokers = key[0] if isinstance(key, tuple) and key else ""
+    canon = f"{brokers}?{describe_config(key)}"
+    return "p" + hashlib.sha256(canon.encode()).hexdigest()[:8]
 
 
 class _suppress:
@@ -554,9 +613,12 @@ class ProducerPool:
         flush_timeout: float = 10.0,
         queue_full_wait: float = 0.0,
         report_queue_size: int = 100_000,
+        statistics_interval_ms: int = 0,
     ) -> None:
         self.flush_timeout = flush_timeout
         self.queue_full_wait = queue_full_wait
+        # librdkafka statistics (stats_cb) for producers built from now on; 0: off.
+        self.statistics_interval_ms = statistics_interval_ms
         self.report_queue_size = report_queue_size
         self._producers: dict[object, SharedProducer] = {}
         self._lanes: list[Lane] = []
@@ -583,6 +645,11 @@ class ProducerPool:
             sp = self._producers.get(key)
             if sp is None:
                 sp = SharedProducer(self, key, socket.producer_config(), socket.brokers)
+                taken = {p.name for p in (*self._producers.values(), *self._releasing)}
+                base, n = sp.name, 1
+                while sp.name in taken:  # same masked config (only secrets differ)
+                    n += 1
+                    sp.name = f"{base}-{n}"
                 self._producers[key] = sp
             sp.lanes += 1
             lane = Lane(self, sp, socket, owner, route)
@@ -684,10 +751,14 @@ class ProducerPool:
             ],
             "producers": [
                 {
+                    "name": sp.name,
                     "brokers": sp.label,
                     "lanes": sp.lanes,
                     "queue_length": sp.queue_length,
                     "down": sp.down,
+                    "down_for": time.monotonic() - sp.down_since if sp.down else 0.0,
+                    "config": describe_config(sp.key),
+                    "statistics": sp.rd_stats,
                     "rebuilds": sp.rebuilds,
                     "lost_reports": sp.lost_reports,
                 }

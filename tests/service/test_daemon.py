@@ -503,10 +503,9 @@ def test_http_edges(svc: Svc) -> None:
     # check_brokers = true, and broker_id [down] points at 127.0.0.1:1
     status, text = d.get("/health/ready")
     assert status == 503
-    assert orjson.loads(text) == {
-        "status": "not ready",
-        "brokers": {svc.bootstrap: "reachable", "127.0.0.1:1": "unreachable"},
-    }
+    body = orjson.loads(text)  # may also hold a "reason": [down] reaches no broker
+    assert body["status"] == "not ready"
+    assert body["brokers"] == {svc.bootstrap: "reachable", "127.0.0.1:1": "unreachable"}
     assert d.metric("event_kafka_http_rejected_total", reason="too_large") >= 1
 
 

@@ -33,7 +33,14 @@ SNAP = Snapshot(
             lane("E_CDR", "cdr", accepted=4, delivered=4, rejected_queue_full=2, rejected=2),
         ],
         "producers": [
-            {"brokers": "h:1", "lanes": 3, "queue_length": 1, "down": False, "rebuilds": 0}
+            {
+                "name": "p1",
+                "brokers": "h:1",
+                "lanes": 3,
+                "queue_length": 1,
+                "down": False,
+                "rebuilds": 0,
+            }
         ],
         "report_routes": {
             "main": {"ran": 4, "errors": 0, "pending": 0},
@@ -115,7 +122,7 @@ def test_other_families() -> None:
     assert s[("event_kafka_mi_requests_total", ())] == 11
     assert s[("event_kafka_http_rejected_total", lbl(reason="unauthorized"))] == 1
     assert s[("event_kafka_config_reloads_total", lbl(result="error"))] == 2
-    assert s[("event_kafka_producer_queue_length", lbl(brokers="h:1"))] == 1
+    assert s[("event_kafka_producer_queue_length", lbl(producer="p1", brokers="h:1"))] == 1
     assert (
         s[
             (

@@ -12,8 +12,14 @@ Layout (every table is optional except where noted; see ``examples/event-kafka.t
                    read_timeout, max_connections, report_wait_timeout, default_report_route
     [ingest.udp]   listen, max_datagram
     [ingest.tcp]   listen, max_buffer, max_connections, idle_timeout, event_param
-    [metrics]      enabled, listen, check_brokers, check_timeout
-    [logging]      level, format, rate_limit_interval
+    [metrics]      enabled, listen, check_brokers, check_timeout, ready_broker_timeout,
+                   statistics_interval_ms
+    [logging]      level, format, output, syslog_address, syslog_facility,
+                   rate_limit_interval
+
+Secrets can stay out of the file (``${file:...}``, ``${cred:...}``, ``${env:...}`` property
+values, ``mi.token_file``) and ``EVENT_KAFKA_<SECTION>__<KEY>`` variables override settings:
+see :mod:`.sources`.
 
 Every error names the key path (``subscriptions[1].socket``) and, when it can be found in the
 text, the line: ``event-kafka.toml:12: subscriptions[1].socket: invalid Kafka socket ...``.
@@ -36,7 +42,7 @@ import os
 import re
 import stat
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -52,7 +58,9 @@ from pydantic import (
 
 from ..errors import ConfigError, SocketError
 from ..kafka_socket import KafkaSocket, parse_broker_id, parse_socket
+from ..properties import redact
 from ..transports import TransportContext, registered_schemes, transport_factory
+from .sources import apply_environment, apply_overrides, resolve_references
 
 __all__ = [
     "ConfigError",
@@ -137,6 +145,15 @@ def _event_name(value: str) -> str:
         raise ValueError(f"event name longer than {EVENT_NAME_MAX} bytes")
     if any(ch.isspace() or ord(ch) < 0x20 for ch in value):
         raise ValueError("event name contains whitespace or control characters")
+    return value
+
+
+def _syslog_address(value: str) -> str:
+    if not value.startswith("/"):
+        try:
+            parse_listen(value)
+        except ValueError as exc:
+            raise ValueError(f"a Unix socket path (/dev/log) or host:port: {exc}") from None
     return value
 
 
@@ -251,11 +268,24 @@ class MetricsSection(_Model):
     check_brokers: bool = False
     """``/health/ready`` also needs one reachable bootstrap server per broker list."""
     check_timeout: Seconds = 2.0
+    ready_broker_timeout: Seconds = 30.0
+    """``/health/ready`` fails while a producer has reached no broker for this long (0: off)."""
+    statistics_interval_ms: Annotated[int, Field(ge=0, le=86_400_000)] = 0
+    """librdkafka statistics every N ms, exported as ``event_kafka_rdkafka_*`` (0: off)."""
 
 
 class LoggingSection(_Model):
+    """One record per line, to stderr (journald) or syslog; ``json``: one object per line."""
+
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
+    output: Literal["stderr", "syslog"] = "stderr"
+    syslog_address: Annotated[str, AfterValidator(_syslog_address)] = "/dev/log"
+    """A Unix socket path, or ``host:port`` (UDP)."""
+    syslog_facility: Literal[
+        "daemon", "user", "local0", "local1", "local2", "local3", "local4", "local5", "local6",
+        "local7",
+    ] = "daemon"  # fmt: skip
     rate_limit_interval: Seconds = 10.0
     """At most one line per interval for repetitive problems (malformed input, failures)."""
 
@@ -336,8 +366,14 @@ class ServiceSettings:
 _SECTIONS: tuple[Literal["mi", "metrics", "udp", "tcp"], ...] = ("mi", "metrics", "udp", "tcp")
 
 
-def load_config(path: str | Path) -> ServiceSettings:
-    """Read and validate the TOML file at ``path``.
+def load_config(
+    path: str | Path,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> ServiceSettings:
+    """Read and validate the TOML file at ``path``, with ``EVENT_KAFKA_*__*`` variables of
+    ``environ`` (default: the process environment) and ``overrides`` applied over it.
 
     Raises:
         ConfigError: listing every problem as ``file:line: key.path: what is wrong``.
@@ -351,15 +387,23 @@ def load_config(path: str | Path) -> ServiceSettings:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{p}: not UTF-8 (byte {exc.start})") from None
-    return load_config_text(text, str(p), base_dir=p.parent)
+    return load_config_text(text, str(p), base_dir=p.parent, environ=environ, overrides=overrides)
 
 
 def load_config_text(
-    text: str, path: str = "<config>", base_dir: Path | None = None
+    text: str,
+    path: str = "<config>",
+    base_dir: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
 ) -> ServiceSettings:
     """Validate configuration ``text`` (``path`` is only used in messages).
 
-    ``base_dir`` resolves a relative ``mi.token_file``.
+    ``base_dir`` resolves a relative ``mi.token_file`` and ``${file:...}``; ``environ``
+    (default ``os.environ``) gives ``EVENT_KAFKA_*__*`` overrides and ``${env:...}`` values;
+    ``overrides`` (``{"logging.level": "DEBUG"}``, the command line) win over both. See
+    :mod:`.sources`.
     """
     try:
         raw = tomllib.loads(text)
@@ -370,15 +414,23 @@ def load_config_text(
         raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deep") from None
     lines = KeyLines(text)
     problems: list[tuple[Loc, str]] = []
+    env = os.environ if environ is None else environ
+    origin = apply_environment(raw, ServiceConfig, env, problems)
+    origin.update(apply_overrides(raw, ServiceConfig, overrides or {}, problems))
+    secrets = resolve_references(
+        raw, problems, base_dir=base_dir, environ=env, read_file=_read_token_file
+    )
+    if problems:
+        raise ConfigError(redact(_format(path, lines, problems, origin), secrets))
     try:
         model = ServiceConfig.model_validate(raw)
     except ValidationError as exc:
         for err in exc.errors(include_url=False, include_input=False):
             problems.append((tuple(err["loc"]), _pydantic_message(err)))
-        raise ConfigError(_format(path, lines, problems)) from None
+        raise ConfigError(redact(_format(path, lines, problems, origin), secrets)) from None
     brokers, token = _cross_check(model, problems, base_dir)
     if problems:
-        raise ConfigError(_format(path, lines, problems))
+        raise ConfigError(redact(_format(path, lines, problems, origin), secrets))
     return ServiceSettings(model=model, path=path, brokers=brokers, token=token)
 
 
@@ -561,11 +613,19 @@ def _dotted(loc: Sequence[str | int]) -> str:
     return out or "(top level)"
 
 
-def _format(path: str, lines: KeyLines, problems: Iterable[tuple[Loc, str]]) -> str:
+def _format(
+    path: str,
+    lines: KeyLines,
+    problems: Iterable[tuple[Loc, str]],
+    origin: Mapping[Loc, str] | None = None,
+) -> str:
     out = []
     for loc, msg in problems:
         line = lines.line_of(loc)
         where = f"{path}:{line}" if line is not None else path
+        source = next((v for k, v in (origin or {}).items() if tuple(loc[: len(k)]) == k), None)
+        if source is not None:  # the value came from the environment / command line
+            where = f"{path} (value from {source})"
         msg = msg.replace("\r", "\\r").replace("\n", "\\n")  # values echoed raw: one line
         out.append(f"{where}: {_dotted(loc)}: {msg}")
     return "\n".join(out)

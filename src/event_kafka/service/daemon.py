@@ -25,12 +25,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import logging.handlers
 import os
 import signal
 import socket
 import sys
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,7 @@ from .config import (
     Subscription,
     check_subscriber_socket,
     load_config,
+    parse_listen,
 )
 from .http import HttpConfig, HttpCounters, HttpServer, make_app
 from .ingest import ACCEPTED, Notification, RaiseOutcome, TcpIngestServer, UdpIngestServer
@@ -90,6 +93,11 @@ class Service:
         self._stop = asyncio.Event()
         self._unknown_log = RateLimitedLog(log, settings.model.logging.rate_limit_interval)
         self._ready_cache: tuple[float, bool, dict[str, Any]] | None = None
+        self._probes: dict[str, tuple[float, bool]] = {}
+        self.ready_checks: list[Callable[[], str | None]] = []
+        """More ``/health/ready`` conditions: each returns why the service is not ready, or
+        None (the place for a spool that cannot write)."""
+        self.overrides: Mapping[str, str] = {}  # command-line settings, kept across reloads
         self._reloading = False
 
     # -- MIService -----------------------------------------------------------------------------
@@ -131,6 +139,8 @@ class Service:
             flush_timeout=m.kafka.flush_timeout,
             queue_full_wait=m.kafka.queue_full_wait,
         )
+        # Read when each producer is built (lazily, on first use): set before any message.
+        self._ek.pool.statistics_interval_ms = m.metrics.statistics_interval_ms
         try:
             self._install_routes(self.settings)
             evi = self.ek.evi
@@ -308,10 +318,57 @@ class Service:
         )
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:
-        """``/health/ready``: configuration loaded, not stopping, and (``check_brokers``) one
-        reachable bootstrap server per broker list."""
+        """``/health/ready``: configuration loaded, not stopping, no configured producer
+        (broker_ids, static subscriptions) that has reached no broker for
+        ``ready_broker_timeout`` s, every :attr:`ready_checks` passing, and
+        (``check_brokers``) one reachable bootstrap server per broker list. When not ready,
+        ``reason`` says why."""
         if self.stopping:
             return False, {"reason": "stopping"}
+        reasons = await self._producers_down()
+        reasons += [r for r in (check() for check in self.ready_checks) if r]
+        ok, details = await self._brokers_reachable()
+        if reasons:
+            return False, {"reason": "; ".join(reasons), **details}
+        return ok, details
+
+    async def _producers_down(self) -> list[str]:
+        """Producers down longer than ``ready_broker_timeout``, unless a metadata request
+        (cached ``_READY_CACHE_S``) proves otherwise: an idle producer sends nothing, so only
+        asking tells that its brokers are back."""
+        metrics = self.settings.model.metrics
+        limit = metrics.ready_broker_timeout
+        if limit <= 0:
+            return []
+        now = time.monotonic()
+        # Only configured producers: a subscriber added over the MI (by anyone who can reach
+        # it) must not be able to take the service out of a load balancer.
+        configured = {sock.producer_key for sock in self._kafka_sockets()}
+        down = [
+            sp
+            for sp in self.ek.pool.producers
+            if sp.down and now - sp.down_since >= limit and sp.key in configured
+        ]
+        probes = {sp.name: self._probes[sp.name] for sp in down if sp.name in self._probes}
+        stale = [
+            sp for sp in down if sp.name not in probes or now - probes[sp.name][0] >= _READY_CACHE_S
+        ]
+        loop = asyncio.get_running_loop()
+        # In parallel: each probe may take check_timeout when its brokers are really gone.
+        results = await asyncio.gather(
+            *(loop.run_in_executor(None, sp.probe, metrics.check_timeout) for sp in stale)
+        )
+        for sp, up in zip(stale, results, strict=True):
+            probes[sp.name] = (now, up)
+        self._probes = probes
+        return [
+            f"producer {sp.name} ({sp.label}) has reached no broker for "
+            f"{now - sp.down_since:.0f}s (ready_broker_timeout {limit:g}s)"
+            for sp in down
+            if sp.down and not probes[sp.name][1]
+        ]
+
+    async def _brokers_reachable(self) -> tuple[bool, dict[str, Any]]:
         m = self.settings.model
         if not m.metrics.check_brokers:
             return True, {}
@@ -346,7 +403,9 @@ class Service:
             loop = asyncio.get_running_loop()
             try:
                 # Off the loop: validating sockets may resolve host names.
-                new, subs = await loop.run_in_executor(None, _load_for_reload, self.settings.path)
+                new, subs = await loop.run_in_executor(
+                    None, _load_for_reload, self.settings.path, self.overrides
+                )
             except ConfigError as exc:
                 self.reloads["error"] += 1
                 log.error("reload refused, keeping the running configuration:\n%s", exc)
@@ -456,9 +515,11 @@ def _static_subs(settings: ServiceSettings) -> dict[_SubKey, Subscription]:
     return out
 
 
-def _load_for_reload(path: str) -> tuple[ServiceSettings, dict[_SubKey, Subscription]]:
+def _load_for_reload(
+    path: str, overrides: Mapping[str, str]
+) -> tuple[ServiceSettings, dict[_SubKey, Subscription]]:
     # Both parse sockets (and may resolve host names): run together, off the event loop.
-    settings = load_config(path)
+    settings = load_config(path, overrides=overrides)
     return settings, _static_subs(settings)
 
 
@@ -485,6 +546,14 @@ def _warn_restart_needed(running: ServiceSettings, new: ServiceSettings) -> None
         ("metrics.enabled", a.metrics.enabled, b.metrics.enabled),
         ("kafka.queue_full_wait", a.kafka.queue_full_wait, b.kafka.queue_full_wait),
         ("logging.format", a.logging.format, b.logging.format),
+        ("logging.output", a.logging.output, b.logging.output),
+        ("logging.syslog_address", a.logging.syslog_address, b.logging.syslog_address),
+        ("logging.syslog_facility", a.logging.syslog_facility, b.logging.syslog_facility),
+        (
+            "metrics.statistics_interval_ms",
+            a.metrics.statistics_interval_ms,
+            b.metrics.statistics_interval_ms,
+        ),
     ]
     changed = [name for name, x, y in pairs if x != y]
     if changed:
@@ -558,40 +627,83 @@ def sd_notify(state: str) -> None:
         log.debug("sd_notify failed: %s", exc)
 
 
+def _timestamp(record: logging.LogRecord) -> str:
+    """ISO 8601, local time with offset, milliseconds: ``2026-05-01T12:00:00.123+02:00``."""
+    return datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds")
+
+
 class _JsonFormatter(logging.Formatter):
+    """One JSON object per line; the traceback is a field, its newlines escaped by JSON."""
+
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "time": _timestamp(record),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,
         }
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(out).decode()
 
 
+class _LineFormatter(logging.Formatter):
+    """Text, one record per line: newlines (multi-line messages, tracebacks) are escaped, so
+    journald and syslog never split a record or take a line for a record of its own."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+
+
 _HANDLER_TAG = "_event_kafka_service"
 
 
+def _syslog_handler(cfg: LoggingSection) -> logging.Handler:
+    address: str | tuple[str, int] = cfg.syslog_address
+    if not cfg.syslog_address.startswith("/"):
+        addr = parse_listen(cfg.syslog_address)
+        address = (addr.host, addr.port)  # UDP, as syslog over the network usually is
+    handler = logging.handlers.SysLogHandler(
+        address=address,
+        facility=logging.handlers.SysLogHandler.facility_names[cfg.syslog_facility],
+    )
+    handler.ident = f"event-kafka[{os.getpid()}]: "
+    return handler
+
+
 def setup_logging(cfg: LoggingSection) -> None:
-    """One stderr handler on the root logger (journald takes stderr under systemd)."""
+    """One handler on the root logger: stderr (journald takes stderr under systemd) or
+    syslog (``output = "syslog"``; a Unix socket such as /dev/log, or UDP host:port).
+
+    Raises:
+        OSError: the syslog socket cannot be opened.
+    """
+    handler: logging.Handler
+    if cfg.output == "syslog":
+        handler = _syslog_handler(cfg)  # first: on failure the old handlers stay
+        text_format = "%(levelname)s %(name)s: %(message)s"  # syslog adds time and host
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        text_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     root = logging.getLogger()
     for h in list(root.handlers):
         if getattr(h, _HANDLER_TAG, False):
             root.removeHandler(h)
-    handler = logging.StreamHandler(sys.stderr)
+            h.close()
     setattr(handler, _HANDLER_TAG, True)
     if cfg.format == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_LineFormatter(text_format))
     root.addHandler(handler)
     root.setLevel(cfg.level)
 
 
-async def _main(settings: ServiceSettings) -> int:
+async def _main(settings: ServiceSettings, overrides: Mapping[str, str]) -> int:
     service = Service(settings)
+    service.overrides = overrides
     try:
         await service.start()
     except OSError as exc:
@@ -623,28 +735,40 @@ async def _main(settings: ServiceSettings) -> int:
     return 0
 
 
-def run(config_path: str | Path) -> int:
+def run(config_path: str | Path, overrides: Mapping[str, str] | None = None) -> int:
     """Run the service until SIGTERM/SIGINT; returns the process exit status.
+
+    ``overrides`` are settings given on the command line (``{"logging.level": "DEBUG"}``);
+    they win over the file and the environment, at start and at each reload.
 
     Example::
 
         raise SystemExit(run("/etc/event-kafka/event-kafka.toml"))
     """
+    overrides = dict(overrides or {})
     try:
-        settings = load_config(config_path)
+        settings = load_config(config_path, overrides=overrides)
     except ConfigError as exc:
         print(f"event-kafka: configuration refused:\n{exc}", file=sys.stderr)
         return EX_CONFIG
-    setup_logging(settings.model.logging)
-    return asyncio.run(_main(settings))
-
-
-def serve_command(config: Path, check: bool) -> int:
-    """``event-kafka serve -c FILE [--check]``: run, or (``check``) only validate the file."""
-    if not check:
-        return run(config)
     try:
-        settings = load_config(config)
+        setup_logging(settings.model.logging)
+    except OSError as exc:
+        print(
+            f"event-kafka: cannot open syslog {settings.model.logging.syslog_address}: {exc}",
+            file=sys.stderr,
+        )
+        return EX_START
+    return asyncio.run(_main(settings, overrides))
+
+
+def serve_command(config: Path, check: bool, overrides: Mapping[str, str] | None = None) -> int:
+    """``event-kafka serve -c FILE [--check] [--log-level L] [--log-format F]``: run, or
+    (``check``) only validate the file."""
+    if not check:
+        return run(config, overrides)
+    try:
+        settings = load_config(config, overrides=overrides)
     except ConfigError as exc:
         print(f"event-kafka: configuration refused:\n{exc}", file=sys.stderr)
         return EX_CONFIG

@@ -22,9 +22,13 @@ name                                      labels              meaning
 ``messages_in_flight``                    same                accepted, no report yet
 ``report_route_errors_total``             same                the route raised
 ``unknown_broker_id_total``               —                   kafka_publish to an unknown ID
-``producer_queue_length``                 brokers             librdkafka queue (messages)
-``producer_down``                         brokers             1 while all brokers are down
-``producer_rebuilds_total``               brokers             fatal errors recovered
+``producer_queue_length``                 producer, brokers   librdkafka queue (messages)
+``producer_down``                         producer, brokers   1 while all brokers are down
+``producer_down_seconds``                 producer, brokers   for how long (0 when up)
+``producer_rebuilds_total``               producer, brokers   fatal errors recovered
+``producer_info``                         producer, brokers,  the producer's properties,
+                                          config              secrets masked
+``rdkafka_*`` (below)                     producer [, broker] librdkafka statistics
 ``report_route_runs_total``               route               reports handled by the route
 ``report_route_pending``                  route               reports waiting for the route
 ``report_actions_total``                  route, status       counted by the ``count`` action
@@ -48,6 +52,31 @@ name                                      labels              meaning
                                           destination, stat   the transports report them
 ``start_time_seconds``, ``info``          version             process start, version
 ========================================  ==================  ================================
+
+``producer`` tells producers apart even when they share brokers: ``p`` + a hash of brokers and
+masked properties (stable across scrapes, reloads and restarts; never derived from a secret
+value); producers differing only in secrets get ``-2``, ``-3``... in creation order.
+``producer_info`` maps a name to its configuration.
+
+librdkafka statistics (``[metrics] statistics_interval_ms`` > 0, or a socket's own
+``g.statistics.interval.ms``), from the latest ``stats_cb`` report of each producer
+(``broker`` is librdkafka's broker name, ``host:port/nodeid`` or ``host:port/bootstrap``):
+
+=============================================  ===============================================
+``rdkafka_messages``, ``rdkafka_message_bytes``  messages / bytes in the producer queues
+``rdkafka_stats_timestamp_seconds``              when that report was made (staleness)
+``rdkafka_broker_up``                            1 while the connection state is UP
+``rdkafka_broker_rtt_seconds``                   round-trip time, ``quantile`` 0.5 / 0.99
+``rdkafka_broker_outbuf_requests``               requests waiting to be sent
+``rdkafka_broker_outbuf_messages``               messages in those requests
+``rdkafka_broker_waitresp_requests``             requests sent, waiting for a response
+``rdkafka_broker_waitresp_messages``             messages in those requests
+``rdkafka_broker_tx_errors_total``               send errors
+``rdkafka_broker_tx_retries_total``              requests retried
+``rdkafka_broker_request_timeouts_total``        requests timed out
+``rdkafka_broker_connects_total``                connection attempts that succeeded
+``rdkafka_broker_disconnects_total``             disconnects
+=============================================  ===============================================
 """
 
 from __future__ import annotations
@@ -56,6 +85,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -172,21 +202,32 @@ def _lane_metrics(snap: Snapshot) -> Iterator[Metric]:
 
 
 def _producer_metrics(snap: Snapshot) -> Iterator[Metric]:
+    labels = ["producer", "brokers"]
     queue = GaugeMetricFamily(
-        _P + "producer_queue_length", "Messages in the librdkafka queue.", labels=["brokers"]
+        _P + "producer_queue_length", "Messages in the librdkafka queue.", labels=labels
     )
     down = GaugeMetricFamily(
-        _P + "producer_down", "1 while every broker of the producer is down.", labels=["brokers"]
+        _P + "producer_down", "1 while every broker of the producer is down.", labels=labels
+    )
+    down_for = GaugeMetricFamily(
+        _P + "producer_down_seconds", "Seconds the producer has reached no broker.", labels=labels
     )
     rebuilds = CounterMetricFamily(
-        _P + "producer_rebuilds", "Producers rebuilt after a fatal error.", labels=["brokers"]
+        _P + "producer_rebuilds", "Producers rebuilt after a fatal error.", labels=labels
     )
-    for p in snap.ek.get("producers", ()):
-        label = [str(p.get("brokers", ""))]
+    info = InfoMetricFamily(
+        _P + "producer", "A producer's properties (secrets masked).", labels=labels
+    )
+    producers = list(snap.ek.get("producers", ()))
+    for p in producers:
+        label = [str(p.get("name", "")), str(p.get("brokers", ""))]
         queue.add_metric(label, int(p.get("queue_length", 0)))
         down.add_metric(label, 1 if p.get("down") else 0)
+        down_for.add_metric(label, float(p.get("down_for", 0.0)))
         rebuilds.add_metric(label, int(p.get("rebuilds", 0)))
-    yield from (queue, down, rebuilds)
+        info.add_metric(label, {"config": str(p.get("config", ""))})
+    yield from (queue, down, down_for, rebuilds, info)
+    yield from rdkafka_metrics(producers)
     runs = CounterMetricFamily(
         _P + "report_route_runs", "Reports handled by a report route.", labels=["route"]
     )
@@ -213,6 +254,83 @@ def _producer_metrics(snap: Snapshot) -> Iterator[Metric]:
         for result in ("published", "rejected", "delivered", "failed"):
             dead.add_metric([route, result], c.get(f"dead_letter_{result}", 0))
     yield from (actions, dead)
+
+
+# librdkafka per-broker statistics exported: (stats field, metric, help, kind).
+_BROKER_STATS: tuple[tuple[str, str, str, str], ...] = (
+    ("outbuf_cnt", "outbuf_requests", "Requests waiting to be sent to the broker.", "gauge"),
+    ("outbuf_msg_cnt", "outbuf_messages", "Messages in requests waiting to be sent.", "gauge"),
+    ("waitresp_cnt", "waitresp_requests", "Requests sent, waiting for a response.", "gauge"),
+    ("waitresp_msg_cnt", "waitresp_messages", "Messages in requests awaiting a response.", "gauge"),
+    ("txerrs", "tx_errors", "Errors sending to the broker.", "counter"),
+    ("txretries", "tx_retries", "Requests retried.", "counter"),
+    ("req_timeouts", "request_timeouts", "Requests that timed out.", "counter"),
+    ("connects", "connects", "Connections made.", "counter"),
+    ("disconnects", "disconnects", "Disconnects.", "counter"),
+)
+
+
+def rdkafka_metrics(producers: list[Mapping[str, Any]]) -> Iterator[Metric]:
+    """librdkafka's own statistics, from each producer's latest ``stats_cb`` JSON."""
+    rk = _P + "rdkafka_"
+    msgs = GaugeMetricFamily(
+        rk + "messages",
+        "Messages in the producer queues (librdkafka msg_cnt).",
+        labels=["producer"],
+    )
+    size = GaugeMetricFamily(
+        rk + "message_bytes", "Bytes in the producer queues (msg_size).", labels=["producer"]
+    )
+    ts = GaugeMetricFamily(
+        rk + "stats_timestamp_seconds", "When librdkafka made the report.", labels=["producer"]
+    )
+    bl = ["producer", "broker"]
+    up = GaugeMetricFamily(rk + "broker_up", "1 while the broker connection is UP.", labels=bl)
+    rtt = GaugeMetricFamily(
+        rk + "broker_rtt_seconds", "Broker round-trip time.", labels=[*bl, "quantile"]
+    )
+    fams: list[GaugeMetricFamily | CounterMetricFamily] = []
+    for _field, name, doc, kind in _BROKER_STATS:
+        cls = GaugeMetricFamily if kind == "gauge" else CounterMetricFamily
+        fams.append(cls(rk + "broker_" + name, doc, labels=bl))
+    for p in producers:
+        stats = _parse_stats(p.get("statistics"))
+        if stats is None:
+            continue
+        name = str(p.get("name", ""))
+        msgs.add_metric([name], _num(stats.get("msg_cnt")))
+        size.add_metric([name], _num(stats.get("msg_size")))
+        ts.add_metric([name], _num(stats.get("time")))  # wall clock, whole seconds
+        brokers = stats.get("brokers")
+        if not isinstance(brokers, Mapping):
+            continue
+        for bname, b in brokers.items():
+            if not isinstance(b, Mapping) or b.get("source") == "internal":
+                continue
+            label = [name, str(bname)]
+            up.add_metric(label, 1 if b.get("state") == "UP" else 0)
+            r = b.get("rtt")
+            if not isinstance(r, Mapping):
+                r = {}
+            rtt.add_metric([*label, "0.5"], _num(r.get("p50")) / 1e6)
+            rtt.add_metric([*label, "0.99"], _num(r.get("p99")) / 1e6)
+            for fam, (field_name, *_rest) in zip(fams, _BROKER_STATS, strict=True):
+                fam.add_metric(label, _num(b.get(field_name)))
+    yield from (msgs, size, ts, up, rtt, *fams)
+
+
+def _parse_stats(text: object) -> Mapping[str, Any] | None:
+    if not isinstance(text, str | bytes):
+        return None
+    try:
+        stats = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return stats if isinstance(stats, Mapping) else None
+
+
+def _num(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
 def _event_metrics(snap: Snapshot) -> Iterator[Metric]:
