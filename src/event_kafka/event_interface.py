@@ -446,8 +446,9 @@ class EventInterface:
     def raise_payload(
         self, event: str, payload: bytes, params: Params = None, sip_msg: str | bytes | None = None
     ) -> tuple[int, int]:
-        """Raise with ``payload`` already built — it must equal ``build_payload(event, params)``
-        (the ingest fast path has proven it). Returns ``(accepted, subscribers)``."""
+        """Raise with ``payload`` already built and sent as is (ingest: the bytes OpenSIPS
+        sent); ``params`` serve transports that rebuild it (``tcp:`` with ``/method`` or
+        reliable mode). Returns ``(accepted, subscribers)``."""
         return self._dispatch(event, params, sip_msg, payload)
 
     def _dispatch(

@@ -398,6 +398,10 @@ def samples(event: str) -> list[bytes]:
         ),
         build_payload(event, [("k", "a"), (None, "unnamed")]),
         build_payload(event, {"big": "x" * 30000, "emoji": "😀"}),
+        # Forwarded as sent (issue 15): an empty params object, bytes that are not UTF-8.
+        b'{"jsonrpc":"2.0","method":"%s","params":{}}' % event.encode(),
+        b'{"jsonrpc":"2.0","method":"%s","params":{"ua":"\xff\xc3\\"}{","e":"\xc3\xa9"}}'
+        % event.encode(),
     ]
 
 

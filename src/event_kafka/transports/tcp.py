@@ -266,9 +266,13 @@ class TcpDestination(Destination):
         t = self.transport
         if t.reliable:
             id_ = t.next_id()
-            data = build_payload_with_id(event, params, id_, method_override=self.method)
+            # surrogateescape: ingested params keep OpenSIPS's non-UTF-8 bytes.
+            data = build_payload_with_id(
+                event, params, id_, method_override=self.method, surrogateescape=True
+            )
         elif self.method is not None:
-            id_, data = 0, build_payload(event, params, method_override=self.method)
+            id_ = 0
+            data = build_payload(event, params, method_override=self.method, surrogateescape=True)
         else:
             id_, data = 0, payload
         return conn.submit(id_, data)
