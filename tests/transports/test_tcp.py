@@ -232,6 +232,11 @@ def test_ingested_bytes_are_forwarded_as_sent_or_rebuilt_raw(server: StreamServe
         assert evi.raise_payload("E_TEST", raw, params) == (2, 2)
         server.wait_objects(2)
         assert bytes(server.raw[0]) in (raw + rebuilt, rebuilt + raw)
+        # A lone \uD800 escape cannot be rebuilt: /m refuses it (counted), as-is still sends.
+        lone = b'{"jsonrpc":"2.0","method":"E_TEST","params":["\\ud800"]}'
+        assert evi.raise_payload("E_TEST", lone, ["\ud800"]) == (1, 2)
+        server.wait_objects(3)
+        assert bytes(server.raw[0]).endswith(lone)
 
 
 def test_two_subscribers_of_one_address_share_the_connection(server: StreamServer) -> None:
