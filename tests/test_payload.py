@@ -416,3 +416,25 @@ def test_property_string_escaping_matches_reference(s: str) -> None:
     assert (
         build_payload("E", [s]) == b'{"jsonrpc":"2.0","method":"E","params":[' + c_string(s) + b"]}"
     )
+
+
+def test_surrogateescape_writes_the_raw_bytes_back() -> None:
+    """Ingest keeps OpenSIPS's non-UTF-8 bytes as surrogateescape text; a rebuilt payload
+    (tcp: with /method or reliable mode) carries them raw, escaped like cJSON does."""
+    raw = b'q"\\\x01\xff\xc3/\xc3\xa9'
+    v = raw.decode("utf-8", "surrogateescape")
+    want = b'{"jsonrpc":"2.0","method":"E","params":{"a":"q\\"\\\\\\u0001\xff\xc3/\xc3\xa9"}}'
+    assert build_payload("E", {"a": v}, surrogateescape=True) == want
+    assert build_payload_with_id(
+        "E", [v, 1, None], 7, surrogateescape=True, method_override="M"
+    ) == (
+        b'{"id":7,"jsonrpc":"2.0","method":"M","params":["q\\"\\\\\\u0001\xff\xc3/\xc3\xa9",1,null]}'
+    )
+    # Same text as the orjson path when there is nothing to escape back.
+    assert build_payload("E", {"a": "é\x7f"}, surrogateescape=True) == build_payload(
+        "E", {"a": "é\x7f"}
+    )
+    with pytest.raises(ValueError, match="not valid UTF-8"):
+        build_payload("E", {"a": v})  # refused unless asked for
+    with pytest.raises(ValueError, match="not valid UTF-8"):
+        build_payload("E", {"a": "\ud800"}, surrogateescape=True)  # not from surrogateescape

@@ -240,6 +240,8 @@ class EventInterface:
         clock: wall-clock seconds (``time.time``), injectable for tests.
         expiry_interval: seconds between timer sweeps of expired subscribers; ``0`` or less
             disables the timer (removal is then only lazy, as in OpenSIPS).
+        event_header: ``kafka:`` records carry an ``event`` header with the event name;
+            ``False``: no headers, records exactly as OpenSIPS writes them.
     """
 
     def __init__(
@@ -249,8 +251,9 @@ class EventInterface:
         transports: Iterable[Transport] = (),
         clock: Callable[[], float] = time.time,
         expiry_interval: float = 1.0,
+        event_header: bool = True,
     ) -> None:
-        self._context = TransportContext(pool)
+        self._context = TransportContext(pool, event_header)
         self._transports: dict[str, Transport] = {t.scheme: t for t in transports}
         self._clock = clock
         self._expiry_interval = expiry_interval
@@ -446,8 +449,9 @@ class EventInterface:
     def raise_payload(
         self, event: str, payload: bytes, params: Params = None, sip_msg: str | bytes | None = None
     ) -> tuple[int, int]:
-        """Raise with ``payload`` already built — it must equal ``build_payload(event, params)``
-        (the ingest fast path has proven it). Returns ``(accepted, subscribers)``."""
+        """Raise with ``payload`` already built and sent as is (ingest: the bytes OpenSIPS
+        sent); ``params`` serve transports that rebuild it (``tcp:`` with ``/method`` or
+        reliable mode). Returns ``(accepted, subscribers)``."""
         return self._dispatch(event, params, sip_msg, payload)
 
     def _dispatch(

@@ -23,6 +23,7 @@ exact (slower) path, which still escapes every piece of text with orjson.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
 
@@ -61,6 +62,7 @@ def build_payload(
     *,
     method_override: str | None = None,
     event_param: str | None = None,
+    surrogateescape: bool = False,
 ) -> bytes:
     """Build the JSON-RPC notification OpenSIPS sends for ``event``, byte for byte.
 
@@ -94,6 +96,10 @@ def build_payload(
         event_param: event_stream's ``event_param`` modparam: when the event has params, the
             event name is added as an extra first param under this name (first array element
             for positional params).
+        surrogateescape: text may hold U+DC80..U+DCFF standing for bytes that are not UTF-8
+            (Python's ``surrogateescape``, how ingest keeps what OpenSIPS sent); they are
+            written back as those raw bytes, as OpenSIPS copies such bytes. Without it they
+            are refused like any lone surrogate.
 
     Returns:
         The UTF-8 payload, without a trailing newline.
@@ -161,7 +167,7 @@ def build_payload(
                 return _dumps({"jsonrpc": "2.0", "method": event})
         except TypeError:
             pass  # a lone surrogate or a bad key: _build names the culprit
-    return _build(event, params, 0, method_override, event_param)
+    return _build(event, params, 0, method_override, event_param, surrogateescape)
 
 
 def build_payload_with_id(
@@ -171,6 +177,7 @@ def build_payload_with_id(
     *,
     method_override: str | None = None,
     event_param: str | None = None,
+    surrogateescape: bool = False,
 ) -> bytes:
     """Build the payload with a JSON-RPC ``"id"`` first, as event_stream's reliable mode does.
 
@@ -190,7 +197,7 @@ def build_payload_with_id(
         raise ValueError("id must be non-zero (OpenSIPS omits the id when it is 0)")
     if not INT_MIN <= id <= INT_MAX:
         raise ValueError(f"id {id} is outside C int range [{INT_MIN}, {INT_MAX}]")
-    return _build(event, params, id, method_override, event_param)
+    return _build(event, params, id, method_override, event_param, surrogateescape)
 
 
 # --- exact path ---------------------------------------------------------------------------
@@ -202,6 +209,7 @@ def _build(
     id_: int,
     method_override: object,
     event_param: object,
+    surrogateescape: bool = False,
 ) -> bytes:
     """The reference implementation: full checks, NUL truncation, duplicate names."""
     method = name = _text("event name", event, non_empty=True)
@@ -232,8 +240,58 @@ def _build(
         return _dumps(head)
     except TypeError:
         # All types were checked above, so orjson only refuses text that is not UTF-8.
+        if surrogateescape:
+            try:
+                return _build_bytes(id_, method, named, positional)
+            except UnicodeEncodeError:
+                pass  # a surrogate surrogateescape does not produce: name it below
         _find_bad_text(event, method_override, event_param, params)
         raise  # pragma: no cover - _find_bad_text always raises
+
+
+_CJSON_ESCAPE = re.compile(rb'["\\\x00-\x1f]')
+_BYTE_ESCAPES = {
+    ord('"'): b'\\"',
+    ord("\\"): b"\\\\",
+    ord("\b"): b"\\b",
+    ord("\f"): b"\\f",
+    ord("\n"): b"\\n",
+    ord("\r"): b"\\r",
+    ord("\t"): b"\\t",
+}
+
+
+def _bytes_string(s: str) -> bytes:
+    """cJSON ``print_string_ptr`` over the raw bytes ``s`` stands for (surrogateescape)."""
+    raw = s.encode("utf-8", "surrogateescape")
+    esc = _CJSON_ESCAPE.sub(lambda m: _BYTE_ESCAPES.get(m[0][0], b"\\u%04x" % m[0][0]), raw)
+    return b'"' + esc + b'"'
+
+
+def _bytes_value(v: ParamValue) -> bytes:
+    if v is None:
+        return b"null"
+    if type(v) is int:
+        return b"%d" % v
+    assert isinstance(v, str)
+    return _bytes_string(v)
+
+
+def _build_bytes(
+    id_: int,
+    method: str,
+    named: list[tuple[str, ParamValue]] | None,
+    positional: list[ParamValue] | None,
+) -> bytes:
+    """:func:`_build` for text holding surrogateescape bytes (orjson refuses those)."""
+    out = [b'{"id":%d,' % id_ if id_ else b"{", b'"jsonrpc":"2.0","method":', _bytes_string(method)]
+    if positional:
+        out += [b',"params":[', b",".join(map(_bytes_value, positional)), b"]"]
+    elif named:
+        body = b",".join(_bytes_string(k) + b":" + _bytes_value(v) for k, v in named)
+        out += [b',"params":{', body, b"}"]
+    out.append(b"}")
+    return b"".join(out)
 
 
 def _normalize(

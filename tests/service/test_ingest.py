@@ -154,12 +154,22 @@ def test_values_opensips_cannot_send_are_kept_as_text() -> None:
 
 
 def test_event_param() -> None:
+    def note(raw: bytes) -> tuple[str, Any, bytes | None]:
+        n = parse_notification(raw, event_param="event")
+        return n.event, n.params, n.payload
+
     named = b'{"jsonrpc":"2.0","method":"custom","params":{"event":"E_REAL","a":1}}'
-    assert parse_notification(named, event_param="event") == Notification("E_REAL", [("a", 1)])
+    assert note(named) == ("E_REAL", [("a", 1)], build_payload("E_REAL", {"a": 1}))
     positional = b'{"jsonrpc":"2.0","method":"custom","params":["E_REAL","x"]}'
-    assert parse_notification(positional, event_param="event") == Notification("E_REAL", ["x"])
+    assert note(positional) == ("E_REAL", ["x"], build_payload("E_REAL", ["x"]))
     only = b'{"jsonrpc":"2.0","method":"custom","params":{"event":"E_REAL"}}'
-    assert parse_notification(only, event_param="event") == Notification("E_REAL", None)
+    assert note(only) == ("E_REAL", None, build_payload("E_REAL"))
+    bad = b'{"jsonrpc":"2.0","method":"c","params":{"event":"E_B","u":"\xff"}}'
+    assert note(bad) == (
+        "E_B",
+        [("u", "\udcff")],
+        b'{"jsonrpc":"2.0","method":"E_B","params":{"u":"\xff"}}',
+    )
     other = b'{"jsonrpc":"2.0","method":"E_M","params":{"a":1}}'
     assert parse_notification(other, event_param="event").event == "E_M"
     with pytest.raises(IngestError, match="event_param"):
@@ -169,16 +179,17 @@ def test_event_param() -> None:
 @pytest.mark.parametrize(
     ("raw", "why", "rid"),
     [
-        (b"\xff{}", "not UTF-8", None),
+        (b"\xff{}", "not JSON", None),
+        (b'{"jsonrpc":"2.0","method":"E"} x', "extra data", None),
         (b'{"jsonrpc":"2.0",', "not JSON", None),
-        (b'{"a":NaN}', "not JSON", None),
+        (b'{"a":NaN}', '"method" must be', None),
         (b"[1,2]", "not a JSON object but an array", None),
         (b'{"jsonrpc":"2.0","method":"E","id":[1]}', "'id' must be", None),
-        (b'{"jsonrpc":"1.0","method":"E","id":3}', '"jsonrpc" must be "2.0"', 3),
         (b'{"jsonrpc":"2.0","id":4}', '"method" must be', 4),
         (b'{"jsonrpc":"2.0","method":"","id":"x"}', '"method" must be', "x"),
-        (b'{"jsonrpc":"2.0","method":"E","params":"p","id":5}', '"params" must be', 5),
-        (b'{"jsonrpc":"2.0","method":"E","result":1,"id":6}', "unexpected member 'result'", 6),
+        (b'{"jsonrpc":"2.0","method":5,"id":5}', '"method" must be', 5),
+        (b'{"jsonrpc":"2.0","method":"E\xff","id":6}', "event name is not valid UTF-8", 6),
+        (b'{"jsonrpc":"2.0","method":"E","p":' + b"[" * 65 + b"]" * 65 + b"}", "deeper", None),
         (('{"jsonrpc":"2.0","method":"' + "E" * 65 + '"}').encode(), "longer than 64", None),
     ],
 )
@@ -195,7 +206,38 @@ def test_garbage_is_refused_cleanly(raw: bytes) -> None:
         n = parse_notification(raw)
     except IngestError:
         return
-    build_payload(n.event, n.params)  # whatever is accepted can be raised
+    assert n.payload == raw  # whatever is accepted is forwarded as sent
+    build_payload(n.event, n.params, surrogateescape=True)  # and tcp:/method can rebuild it
+
+
+# What a real OpenSIPS sends that a re-serialising ingest lost (issue 15): each is forwarded
+# byte for byte.
+PASS_THROUGH = [
+    b'{"jsonrpc":"2.0","method":"E","params":{}}',
+    b'{"jsonrpc":"2.0","method":"E","params":[]}',
+    b'{"jsonrpc":"2.0","method":"E","params":{"ua":"\xff\xfe\xc3","ok":"\xc3\xa9"}}',
+    b'{"jsonrpc":"2.0","method":"E","params":["\xc3\\"}{[",1]}',  # bad byte, then \\ \" } {
+    b'{"jsonrpc":"2.0","method":"E","params":{"f":1.50,"big":3000000000,"t":true}}',
+    b'{"method":"E","extra":[1,{"x":null}],"params":{"a":"b"}}',
+    b' {"jsonrpc":"2.0","method":"E","params":{"tab":"a\tb"}}\n',
+]
+
+
+@pytest.mark.parametrize("raw", PASS_THROUGH)
+def test_notifications_pass_through_byte_for_byte(raw: bytes) -> None:
+    n = parse_notification(raw)
+    assert (n.event, n.payload, n.has_id) == ("E", raw, False)
+
+
+def test_reliable_mode_id_is_cut_from_the_bytes() -> None:
+    raw = b'{"jsonrpc":"2.0","method":"E","params":{"u":"\xff","e":{}}}'
+    with_id = b'{"id":42,' + raw[1:]
+    n = parse_notification(with_id)
+    assert (n.id, n.has_id, n.payload) == (42, True, raw)
+    # Not where OpenSIPS writes it: rebuilt from the params (non-UTF-8 bytes kept).
+    late = b'{"jsonrpc":"2.0","method":"E","params":{"u":"\xff"},"id":"x"}'
+    n = parse_notification(late)
+    assert (n.id, n.payload) == ("x", b'{"jsonrpc":"2.0","method":"E","params":{"u":"\xff"}}')
 
 
 # -- listeners ----------------------------------------------------------------------------------
@@ -240,6 +282,40 @@ async def test_udp_listener() -> None:
         assert (c.raised, c.malformed) == (len(OPENSIPS), 2)
     finally:
         server.close()
+
+
+@pytest.mark.asyncio
+async def test_listeners_forward_non_utf8_and_empty_params_as_sent() -> None:
+    """UDP and TCP (objects back to back, split inside the bad bytes) hand on the exact bytes;
+    only what has no method is refused and counted."""
+    sent = [raw for raw in PASS_THROUGH if raw.startswith(b"{")]
+    for kind in ("udp", "tcp"):
+        rec = Recorder()
+        server: UdpIngestServer | TcpIngestServer
+        if kind == "udp":
+            server = UdpIngestServer(rec, "127.0.0.1", 0)
+            await server.start()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                for raw in [*sent, b'{"jsonrpc":"2.0","params":{}}']:
+                    s.sendto(raw, server.address)
+        else:
+            server = TcpIngestServer(rec, "127.0.0.1", 0)
+            await server.start()
+            _, writer = await asyncio.open_connection(*server.address)
+            stream = b"".join(sent) + b'{"jsonrpc":"2.0","params":{}}'
+            for i in range(len(stream)):  # one byte per segment: every split point
+                writer.write(stream[i : i + 1])
+                await writer.drain()
+        try:
+            await wait_for(lambda: server.counters.received == len(sent) + 1)  # noqa: B023
+            assert [n.payload for n, _ in rec.seen] == sent, kind
+            assert (server.counters.raised, server.counters.malformed) == (len(sent), 1)
+        finally:
+            if isinstance(server, TcpIngestServer):
+                writer.close()
+                await server.close()
+            else:
+                server.close()
 
 
 async def read_replies(reader: asyncio.StreamReader, n: int) -> list[Any]:

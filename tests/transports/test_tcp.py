@@ -69,7 +69,7 @@ class StreamServer:
                     self.eofs += 1
                 return
             raw += data
-            text += data.decode()
+            text += data.decode("utf-8", "surrogateescape")  # ingest forwards any bytes
             while text:
                 try:
                     obj, end = decoder.raw_decode(text)
@@ -218,6 +218,28 @@ def test_method_override(server: StreamServer) -> None:
         evi.raise_event("E_TEST", [1, "x"])
         assert len(server.wait_objects(1)) == 1
         assert bytes(server.raw[0]) == b'{"jsonrpc":"2.0","method":"my_method","params":[1,"x"]}'
+
+
+def test_ingested_bytes_are_forwarded_as_sent_or_rebuilt_raw(
+    server: StreamServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pre-built payload (ingest: OpenSIPS's bytes, not UTF-8) goes out unchanged; with
+    /method it is rebuilt from the params, the non-UTF-8 bytes still raw."""
+    raw = b'{"jsonrpc":"2.0","method":"E_TEST","params":{"ua":"\xff\xc3\\"}"}}'
+    params = [("ua", '\udcff\udcc3"}')]
+    rebuilt = b'{"jsonrpc":"2.0","method":"m","params":{"ua":"\xff\xc3\\"}"}}'
+    with make_evi(TcpTransport()) as evi:
+        evi.subscribe("E_TEST", f"tcp:127.0.0.1:{server.port}")
+        evi.subscribe("E_TEST", f"tcp:127.0.0.1:{server.port}/m")
+        assert evi.raise_payload("E_TEST", raw, params) == (2, 2)
+        server.wait_objects(2)
+        assert bytes(server.raw[0]) in (raw + rebuilt, rebuilt + raw)
+        # A lone \uD800 escape cannot be rebuilt: /m refuses it (counted), as-is still sends.
+        lone = b'{"jsonrpc":"2.0","method":"E_TEST","params":["\\ud800"]}'
+        assert evi.raise_payload("E_TEST", lone, ["\ud800"]) == (1, 2)
+        server.wait_objects(3)
+        assert bytes(server.raw[0]).endswith(lone)
+        assert "raised" not in caplog.text  # a refusal, not a transport error
 
 
 def test_two_subscribers_of_one_address_share_the_connection(server: StreamServer) -> None:

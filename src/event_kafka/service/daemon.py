@@ -138,6 +138,7 @@ class Service:
             broker_ids=m.broker_ids,
             flush_timeout=m.kafka.flush_timeout,
             queue_full_wait=m.kafka.queue_full_wait,
+            event_header=m.events.event_header,
         )
         # Read when each producer is built (lazily, on first use): set before any message.
         self._ek.pool.statistics_interval_ms = m.metrics.statistics_interval_ms
@@ -545,6 +546,7 @@ def _warn_restart_needed(running: ServiceSettings, new: ServiceSettings) -> None
         ("metrics.listen", a.metrics.listen, b.metrics.listen),
         ("metrics.enabled", a.metrics.enabled, b.metrics.enabled),
         ("kafka.queue_full_wait", a.kafka.queue_full_wait, b.kafka.queue_full_wait),
+        ("events.event_header", a.events.event_header, b.events.event_header),
         ("logging.format", a.logging.format, b.logging.format),
         ("logging.output", a.logging.output, b.logging.output),
         ("logging.syslog_address", a.logging.syslog_address, b.logging.syslog_address),

@@ -3,8 +3,13 @@
 An OpenSIPS subscribed with ``udp:HOST:PORT`` (event_datagram) or ``tcp:HOST:PORT``
 (event_stream) pointing at this service sends each event as its JSON-RPC notification
 (``docs/opensips-event-kafka.md`` §7). Each one is raised as that event in our Event
-Interface, so its Kafka subscribers get it; the record value is rebuilt from the params and is
-byte-identical to what OpenSIPS's own ``kafka:`` socket would have produced.
+Interface, so its Kafka subscribers get it. It is a **pass-through**: the record value (and
+what ``udp:``/plain ``tcp:`` subscribers receive) is exactly the bytes OpenSIPS sent, whatever
+they are — an empty ``"params":{}``, bytes that are not UTF-8 (OpenSIPS copies them raw),
+members or numbers OpenSIPS would not write. Only two things are taken out, because
+OpenSIPS's own ``kafka:`` socket does not write them either: event_stream's reliable-mode
+``"id"`` (cut from the bytes when it is the first member, as OpenSIPS writes it) and the
+``event_param`` param (the payload is then rebuilt from the params).
 
 * **UDP**: one notification per datagram.
 * **TCP**: JSON objects back to back with no delimiter, split incrementally by
@@ -13,21 +18,26 @@ byte-identical to what OpenSIPS's own ``kafka:`` socket would have produced.
   notification with an ``"id"`` (event_stream's ``reliable_mode``) is answered on the same
   connection: ``{"jsonrpc":"2.0","result":"OK","id":N}`` or an error object.
 
-Params (:func:`parse_notification`): a JSON object gives named params in order (duplicate
-names kept), an array positional params. ``int`` (in C ``int`` range), ``str`` and ``null``
-pass through unchanged. Other values cannot come from OpenSIPS; they are kept as text rather
-than refused: an int outside C ``int`` range or a non-integer number becomes the string of the
-number as written, ``true``/``false`` the strings ``"true"``/``"false"``, and an object or
-array its compact JSON text (OpenSIPS's MI does the same for those). Malformed input is
-counted and logged (rate-limited), never fatal; on TCP a stream that cannot be re-synchronised
-(not starting with ``{``, or one notification larger than ``max_buffer``) is closed, and
-OpenSIPS reconnects for its next event.
+Refused (counted as malformed, logged rate-limited, never fatal): what cannot be framed (not
+one JSON object, nested deeper than :data:`MAX_DEPTH`; on TCP a stream that cannot be
+re-synchronised: not starting with ``{``, or one notification larger than ``max_buffer``,
+which is closed and OpenSIPS reconnects for its next event), no ``"method"`` (a non-empty
+UTF-8 string within the event-name limit), and an ``"id"`` that cannot be answered.
+
+Params (:func:`parse_notification`) are decoded too, for the transports that rebuild the
+payload (``tcp:`` with ``/method`` or reliable mode): a JSON object gives named params in order
+(duplicate names kept), an array positional params. ``int`` (in C ``int`` range), ``str`` and
+``null`` are kept; bytes that are not UTF-8 stay in the text as surrogateescape characters and
+are written back raw. Other values cannot come from OpenSIPS and are kept as text: an int
+outside C ``int`` range or a non-integer number as written, ``true``/``false`` as
+``"true"``/``"false"``, an object or array as its compact JSON text.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import socket
@@ -40,7 +50,7 @@ import orjson
 
 from ..payload import INT_MAX, INT_MIN, Params, build_payload
 from ..ratelimit import RateLimitedLog
-from .mi import FloatText, JObject, compact_json, loads_json
+from .mi import FloatText, JObject, compact_json
 
 __all__ = [
     "IngestCounters",
@@ -198,11 +208,16 @@ class Notification:
     id: Any = None
     has_id: bool = False
     payload: bytes | None = None
-    """The notification's bytes when they are exactly what ``build_payload`` makes of
-    ``event`` and ``params``: raising then reuses them instead of encoding again."""
+    """The bytes to forward: what the sender sent (reliable-mode id and ``event_param`` taken
+    out). Raising sends them as they are; ``params`` only serve transports that rebuild."""
 
 
-_ALLOWED = frozenset(("jsonrpc", "method", "params", "id"))
+# event_stream's reliable mode writes the id as the first member.
+_ID_FIRST = re.compile(rb'\{"id":-?[0-9]+,')
+_WS_CHARS = " \t\r\n"
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=JObject, parse_float=FloatText, parse_constant=FloatText, strict=False
+)  # strict=False: a raw control character in a string is the sender's business, kept as is
 
 
 def parse_notification(raw: bytes, *, event_param: str | None = None) -> Notification:
@@ -219,18 +234,7 @@ def parse_notification(raw: bytes, *, event_param: str | None = None) -> Notific
         fast = _parse_canonical(raw)
         if fast is not None:
             return fast
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise IngestError(
-            f"not UTF-8 (byte {exc.start})", code=-32700, message="Parse error"
-        ) from None
-    try:
-        obj = loads_json(text, float_text=True)
-    except ValueError as exc:
-        raise IngestError(
-            f"not JSON: {_short(str(exc))}", code=-32700, message="Parse error"
-        ) from None
+    obj = _decode(raw)
     if not isinstance(obj, JObject):
         raise IngestError(f"not a JSON object but {_json_type(obj)}")
     has_id = "id" in obj
@@ -243,36 +247,87 @@ def parse_notification(raw: bytes, *, event_param: str | None = None) -> Notific
         raise IngestError("'id' must be a number, a string or null")
     if isinstance(rid, int) and not -(2**63) <= rid < 2**64:
         raise IngestError("'id' is outside the 64-bit integer range")
-    for name, _ in obj.pairs:
-        if name not in _ALLOWED:
-            raise IngestError(f"unexpected member {_short(name)!r}", rid)
-    if obj.get("jsonrpc") != "2.0":
-        raise IngestError('"jsonrpc" must be "2.0"', rid)
+    if isinstance(rid, str) and not _is_text(rid):
+        raise IngestError("'id' is not valid UTF-8")
     method = obj.get("method")
     if not isinstance(method, str) or isinstance(method, FloatText) or not method:
         raise IngestError('"method" must be a non-empty string', rid)
     params: list[Any] | None = None
-    if "params" in obj:
-        p = obj["params"]
-        if isinstance(p, JObject):
-            params = [(k, _value(v)) for k, v in p.pairs] or None
-        elif isinstance(p, list):
-            params = [_value(v) for v in p] or None
-        else:
-            raise IngestError('"params" must be an object or an array', rid)
+    p = obj.get("params")
+    if isinstance(p, JObject):
+        params = [(k, _value(v)) for k, v in p.pairs] or None
+    elif isinstance(p, list):
+        params = [_value(v) for v in p] or None
     event = method
+    stripped = False
     if event_param is not None and params:
         first = params[0]
         if isinstance(first, tuple):
             if first[0] == event_param:
                 event = _event_from_param(first[1], rid)
-                params = params[1:] or None
+                params, stripped = params[1:] or None, True
         else:
             event = _event_from_param(first, rid)
-            params = params[1:] or None
+            params, stripped = params[1:] or None, True
+    if not _is_text(event):
+        raise IngestError("the event name is not valid UTF-8", rid)
     if len(event.encode()) > EVENT_NAME_MAX:
         raise IngestError(f"event name longer than {EVENT_NAME_MAX} bytes", rid)
-    return Notification(event, params, rid, has_id)
+    payload = raw
+    if stripped or has_id:
+        m = None if stripped else _ID_FIRST.match(raw)
+        if m is not None:
+            payload = b"{" + raw[m.end() :]
+        else:
+            try:
+                payload = build_payload(event, params, surrogateescape=True)
+            except ValueError as exc:
+                raise IngestError(f"cannot rebuild the payload: {exc}", rid) from None
+    return Notification(event, params, rid, has_id, payload)
+
+
+def _decode(raw: bytes) -> Any:
+    """One JSON value, whatever bytes its strings hold (non-UTF-8 kept as surrogateescape)."""
+    text = raw.decode("utf-8", "surrogateescape")
+    start = len(text) - len(text.lstrip(_WS_CHARS))
+    try:
+        value, end = _DECODER.raw_decode(text, start)
+    except RecursionError:
+        raise IngestError(f"nested deeper than {MAX_DEPTH}") from None
+    except ValueError as exc:
+        raise IngestError(
+            f"not JSON: {_short(str(exc))}", code=-32700, message="Parse error"
+        ) from None
+    if text[end:].strip(_WS_CHARS):
+        raise IngestError(
+            f"not JSON: extra data at position {end}", code=-32700, message="Parse error"
+        )
+    if text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(value, MAX_DEPTH):
+        raise IngestError(f"nested deeper than {MAX_DEPTH}")
+    return value
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, list | JObject):
+            if depth > limit:
+                return True
+            items = v if isinstance(v, list) else [x for _, x in v.pairs]
+            stack.extend((x, depth + 1) for x in items)
+    return False
+
+
+def _is_text(s: str) -> bool:
+    """No surrogates: the text was valid UTF-8 (and had no lone \\uD800-\\uDFFF escape)."""
+    if s.isascii():
+        return True
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _parse_canonical(raw: bytes) -> Notification | None:

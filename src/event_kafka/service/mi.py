@@ -194,20 +194,47 @@ def cjson_valueint(number: float | int) -> int:
     return int(number)
 
 
+_LONG_MIN = -(2**63)
+_DBL_EPSILON = 2.220446049250313e-16
+
+
+def _c_long(x: float) -> int:
+    """C ``(long)x`` on x86-64: truncation; out of range (or NaN) is undefined behaviour in C,
+    and ``cvttsd2si`` then yields LONG_MIN."""
+    if x != x or not _LONG_MIN <= x < 2.0**63:
+        return _LONG_MIN
+    return int(x)
+
+
+def _cjson_floor(x: float) -> float:
+    """lib/cJSON.c ``myfloor`` (OpenSIPS never defines HAVE_LIBMATH, so this is its FLOOR):
+    not a floor at all beyond C ``long`` range or for negative integers, whose
+    ``x - 0.9999999999999999`` usually rounds to ``x - 1``."""
+    if x > 0:
+        return float(_c_long(x))
+    return float(_c_long(x - 0.9999999999999999))
+
+
 def _cjson_number(value: int | float) -> str:
-    # OpenSIPS's cJSON stores every number as a double and prints it with print_number().
+    """lib/cJSON.c ``print_number`` (OpenSIPS 3.6.8), rule by rule.
+
+    cJSON stores every number as a double; ``valueint`` is it truncated and saturated to
+    C ``int``. Because its FLOOR is :func:`_cjson_floor`, integral doubles print ``%.0f`` only
+    when non-negative below 2^63 or in [-2^63, -2^53]; other integral values outside C
+    ``int`` range (``1e30``, ``-1e19``, ``-3e9``) fall through to ``%e``.
+    """
     try:
         d = float(value)
-    except OverflowError:
+    except OverflowError:  # an int beyond double range: strtod gives +-HUGE_VAL
         d = math.inf if value > 0 else -math.inf
-    if d == 0:
+    if d == 0:  # -0.0 included
         return "0"
     vi = cjson_valueint(d)
-    if abs(vi - d) <= 2.220446049250313e-16 and INT_MIN <= d <= INT_MAX:
-        return str(vi)
-    if math.isnan(d) or math.isinf(d):
+    if abs(vi - d) <= _DBL_EPSILON and INT_MIN <= d <= INT_MAX:
+        return str(vi)  # "%d"
+    if d != d or math.isinf(d):  # cJSON's (d * 0) != 0
         return "null"
-    if abs(math.floor(d) - d) <= 2.220446049250313e-16 and abs(d) < 1.0e60:
+    if abs(_cjson_floor(d) - d) <= _DBL_EPSILON and abs(d) < 1.0e60:
         return f"{d:.0f}"
     if abs(d) < 1.0e-6 or abs(d) > 1.0e9:
         return f"{d:e}"
