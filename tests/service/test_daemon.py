@@ -770,14 +770,18 @@ listen = "127.0.0.1:0"
     try:
         assert service.udp is not None
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            # One rule for names (event_name.py): auto_publish cannot publish what the file
+            # refuses; such a datagram is malformed, whatever the auto-publish budget.
+            s.sendto(build_payload("E_AUTO\nINJECTED", {"n": 1}), service.udp.address)
             for name in ("E_AUTO_SEEN", "E_AUTO_1", "E_AUTO_2", "E_AUTO_3", "E_AUTO_1"):
                 s.sendto(build_payload(name, {"n": 1}), service.udp.address)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 5
-        while service.udp.counters.received < 5 and loop.time() < deadline:
+        while service.udp.counters.received < 6 and loop.time() < deadline:
             await asyncio.sleep(0.01)
         names = [e.name for e in service.ek.evi.list_events()]
         assert names == ["E_AUTO_SEEN", "E_AUTO_1", "E_AUTO_2"]  # the third is over the bound
+        assert service.udp.counters.malformed == 1
         assert service.unknown_events["udp"] == 1
         assert service.auto_published == 2
         assert sink.recv(65535) == build_payload("E_AUTO_SEEN", {"n": 1})

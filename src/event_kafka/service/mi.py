@@ -737,6 +737,13 @@ class _Commands:
             raise MIError(400, "Bad parameter value", _safe_detail(exc)) from None
         return "OK"
 
+    async def _off_loop(self, fn: Callable[[], int]) -> int:
+        # kafka_publish may wait on a full queue (kafka.queue_full_wait) or build a producer.
+        d = self.dispatcher()
+        if d is None or d.offload is None:
+            return fn()
+        return int(await d.offload(fn))
+
     def _check_room(self, event: str, socket: str) -> None:
         """MIError 429 when ``mi.max_subscriptions`` is reached and this is a new subscriber
         (refreshing an existing one is always allowed)."""
@@ -799,7 +806,7 @@ class _Commands:
         ek = self.service.ek
         broker_id = p.string("broker_id")
         message = p.string("message")
-        key = p.string("key") if p.has("key") else None
+        key = (p.string("key") if p.has("key") else None) or None
         route = p.string("report_route") if p.has("report_route") else None
         if route is None:
             route = self.service.default_report_route
@@ -811,7 +818,7 @@ class _Commands:
         if route is not None and route not in self.service.report_routes():
             raise MIError(400, "Bad parameter value", f"unknown report route {route!r}")
         if not wait:
-            if ek.kafka_publish(broker_id, message, key or None, route) != 1:
+            if await self._off_loop(lambda: ek.kafka_publish(broker_id, message, key, route)) != 1:
                 raise MIError(500, "Cannot Publish", "not accepted by the producer (see stats)")
             return "OK"
         loop = asyncio.get_running_loop()
@@ -823,7 +830,10 @@ class _Commands:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, done, report)
 
-        if ek.kafka_publish(broker_id, message, key or None, route, on_report=on_report) != 1:
+        rc = await self._off_loop(
+            lambda: ek.kafka_publish(broker_id, message, key, route, on_report=on_report)
+        )
+        if rc != 1:
             raise MIError(500, "Cannot Publish", "not accepted by the producer (see stats)")
         timeout = self.service.report_wait_timeout
         try:
