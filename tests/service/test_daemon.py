@@ -1022,3 +1022,41 @@ async def test_a_slow_mi_command_never_stalls_health() -> None:
     finally:
         release.set()
         await service.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_a_reload_that_cannot_open_a_subscriber_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from event_kafka.service.config import load_config
+
+    path = tmp_path / "c.toml"
+    base = '[mi]\nlisten = "127.0.0.1:0"\n[events]\npublish = ["E_A"]\n'
+    path.write_text('broker_ids = ["[k1]127.0.0.1:1/t"]\n' + base)
+    service = Service(load_config(path))
+    await service.start()
+    try:
+        evi = service.ek.evi
+        subscribe = evi.subscribe
+
+        def failing(event: str, socket: str, expire: int | None = None) -> bool:
+            if socket.endswith(":10"):
+                raise RuntimeError("cannot open it now")
+            return subscribe(event, socket, expire)
+
+        monkeypatch.setattr(evi, "subscribe", failing)
+        path.write_text(
+            'broker_ids = ["[k2]127.0.0.1:1/t"]\n'
+            + base
+            + "".join(
+                f'[[subscriptions]]\nevent = "E_A"\nsocket = "udp:127.0.0.1:{port}"\n'
+                for port in (9, 10)
+            )
+        )
+        assert await service.reload() is False
+        assert service.reloads == {"ok": 0, "error": 1}
+        assert evi.subscriber_count("E_A") == 0  # the one added first was taken back
+        assert list(service.ek.brokers) == ["k1"]  # nothing else applied either
+        assert service.static == {}
+    finally:
+        await service.shutdown()

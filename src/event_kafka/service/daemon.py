@@ -10,10 +10,15 @@ Signals:
 * ``SIGTERM`` / ``SIGINT``: stop accepting (listeners closed), flush for
   ``kafka.flush_timeout`` seconds, log what was not delivered (each such message got a
   failure report, so its report route ran), exit 0.
-* ``SIGHUP``: re-read the file. A bad file is refused, logged, and the running configuration
-  kept. A good one is applied: broker_ids added/removed, newly published events, static
-  subscriptions added/removed, report routes, the MI token and defaults, the log level.
-  Listener addresses and limits need a restart (a warning says so).
+* ``SIGHUP``: re-read the file, all or nothing. A bad, empty or special file (FIFO, device:
+  refused without blocking), one that removes the MI token (restart for that), or one whose
+  new static subscriber cannot be opened is refused, logged with the reason, and the running
+  configuration kept. A good one is applied: broker_ids added/removed, newly published
+  events, static subscriptions added/removed, report routes, the MI token and defaults, the
+  log level. Listener addresses and limits need a restart (a warning says so). The file is
+  read on a daemon thread within ``_RELOAD_BUDGET`` seconds, so a hung file system cannot
+  hold the event loop, SIGTERM or the exit; SIGHUPs during a reload are coalesced into one
+  more reload (logged).
 
 Exit status: 0 after a clean stop, 78 (``EX_CONFIG``) for a configuration error, 1 when the
 service cannot start (e.g. an address in use). With systemd (``Type=notify``) it reports
@@ -437,7 +442,7 @@ class Service:
         for name in new.published_events:
             evi.publish_event(name)
         added: list[tuple[_SubKey, Subscription]] = []
-        for key in new_subs.keys() - self.static.keys():
+        for key in [k for k in new_subs if k not in self.static]:  # file order
             sub = new_subs[key]
             try:
                 evi.subscribe(sub.event, sub.socket, expire=None)
