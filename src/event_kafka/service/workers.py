@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ..ratelimit import RateLimitedLog
 from .mi import MIError
 
 __all__ = ["BUSY", "TIMEOUT", "WorkerPool"]
@@ -50,6 +51,7 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._pending = 0
         self._threads: list[threading.Thread] = []
+        self._log = RateLimitedLog(log, 10.0)  # a caller repeating a slow request: one line
 
     @property
     def pending(self) -> int:
@@ -78,7 +80,9 @@ class WorkerPool:
             return await asyncio.wait_for(asyncio.wrap_future(fut), self.budget)
         except TimeoutError:
             self.timeouts += 1
-            log.warning("an MI request ran past its %gs budget (mi.command_timeout)", self.budget)
+            self._log.warning(
+                "an MI request ran past its %gs budget (mi.command_timeout)", self.budget
+            )
             raise MIError(
                 *TIMEOUT,
                 f"not finished within {self.budget:g} s (mi.command_timeout); it may still "
