@@ -586,6 +586,17 @@ def test_bad_config_is_refused_at_start(tmp_path: Path) -> None:
     assert check.returncode == 78 and "subscriptions[0].socket" in check.stderr
 
 
+def test_an_empty_or_special_file_is_refused_at_start(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)  # a blocking open would hang the start forever
+    for path, why in ((empty, "the file has no settings"), (fifo, "not a regular file")):
+        for args in (("-c", str(path)), ("--check", "-c", str(path))):
+            proc = run_serve(*args)
+            assert proc.returncode == 78 and why in proc.stderr, (args, proc.stderr)
+
+
 def test_check_only_validates(tmp_path: Path) -> None:
     example = Path(__file__).resolve().parents[2] / "examples" / "event-kafka.toml"
     proc = run_serve("--check", "-c", str(example))
