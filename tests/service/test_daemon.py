@@ -1030,6 +1030,8 @@ async def test_a_slow_mi_command_never_stalls_health() -> None:
         replies = [orjson.loads(b) for b in await asyncio.gather(*slow)]
         assert {r["error"]["code"] for r in replies} <= {408, 503}, replies
         assert any(r["error"]["code"] == 408 for r in replies)
+        mi = service.statistics()["mi"]  # counted: get_statistics and event_kafka_mi_overrun
+        assert mi["timeout"] + mi["busy"] == 6 and mi["timeout"] >= 1
     finally:
         release.set()
         await service.shutdown()

@@ -316,7 +316,12 @@ class Service:
             broker_topics={bid: sock.topic for bid, sock in ek.brokers.items()},
             transports=ek.evi.transport_stats(),
             ingest=ingest,
-            mi={"requests": self.dispatcher.requests, "errors": self.dispatcher.errors},
+            mi={
+                "requests": self.dispatcher.requests,
+                "errors": self.dispatcher.errors,
+                "timeout": self.workers.timeouts,
+                "busy": self.workers.busy,
+            },
             http=self.http_counters.as_dict(),
             report_actions={name: a.counters() for name, a in self.routes.items()},
             reloads=dict(self.reloads),
