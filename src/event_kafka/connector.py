@@ -213,7 +213,8 @@ class EventKafka:
         return self._evi
 
     def publish_event(self, name: str) -> int:
-        """Register event ``name`` (at most 64 characters); returns its id. Idempotent."""
+        """Register event ``name`` (at most 64 bytes, printable: event_name.py); returns its id.
+        Idempotent."""
         return self.evi.publish_event(name)
 
     def subscribe(self, event: str, socket: str, expire: int | None = None) -> bool:

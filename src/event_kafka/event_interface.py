@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import EventKafkaError, SocketError
+from .event_name import MAX_EVENT_NAME, EventNameError, check_event_name, event_name_problem
 from .payload import Params, build_payload
 from .ratelimit import RateLimitedLog
 from .sip import key_for
@@ -68,9 +69,6 @@ __all__ = [
 
 log = logging.getLogger("event_kafka.event_interface")
 
-MAX_EVENT_NAME = 64
-"""Longest event name, in bytes of UTF-8 (OpenSIPS's limit)."""
-
 _INF = math.inf
 
 
@@ -84,10 +82,6 @@ class UnknownEventError(EventKafkaError, LookupError):
     def __init__(self, event: str) -> None:
         super().__init__(f"Event not published: {event!r}")
         self.event = event
-
-
-class EventNameError(EventKafkaError, ValueError):
-    """An event name that cannot be published (empty, longer than 64 bytes, NUL, not text)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +267,7 @@ class EventInterface:
         Example: ``evi.publish_event("E_MY_EVENT")`` → ``0`` for the first event.
 
         Raises:
-            EventNameError: empty, longer than 64 bytes of UTF-8, containing NUL, not text.
+            EventNameError: empty, longer than 64 bytes of UTF-8, not printable (event_name.py).
         """
         _check_event_name(name)
         with self._lock:
@@ -459,7 +453,7 @@ class EventInterface:
     ) -> tuple[int, int]:
         ev = self._events.get(event)
         if ev is None:
-            raise UnknownEventError(event)
+            raise _unknown(event)
         senders, needs_callid, deadline = ev.snap
         if deadline != _INF and deadline < self._clock():
             self._purge(ev, self._clock())
@@ -537,7 +531,7 @@ class EventInterface:
     def _event(self, name: str) -> _Event:
         ev = self._events.get(name)
         if ev is None:
-            raise UnknownEventError(name)
+            raise _unknown(name)
         return ev
 
     def _parse(self, socket: str) -> tuple[str, Destination]:
@@ -654,20 +648,13 @@ def _close(dest: Destination) -> None:
 
 
 def _check_event_name(name: object) -> None:
-    if not isinstance(name, str):
-        raise EventNameError(f"event name must be str, not {type(name).__name__}")
-    if not name:
-        raise EventNameError("event name must not be empty")
-    if "\0" in name:
-        raise EventNameError(f"event name {name!r} contains NUL")
-    try:
-        size = len(name.encode())
-    except UnicodeEncodeError:
-        raise EventNameError(f"event name {name!r} is not valid Unicode text") from None
-    if size > MAX_EVENT_NAME:
-        raise EventNameError(
-            f"event name {name[:20]!r}... is {size} bytes long: at most {MAX_EVENT_NAME}"
-        )
+    check_event_name(name)  # the one rule (event_name.py), shared with config, MI and ingest
+
+
+def _unknown(name: object) -> EventKafkaError:
+    # Only on the not-found path: a published name is valid by construction.
+    problem = event_name_problem(name)
+    return EventNameError(problem) if problem is not None else UnknownEventError(str(name))
 
 
 def _shown(socket: str) -> str:

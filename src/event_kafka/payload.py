@@ -76,8 +76,8 @@ def build_payload(
         b'{"jsonrpc":"2.0","method":"E_X","params":{"dup":"a","dup":"b"}}'
 
     Args:
-        event: the event name, a non-empty ``str`` (the 64-character limit on published
-            event names is checked where events are published, not here).
+        event: the event name, a non-empty ``str`` (the event name rule, 64 bytes, is
+            checked where events are published, not here: event_name.py).
         params: the event params; no params (``None``, an empty mapping or sequence) means no
             ``params`` key at all.
 

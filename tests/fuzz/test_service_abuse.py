@@ -550,18 +550,25 @@ def test_slow_loris_up_to_the_limit_then_cut_off(svc: Svc) -> None:
         # No thread per connection: 15 held, at most a few unrelated ones (a producer being
         # released in the background after the MI blast).
         assert s.status("Threads") <= threads + 4
-        # Fill the last slot, then more: refused at once (closed without an answer).
+        # Fill the last slot, then more: slow clients never lock anyone out (issue 12 item 9):
+        # each newcomer is answered and closes the longest-waiting slow client instead.
         slow.append(_slow_loris(port))
         time.sleep(0.2)
         extra = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(5)]
         for c in extra:
             c.settimeout(5)
-            try:
-                c.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
-                assert c.recv(100) == b""
-            except (ConnectionResetError, BrokenPipeError):
-                pass
+            c.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = c.recv(100)
+            assert answer.startswith(b"HTTP/1.1 200"), answer
             c.close()
+        evicted = 0
+        for c in slow[:5]:  # the five oldest made room
+            c.settimeout(5)
+            try:
+                evicted += c.recv(100) == b""
+            except ConnectionResetError:  # aborted: as closed
+                evicted += 1
+        assert evicted == 5
         # Trickling a byte now and then does not buy time: all are cut after read_timeout.
         t0 = time.monotonic()
         for c in slow:

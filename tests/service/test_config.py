@@ -215,11 +215,38 @@ def test_duplicate_subscription() -> None:
 
 
 def test_event_names() -> None:
-    assert "events.publish[1]: event name longer than 64 bytes" in refused(
-        f'[events]\npublish = ["E_OK", "{"X" * 65}"]\n'
+    msg = refused(f'[events]\npublish = ["E_OK", "{"X" * 65}"]\n')
+    assert "events.publish[1]: event name 'XXXXXXXXXXXXXXXXXXXX'... is 65 bytes long" in msg
+    assert "events.publish[0]: event name must not be empty" in refused(
+        '[events]\npublish = [""]\n'
     )
-    assert "events.publish[0]: empty event name" in refused('[events]\npublish = [""]\n')
-    assert "whitespace" in refused('[events]\npublish = ["E X"]\n')
+    # The library's one rule (event_name.py): bytes, not characters; printable, no space.
+    assert "is 66 bytes long: at most 64" in refused(f'[events]\npublish = ["{"€" * 22}"]\n')
+    for bad in ("E X", "E\\nX", "E\\u007fX", "E\\u200bX", "E\\u0085X"):
+        assert "non-printable character at position 1" in refused(
+            f'[events]\npublish = ["{bad}"]\n'
+        ), bad
+    assert load_config_text(f'[events]\npublish = ["{"€" * 21}", "E_É:x/y"]\n')
+
+
+def test_empty_or_special_config_files_are_refused(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.toml"
+    for text in ("", "\n  \n", "# only a comment\n"):
+        empty.write_text(text)
+        with pytest.raises(ConfigError, match="the file has no settings"):
+            load_config(empty)
+    empty.write_text("[mi]\n")  # one table: every default, on purpose
+    assert load_config(empty).model.mi.listen == "127.0.0.1:8888"
+    assert load_config_text("").brokers == {}  # text API: defaults (library use, tests)
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)  # no writer: a blocking open would never return
+    for special in (fifo, tmp_path, Path("/dev/zero")):
+        with pytest.raises(ConfigError, match="cannot read the configuration file"):
+            load_config(special)
+    big = tmp_path / "big.toml"
+    big.write_text("# x\n" * (1024 * 1024 // 4 + 1))
+    with pytest.raises(ConfigError, match="larger than 1048576 bytes"):
+        load_config(big)
 
 
 def test_report_route_references() -> None:

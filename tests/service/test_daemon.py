@@ -589,6 +589,17 @@ def test_bad_config_is_refused_at_start(tmp_path: Path) -> None:
     assert check.returncode == 78 and "subscriptions[0].socket" in check.stderr
 
 
+def test_an_empty_or_special_file_is_refused_at_start(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)  # a blocking open would hang the start forever
+    for path, why in ((empty, "the file has no settings"), (fifo, "not a regular file")):
+        for args in (("-c", str(path)), ("--check", "-c", str(path))):
+            proc = run_serve(*args)
+            assert proc.returncode == 78 and why in proc.stderr, (args, proc.stderr)
+
+
 def test_check_only_validates(tmp_path: Path) -> None:
     example = Path(__file__).resolve().parents[2] / "examples" / "event-kafka.toml"
     proc = run_serve("--check", "-c", str(example))
@@ -773,14 +784,18 @@ listen = "127.0.0.1:0"
     try:
         assert service.udp is not None
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            # One rule for names (event_name.py): auto_publish cannot publish what the file
+            # refuses; such a datagram is malformed, whatever the auto-publish budget.
+            s.sendto(build_payload("E_AUTO\nINJECTED", {"n": 1}), service.udp.address)
             for name in ("E_AUTO_SEEN", "E_AUTO_1", "E_AUTO_2", "E_AUTO_3", "E_AUTO_1"):
                 s.sendto(build_payload(name, {"n": 1}), service.udp.address)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 5
-        while service.udp.counters.received < 5 and loop.time() < deadline:
+        while service.udp.counters.received < 6 and loop.time() < deadline:
             await asyncio.sleep(0.01)
         names = [e.name for e in service.ek.evi.list_events()]
         assert names == ["E_AUTO_SEEN", "E_AUTO_1", "E_AUTO_2"]  # the third is over the bound
+        assert service.udp.counters.malformed == 1
         assert service.unknown_events["udp"] == 1
         assert service.auto_published == 2
         assert sink.recv(65535) == build_payload("E_AUTO_SEEN", {"n": 1})
@@ -851,3 +866,249 @@ listen = "127.0.0.1:0"
         await service.shutdown()
     [r] = await asyncio.to_thread(consume_all, kafka_broker.bootstrap, topic, 30, 1)
     assert (r.value, r.key, r.headers) == (raw, None, [])
+
+
+# -- issue 12: reloads, limits, a slow MI never stalls health --------------------------------------
+
+
+def test_reload_is_all_or_nothing_never_weakens_never_blocks(tmp_path: Path) -> None:
+    port = free_port()
+    token = "reload-t0ken"
+    base = f"""
+broker_ids = ["[k1]127.0.0.1:1/t"]
+[events]
+publish = ["E_A"]
+[[subscriptions]]
+event = "E_A"
+socket = "udp:127.0.0.1:9"
+[mi]
+listen = "127.0.0.1:{port}"
+token = "{token}"
+"""
+    auth = {"Authorization": f"Bearer {token}"}
+    version = b'{"jsonrpc":"2.0","id":1,"method":"version"}'
+    d = Daemon(tmp_path, base)
+
+    def refused() -> int:
+        return d.log().count("reload refused, keeping the running configuration")
+
+    def still_as_before() -> None:
+        assert d.post(version, {})[0] == 401  # the token still guards the MI
+        subs = d.mi("subscribers_list", ["E_A"], auth)["result"]["Event"]["Subscribers"]
+        assert subs == [{"socket": "udp:127.0.0.1:9", "expire": "never"}]
+        assert d.mi("kafka_publish", ["k1", "m"], auth)["result"] == "OK"  # broker_id kept
+
+    try:
+        d.start(port)
+        # 1. The file truncated in the middle of a rewrite: refused, nothing dropped.
+        d.config_path.write_text("")
+        d.send_signal(signal.SIGHUP)
+        wait_until(lambda: refused() == 1, what="the empty file refused")
+        assert "the file has no settings (empty or only comments)" in d.log()
+        still_as_before()
+        # 2. A valid file that drops the token: refused as a whole, says a restart is needed.
+        d.config_path.write_text(base.replace(f'token = "{token}"\n', ""))
+        d.send_signal(signal.SIGHUP)
+        wait_until(lambda: refused() == 2, what="the token removal refused")
+        assert "restart the service to run without a token" in d.log()
+        still_as_before()
+        # 3. The path is now a FIFO nobody writes: refused at once, every SIGHUP answered.
+        d.config_path.unlink()
+        os.mkfifo(d.config_path)
+        for _ in range(3):  # the kernel may merge signals sent back to back: at least one
+            d.send_signal(signal.SIGHUP)
+        wait_until(lambda: refused() >= 3, what="a SIGHUP on a FIFO refused")
+        d.send_signal(signal.SIGHUP)
+        wait_until(lambda: refused() >= 4, what="the next SIGHUP answered too")
+        assert "not a regular file" in d.log()
+        assert d.get("/health/live")[0] == 200
+        still_as_before()
+        # 4. A good file again (a new token): applied.
+        d.config_path.unlink()
+        d.config_path.write_text(base.replace(token, "an0ther-t0ken"))
+        d.send_signal(signal.SIGHUP)
+        wait_until(lambda: "configuration reloaded" in d.log(), what="the good file applied")
+        new_auth = {"Authorization": "Bearer an0ther-t0ken"}
+        assert d.mi("version", None, new_auth)["result"]["Server"].startswith("event-kafka")
+        assert d.post(version, auth)[0] == 401
+        assert token not in d.log() and "an0ther" not in d.log()
+        assert d.stop(timeout=20) == 0, d.log()
+    finally:
+        d.kill()
+
+
+def test_sigterm_exits_even_with_a_fifo_config(tmp_path: Path) -> None:
+    port = free_port()
+    d = Daemon(tmp_path, f'[mi]\nlisten = "127.0.0.1:{port}"\n')
+    try:
+        d.start(port)
+        d.config_path.unlink()
+        os.mkfifo(d.config_path)
+        d.send_signal(signal.SIGHUP)
+        wait_until(lambda: "reload refused" in d.log(), what="the FIFO refused")
+        assert d.stop(timeout=20) == 0, d.log()
+    finally:
+        d.kill()
+
+
+@pytest.mark.asyncio
+async def test_reloads_are_coalesced_and_a_stuck_one_blocks_nothing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import threading
+
+    from event_kafka.service import daemon
+
+    caplog.set_level(logging.INFO, "event_kafka.service")
+    settings = load_config_text('[mi]\nlisten = "127.0.0.1:0"\n')
+    gate = threading.Event()
+    calls: list[str] = []
+
+    def slow_load(path: str) -> Any:  # a file system or name server that hangs
+        calls.append(path)
+        gate.wait(30)
+        return settings, {}
+
+    monkeypatch.setattr(daemon, "_load_for_reload", slow_load)
+    service = Service(settings)
+    await service.start()
+    loop = asyncio.get_running_loop()
+
+    async def until(cond: Callable[[], bool], what: str) -> None:
+        deadline = loop.time() + 10
+        while not cond():
+            assert loop.time() < deadline, what
+            await asyncio.sleep(0.01)
+
+    try:
+        for _ in range(3):
+            service.request_reload()
+        assert "the file will be read again after it" in caplog.text
+        assert "another is already queued" in caplog.text
+        gate.set()
+        await until(lambda: service.reloads["ok"] == 2, "two reloads for three SIGHUPs")
+        await asyncio.sleep(0)
+        assert len(calls) == 2
+        # A reload stuck for good: refused after its budget; the next one says why it waits.
+        gate.clear()
+        monkeypatch.setattr(daemon, "_RELOAD_BUDGET", 0.2)
+        service.request_reload()
+        await until(lambda: service.reloads["error"] == 1, "the stuck reload refused")
+        assert "took more than 0.2 s" in caplog.text
+        service.request_reload()
+        await until(lambda: service.reloads["error"] == 2, "the second one refused")
+        assert "still stuck reading the file" in caplog.text
+        assert len(calls) == 3
+    finally:
+        t0 = loop.time()
+        await service.shutdown()
+        assert loop.time() - t0 < 5  # the stuck thread is a daemon: it holds nothing
+        gate.set()
+
+
+def test_idle_connections_never_starve_health_or_the_mi(tmp_path: Path) -> None:
+    port = free_port()
+    d = Daemon(tmp_path, f'[mi]\nlisten = "127.0.0.1:{port}"\nmax_connections = 64\n')
+    idle: list[socket.socket] = []
+    try:
+        d.start(port)
+        for _ in range(70):  # more than max_connections, each silent
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        wait_until(lambda: d.metric("event_kafka_http_rejected_total", reason="overload") >= 6)
+        worst = 0.0
+        for _ in range(5):
+            t0 = time.monotonic()
+            assert d.get("/health/live")[0] == 200
+            worst = max(worst, time.monotonic() - t0)
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        assert worst < 1.0, worst
+        print(f"/health/live with 70+ idle connections: worst {worst * 1000:.1f} ms")
+        assert d.mi("version")["result"]["Server"].startswith("event-kafka")
+        assert d.stop() == 0
+    finally:
+        for c in idle:
+            c.close()
+        d.kill()
+
+
+@pytest.mark.asyncio
+async def test_a_slow_mi_command_never_stalls_health() -> None:
+    import threading
+    import urllib.request
+
+    from event_kafka.service.mi import Command, Recipe
+
+    settings = load_config_text('[mi]\nlisten = "127.0.0.1:0"\ncommand_timeout = 1.0\n')
+    service = Service(settings)
+    await service.start()
+    release = threading.Event()
+    # Blocks its thread like a quadratic parser or a hung resolver would.
+    service.dispatcher.add(Command("slow", (Recipe(()),), lambda p: release.wait(30) and "x"))
+    host, port = service.servers[0].address
+    url = f"http://{host}:{port}"
+
+    def post() -> bytes:
+        req = urllib.request.Request(
+            url + "/mi", data=b'{"jsonrpc":"2.0","id":1,"method":"slow"}', method="POST"
+        )
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return bytes(r.read())
+
+    def live() -> float:
+        t0 = time.monotonic()
+        with urllib.request.urlopen(url + "/health/live", timeout=20) as r:
+            assert r.status == 200
+        return time.monotonic() - t0
+
+    try:
+        slow = [asyncio.create_task(asyncio.to_thread(post)) for _ in range(6)]
+        await asyncio.sleep(0.2)  # let them reach the workers
+        latencies = [await asyncio.to_thread(live) for _ in range(5)]
+        assert max(latencies) < 0.5, latencies
+        replies = [orjson.loads(b) for b in await asyncio.gather(*slow)]
+        assert {r["error"]["code"] for r in replies} <= {408, 503}, replies
+        assert any(r["error"]["code"] == 408 for r in replies)
+        mi = service.statistics()["mi"]  # counted: get_statistics and event_kafka_mi_overrun
+        assert mi["timeout"] + mi["busy"] == 6 and mi["timeout"] >= 1
+    finally:
+        release.set()
+        await service.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_a_reload_that_cannot_open_a_subscriber_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from event_kafka.service.config import load_config
+
+    path = tmp_path / "c.toml"
+    base = '[mi]\nlisten = "127.0.0.1:0"\n[events]\npublish = ["E_A"]\n'
+    path.write_text('broker_ids = ["[k1]127.0.0.1:1/t"]\n' + base)
+    service = Service(load_config(path))
+    await service.start()
+    try:
+        evi = service.ek.evi
+        subscribe = evi.subscribe
+
+        def failing(event: str, socket: str, expire: int | None = None) -> bool:
+            if socket.endswith(":10"):
+                raise RuntimeError("cannot open it now")
+            return subscribe(event, socket, expire)
+
+        monkeypatch.setattr(evi, "subscribe", failing)
+        path.write_text(
+            'broker_ids = ["[k2]127.0.0.1:1/t"]\n'
+            + base
+            + "".join(
+                f'[[subscriptions]]\nevent = "E_A"\nsocket = "udp:127.0.0.1:{port}"\n'
+                for port in (9, 10)
+            )
+        )
+        assert await service.reload() is False
+        assert service.reloads == {"ok": 0, "error": 1}
+        assert evi.subscriber_count("E_A") == 0  # the one added first was taken back
+        assert list(service.ek.brokers) == ["k1"]  # nothing else applied either
+        assert service.static == {}
+    finally:
+        await service.shutdown()

@@ -110,7 +110,8 @@ _name = st.text(
     st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=8
 )
 _event = st.text(
-    st.characters(blacklist_categories=("Cs", "Z", "Cc"), blacklist_characters="\x00"),
+    # What event_name.py allows: printable (letters, marks, numbers, punctuation, symbols).
+    st.characters(whitelist_categories=("L", "M", "N", "P", "S")),
     min_size=1,
     max_size=20,
 ).filter(lambda s: len(s.encode()) <= 64)
@@ -190,7 +191,13 @@ def test_event_param() -> None:
         (b'{"jsonrpc":"2.0","method":5,"id":5}', '"method" must be', 5),
         (b'{"jsonrpc":"2.0","method":"E\xff","id":6}', "event name is not valid UTF-8", 6),
         (b'{"jsonrpc":"2.0","method":"E","p":' + b"[" * 65 + b"]" * 65 + b"}", "deeper", None),
-        (('{"jsonrpc":"2.0","method":"' + "E" * 65 + '"}').encode(), "longer than 64", None),
+        (('{"jsonrpc":"2.0","method":"' + "E" * 65 + '"}').encode(), "65 bytes long", None),
+        # event_name.py's rule, as the config file applies it (issue 12 item 7)
+        (b'{"jsonrpc":"2.0","method":"E_X\\nINJECTED"}', "non-printable character", None),
+        (b'{"jsonrpc":"2.0","method":"E X"}', "non-printable character", None),
+        (b'{"jsonrpc":"2.0","method":"E\\u0000X"}', "non-printable character", None),
+        (b'{"jsonrpc":"2.0","method":"E\\u202eX"}', "non-printable character", None),
+        (('{"jsonrpc":"2.0","method":"' + "€" * 22 + '"}').encode(), "66 bytes long", None),
     ],
 )
 def test_malformed(raw: bytes, why: str, rid: Any) -> None:

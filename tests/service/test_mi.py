@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Collection, Iterator, Mapping
 from typing import Any
@@ -594,3 +595,108 @@ def test_fuzz_requests_always_get_a_valid_reply(
     assert ("result" in reply) != ("error" in reply)
     if "error" in reply:
         assert reply["error"]["code"] != -32000, reply  # no command may fail internally
+
+
+# -- issue 12: one rule for event names, a subscription limit, nothing slow on the loop ---------
+
+
+@pytest.mark.parametrize("bad", ["E\nINJECTED", "E X", "E\x7f", "E\u200b", "€" * 22])
+def test_event_names_follow_the_one_rule(mi: MIDispatcher, service: FakeService, bad: str) -> None:
+    for method, params in (
+        ("event_subscribe", [bad, "cap:x"]),
+        ("raise_event", [bad]),
+        ("subscribers_list", [bad]),
+    ):
+        code, msg, data = error(mi, method, params)
+        assert (code, msg) == (400, "Bad parameter value"), (method, code, msg)
+        assert data is not None and ("non-printable" in data or "66 bytes" in data), data
+    assert [e.name for e in service.ek.evi.list_events()] == ["E_TEST", "E_OTHER"]
+
+
+def test_mi_subscriptions_are_limited(service: FakeService) -> None:
+    limit = 3
+    d = MIDispatcher([])
+
+    def count() -> tuple[int, int]:
+        evi = service.ek.evi
+        return sum(evi.subscriber_count(e.name) for e in evi.list_events()), limit
+
+    for cmd in service_commands(service, lambda: d, count):
+        d.add(cmd)
+    for i in range(limit):
+        assert result(d, "event_subscribe", ["E_TEST", f"cap:s{i}"]) == "OK"
+    code, msg, data = error(d, "event_subscribe", ["E_OTHER", "cap:one-more"])
+    assert (code, msg) == (429, "Too many subscriptions")
+    assert data == "3 MI subscriptions already: the limit is mi.max_subscriptions = 3"
+    # A refresh and an unsubscribe are always allowed; then there is room again.
+    assert result(d, "event_subscribe", ["E_TEST", "cap:s0", 60]) == "OK"
+    assert result(d, "event_subscribe", ["E_TEST", "cap:s1", 0]) == "OK"
+    assert result(d, "event_subscribe", ["E_OTHER", "cap:one-more"]) == "OK"
+    assert error(d, "event_subscribe", ["E_OTHER", "cap:two-more"])[0] == 429
+    assert count()[0] == limit
+
+
+def test_slow_command_leaves_the_loop_within_a_budget(service: FakeService) -> None:
+    from event_kafka.service.workers import WorkerPool
+
+    release = threading.Event()
+    pool = WorkerPool(workers=2, budget=0.3, max_pending=2)
+    d = MIDispatcher([], offload=pool.run)
+    for cmd in service_commands(service, lambda: d):
+        d.add(cmd)
+    # A command that blocks its thread (as a quadratic parser or a hung resolver would).
+    d.add(Command("slow", (Recipe(()),), lambda p: release.wait(30) and "done"))
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        ticks = 0
+
+        async def ticker() -> None:  # stands for /health/live: needs the loop every 10 ms
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        tick = loop.create_task(ticker())
+        t0 = loop.time()
+        slow = [d.handle(b'{"jsonrpc":"2.0","id":1,"method":"slow"}') for _ in range(3)]
+        replies = await asyncio.gather(*slow)
+        elapsed = loop.time() - t0
+        tick.cancel()
+        codes = sorted(r["error"]["code"] for r in replies if r is not None)
+        assert codes == [408, 408, 503], replies  # two ran out of time, the third was refused
+        assert "mi.command_timeout" in replies[0]["error"]["data"]
+        assert elapsed < 2.0
+        assert ticks >= elapsed / 0.01 / 3  # the loop kept turning while they were stuck
+        # Quick commands still run while both workers are stuck... once one is free.
+        release.set()
+        deadline = loop.time() + 5
+        while pool.pending and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        reply = await d.handle(b'{"jsonrpc":"2.0","id":2,"method":"version"}')
+        assert reply is not None and "result" in reply
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        release.set()
+        pool.close()
+    assert pool.timeouts == 2 and pool.busy == 1
+
+
+def test_big_request_bodies_are_parsed_off_the_loop(service: FakeService) -> None:
+    seen: list[int] = []
+
+    async def offload(fn: Any) -> Any:
+        seen.append(threading.get_ident())
+        return await asyncio.to_thread(fn)
+
+    d = MIDispatcher([], offload=offload)
+    for cmd in service_commands(service, lambda: d):
+        d.add(cmd)
+    big = orjson.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": "get_statistics", "params": [["all"] * 2000]}
+    )
+    reply = asyncio.run(d.handle(big))
+    assert reply is not None and "result" in reply
+    assert len(seen) == 2  # the parse and the (synchronous) command

@@ -57,6 +57,7 @@ from pydantic import (
 )
 
 from ..errors import ConfigError, SocketError
+from ..event_name import check_event_name
 from ..kafka_socket import KafkaSocket, parse_broker_id, parse_socket
 from ..properties import redact
 from ..transports import TransportContext, registered_schemes, transport_factory
@@ -81,9 +82,6 @@ __all__ = [
 ]
 
 Loc = tuple[str | int, ...]
-
-# OpenSIPS keeps event names in a 64-byte buffer; longer names are refused there too.
-EVENT_NAME_MAX = 64
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,13 +137,7 @@ def _socket(value: str) -> str:
 
 
 def _event_name(value: str) -> str:
-    if not value:
-        raise ValueError("empty event name")
-    if len(value.encode()) > EVENT_NAME_MAX:
-        raise ValueError(f"event name longer than {EVENT_NAME_MAX} bytes")
-    if any(ch.isspace() or ord(ch) < 0x20 for ch in value):
-        raise ValueError("event name contains whitespace or control characters")
-    return value
+    return check_event_name(value)  # the library's rule (EventNameError is a ValueError)
 
 
 def _syslog_address(value: str) -> str:
@@ -235,6 +227,10 @@ class MISection(_Model):
     report_wait_timeout: Seconds = 30.0
     """Longest ``kafka_publish ... wait`` waits for the delivery report."""
     default_report_route: str | None = None
+    max_subscriptions: Annotated[int, Field(ge=0)] = 256
+    """MI ``event_subscribe`` subscribers at once (static ones do not count); more: error 429."""
+    command_timeout: Annotated[float, Field(gt=0)] = 10.0
+    """Seconds an MI command may run (off the event loop); then a 408 error reply."""
 
 
 class UdpIngest(_Model):
@@ -378,19 +374,31 @@ def load_config(
     """Read and validate the TOML file at ``path``, with ``EVENT_KAFKA_*__*`` variables of
     ``environ`` (default: the process environment) and ``overrides`` applied over it.
 
+    The file must be a regular file of at most :data:`MAX_CONFIG_BYTES` (a FIFO or device is
+    refused without blocking) and hold at least one setting: an empty file (truncated while
+    being rewritten, or the wrong path) is refused rather than read as "every default".
+
     Raises:
         ConfigError: listing every problem as ``file:line: key.path: what is wrong``.
     """
     p = Path(path)
     try:
-        data = p.read_bytes()
+        data = _read_regular_file(p, MAX_CONFIG_BYTES)
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read the configuration file: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{p}: cannot read the configuration file: {exc}") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{p}: not UTF-8 (byte {exc.start})") from None
-    return load_config_text(text, str(p), base_dir=p.parent, environ=environ, overrides=overrides)
+    return load_config_text(
+        text, str(p), base_dir=p.parent, environ=environ, overrides=overrides, allow_empty=False
+    )
+
+
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A configuration file larger than this is refused (it is not one)."""
 
 
 def load_config_text(
@@ -400,13 +408,15 @@ def load_config_text(
     *,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, str] | None = None,
+    allow_empty: bool = True,
 ) -> ServiceSettings:
     """Validate configuration ``text`` (``path`` is only used in messages).
 
     ``base_dir`` resolves a relative ``mi.token_file`` and ``${file:...}``; ``environ``
     (default ``os.environ``) gives ``EVENT_KAFKA_*__*`` overrides and ``${env:...}`` values;
     ``overrides`` (``{"logging.level": "DEBUG"}``, the command line) win over both. See
-    :mod:`.sources`.
+    :mod:`.sources`. ``allow_empty=False`` (files, see :func:`load_config`) refuses a text
+    with no settings at all.
     """
     try:
         raw = tomllib.loads(text)
@@ -415,6 +425,13 @@ def load_config_text(
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     except RecursionError:
         raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deep") from None
+    if not raw and not allow_empty:
+        # Most likely truncated (a rewrite in progress) or the wrong file: running on every
+        # default would drop every broker_id, subscription and the MI token.
+        raise ConfigError(
+            f"{path}: the file has no settings (empty or only comments): refused; to run "
+            "with every default, write at least one table, e.g. [mi]"
+        )
     lines = KeyLines(text)
     problems: list[tuple[Loc, str]] = []
     env = os.environ if environ is None else environ
@@ -516,17 +533,24 @@ def _cross_check(
     return brokers, token
 
 
-def _read_token_file(path: Path) -> str:
-    """At most 4 KiB of a regular file (O_NONBLOCK: a FIFO cannot block the load)."""
+def _read_regular_file(path: Path, limit: int) -> bytes:
+    """At most ``limit`` bytes of a regular file; ValueError for anything else (FIFO,
+    device, directory, socket) or a bigger file. O_NONBLOCK: opening a FIFO cannot block."""
     if "\0" in str(path):
         raise ValueError("NUL character in the path")
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as fh:
         if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
             raise ValueError("not a regular file")
-        data = fh.read(4097)
-    if len(data) > 4096:
-        raise ValueError("larger than 4096 bytes")
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit} bytes")
+    return data
+
+
+def _read_token_file(path: Path) -> str:
+    """At most 4 KiB of a regular file (O_NONBLOCK: a FIFO cannot block the load)."""
+    data = _read_regular_file(path, 4096)
     try:
         return data.decode("utf-8").strip()
     except UnicodeDecodeError:

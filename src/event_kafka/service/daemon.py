@@ -10,10 +10,15 @@ Signals:
 * ``SIGTERM`` / ``SIGINT``: stop accepting (listeners closed), flush for
   ``kafka.flush_timeout`` seconds, log what was not delivered (each such message got a
   failure report, so its report route ran), exit 0.
-* ``SIGHUP``: re-read the file. A bad file is refused, logged, and the running configuration
-  kept. A good one is applied: broker_ids added/removed, newly published events, static
-  subscriptions added/removed, report routes, the MI token and defaults, the log level.
-  Listener addresses and limits need a restart (a warning says so).
+* ``SIGHUP``: re-read the file, all or nothing. A bad, empty or special file (FIFO, device:
+  refused without blocking), one that removes the MI token (restart for that), or one whose
+  new static subscriber cannot be opened is refused, logged with the reason, and the running
+  configuration kept. A good one is applied: broker_ids added/removed, newly published
+  events, static subscriptions added/removed, report routes, the MI token and defaults, the
+  log level. Listener addresses and limits need a restart (a warning says so). The file is
+  read on a daemon thread within ``_RELOAD_BUDGET`` seconds, so a hung file system cannot
+  hold the event loop, SIGTERM or the exit; SIGHUPs during a reload are coalesced into one
+  more reload (logged).
 
 Exit status: 0 after a clean stop, 78 (``EX_CONFIG``) for a configuration error, 1 when the
 service cannot start (e.g. an address in use). With systemd (``Type=notify``) it reports
@@ -30,6 +35,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
@@ -56,6 +62,7 @@ from .ingest import ACCEPTED, Notification, RaiseOutcome, TcpIngestServer, UdpIn
 from .metrics import Snapshot, make_registry, statistics_groups
 from .mi import MIDispatcher, package_version, service_commands
 from .report_actions import ReportActions
+from .workers import WorkerPool
 
 __all__ = ["EX_CONFIG", "EX_START", "Service", "run", "serve_command", "setup_logging"]
 
@@ -82,7 +89,9 @@ class Service:
         self.routes: dict[str, ReportActions] = {}
         self.static: dict[_SubKey, Subscription] = {}
         self.http_counters = HttpCounters()
-        self.dispatcher = MIDispatcher([])
+        # Slow MI work runs here, off the loop that answers /health and /metrics.
+        self.workers = WorkerPool(workers=_MI_WORKERS, budget=settings.model.mi.command_timeout)
+        self.dispatcher = MIDispatcher([], offload=self.workers.run)
         self.servers: list[HttpServer] = []
         self.udp: UdpIngestServer | None = None
         self.tcp: TcpIngestServer | None = None
@@ -98,7 +107,9 @@ class Service:
         """More ``/health/ready`` conditions: each returns why the service is not ready, or
         None (the place for a spool that cannot write)."""
         self.overrides: Mapping[str, str] = {}  # command-line settings, kept across reloads
-        self._reloading = False
+        self._reload_task: asyncio.Task[None] | None = None
+        self._reload_again = False
+        self._stuck_load: threading.Thread | None = None
 
     # -- MIService -----------------------------------------------------------------------------
 
@@ -120,6 +131,12 @@ class Service:
 
     def statistics(self) -> Mapping[str, Mapping[str, int | float]]:
         return statistics_groups(self.snapshot())
+
+    def _mi_subscriptions(self) -> tuple[int, int]:
+        """(subscribers added over the MI now, ``mi.max_subscriptions``)."""
+        evi = self.ek.evi
+        total = sum(evi.subscriber_count(e.name) for e in evi.list_events())
+        return max(0, total - len(self.static)), self.settings.model.mi.max_subscriptions
 
     def is_static(self, event: str, socket: str) -> bool:
         if not any(e == event for e, _ in self.static):
@@ -150,7 +167,7 @@ class Service:
             for sub in m.subscriptions:
                 evi.subscribe(sub.event, sub.socket, expire=None)
             self.static = _static_subs(self.settings)
-            for cmd in service_commands(self, lambda: self.dispatcher):
+            for cmd in service_commands(self, lambda: self.dispatcher, self._mi_subscriptions):
                 self.dispatcher.add(cmd)
             await self._start_listeners()
         except BaseException:
@@ -310,7 +327,12 @@ class Service:
             broker_topics={bid: sock.topic for bid, sock in ek.brokers.items()},
             transports=ek.evi.transport_stats(),
             ingest=ingest,
-            mi={"requests": self.dispatcher.requests, "errors": self.dispatcher.errors},
+            mi={
+                "requests": self.dispatcher.requests,
+                "errors": self.dispatcher.errors,
+                "timeout": self.workers.timeouts,
+                "busy": self.workers.busy,
+            },
             http=self.http_counters.as_dict(),
             report_actions={name: a.counters() for name, a in self.routes.items()},
             reloads=dict(self.reloads),
@@ -394,35 +416,110 @@ class Service:
 
     # -- reload ----------------------------------------------------------------------------------
 
+    def request_reload(self, why: str = "SIGHUP") -> None:
+        """Start a reload off the signal handler; one arriving while a reload runs is
+        coalesced into a single reload after it (logged, never silently dropped)."""
+        if self.stopping:
+            log.info("%s: ignored, stopping", why)
+            return
+        if self._reload_task is not None and not self._reload_task.done():
+            if not self._reload_again:
+                log.info("%s: a reload is running; the file will be read again after it", why)
+            else:
+                log.info("%s: a reload is running and another is already queued", why)
+            self._reload_again = True
+            return
+        self._reload_task = asyncio.get_running_loop().create_task(self._reload_loop())
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await self.reload()
+            if not self._reload_again or self.stopping:
+                return
+            self._reload_again = False  # SIGHUPs during that reload: one more covers them all
+
     async def reload(self) -> bool:
-        """Re-read the file; apply it, or refuse it and keep running as before."""
-        if self._reloading or self.stopping:
+        """Re-read the file; apply all of it, or refuse it and keep running as before."""
+        if self.stopping:
             return False
-        self._reloading = True
         sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
-            loop = asyncio.get_running_loop()
             try:
-                # Off the loop: validating sockets may resolve host names.
-                new, subs = await loop.run_in_executor(
-                    None, _load_for_reload, self.settings.path, self.overrides
-                )
-            except ConfigError as exc:
+                new, subs = await self._load_in_thread()
+                _check_reload_safe(self.settings, new)
+                self._apply(new, subs)
+            except (ConfigError, _ReloadRefused) as exc:
                 self.reloads["error"] += 1
                 log.error("reload refused, keeping the running configuration:\n%s", exc)
                 return False
-            self._apply(new, subs)
             self.reloads["ok"] += 1
             log.info("configuration reloaded: %s", new.summary())
             return True
         finally:
-            self._reloading = False
             sd_notify("READY=1")
 
+    async def _load_in_thread(self) -> tuple[ServiceSettings, dict[_SubKey, Subscription]]:
+        """Load the file on a daemon thread (it may resolve host names, or meet a hung file
+        system): within ``_RELOAD_BUDGET`` s, and never holding the loop or process exit."""
+        if self._stuck_load is not None and self._stuck_load.is_alive():
+            raise _ReloadRefused(
+                "the previous reload is still stuck reading the file (hung file system or "
+                "name resolution?); not starting another"
+            )
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[tuple[ServiceSettings, dict[_SubKey, Subscription]]]
+        done = loop.create_future()
+        path, overrides = self.settings.path, self.overrides
+
+        def work() -> None:
+            try:
+                result = _load_for_reload(path, overrides)
+            except BaseException as exc:
+                if not isinstance(exc, ConfigError):
+                    log.exception("reload: loading %s failed", path)
+                    exc = ConfigError(f"{path}: cannot load: {type(exc).__name__}")
+                with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                    loop.call_soon_threadsafe(_settle_exc, done, exc)
+            else:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_settle_ok, done, result)
+
+        thread = threading.Thread(target=work, name="event-kafka-reload", daemon=True)
+        thread.start()
+        try:
+            return await asyncio.wait_for(done, _RELOAD_BUDGET)
+        except TimeoutError:
+            self._stuck_load = thread
+            raise _ReloadRefused(
+                f"reading and checking the file took more than {_RELOAD_BUDGET:g} s"
+            ) from None
+
     def _apply(self, new: ServiceSettings, new_subs: dict[_SubKey, Subscription]) -> None:
+        """Apply a loaded file. The one step that can fail (opening a new static subscriber)
+        runs first and is undone on failure (_ReloadRefused), so a reload is all or nothing.
+        Events are never unpublished (as in OpenSIPS): a name a refused reload published
+        stays, with no subscriber."""
         old = self.settings
-        _warn_restart_needed(self.started_with, new)
         ek = self.ek
+        evi = ek.evi
+        for name in new.published_events:
+            evi.publish_event(name)
+        added: list[tuple[_SubKey, Subscription]] = []
+        for key in [k for k in new_subs if k not in self.static]:  # file order
+            sub = new_subs[key]
+            try:
+                evi.subscribe(sub.event, sub.socket, expire=None)
+            except (ValueError, LookupError, RuntimeError, OSError) as exc:
+                for _, done in added:
+                    with contextlib.suppress(ValueError, LookupError):
+                        evi.unsubscribe(done.event, done.socket)
+                raise _ReloadRefused(
+                    f"static subscription {sub.event} -> {_shown(key)} cannot be added: {exc}"
+                ) from None
+            added.append((key, sub))
+        for key, sub in added:
+            log.info("static subscription added: %s -> %s", sub.event, _shown(key))
+        _warn_restart_needed(self.started_with, new)
         for bid in old.brokers.keys() - new.brokers.keys():
             log.info("broker_id [%s] removed", bid)
         for bid, sock in new.brokers.items():
@@ -432,23 +529,13 @@ class Service:
             elif current != sock:
                 log.info("broker_id [%s] changed: %s", bid, sock)
         ek.set_broker_ids(new.brokers)
-        evi = ek.evi
-        for name in new.published_events:
-            evi.publish_event(name)
         for key in self.static.keys() - new_subs.keys():
             sub = self.static[key]
             with contextlib.suppress(ValueError, LookupError):
                 evi.unsubscribe(sub.event, sub.socket)
             log.info("static subscription removed: %s -> %s", sub.event, _shown(key))
-        for key in new_subs.keys() - self.static.keys():
-            sub = new_subs[key]
-            try:
-                evi.subscribe(sub.event, sub.socket, expire=None)
-            except (ValueError, LookupError, RuntimeError) as exc:
-                log.error("static subscription %s -> %s not added: %s", sub.event, _shown(key), exc)
-                continue
-            log.info("static subscription added: %s -> %s", sub.event, _shown(key))
         self.static = new_subs
+        self.workers.budget = new.model.mi.command_timeout
         self._install_routes(new)
         level = new.model.logging.level
         if level != old.model.logging.level:
@@ -487,6 +574,7 @@ class Service:
         # Blocking flush off the loop, so MI calls waiting for a delivery report still get it.
         left = await loop.run_in_executor(None, self.ek.close, self._flush_timeout)
         _log_shutdown(before, self.ek.stats(), left)
+        self.workers.close()
         for server in self.servers:
             await server.close()
         self.servers.clear()
@@ -514,6 +602,34 @@ def _static_subs(settings: ServiceSettings) -> dict[_SubKey, Subscription]:
         except ValueError as exc:  # validated at load; a host name may have stopped resolving
             log.error("static subscription %s: %s", sub.event, exc)
     return out
+
+
+class _ReloadRefused(Exception):
+    """A reload that would not be complete or would weaken security: nothing was changed."""
+
+
+_RELOAD_BUDGET = 30.0
+"""Seconds a reload may take to read and check the file (a hung NFS mount, slow DNS)."""
+_MI_WORKERS = 4
+
+
+def _check_reload_safe(running: ServiceSettings, new: ServiceSettings) -> None:
+    """Refuse a reload that would silently weaken security."""
+    if running.token is not None and new.token is None:
+        raise _ReloadRefused(
+            "it removes the MI token (mi.token / mi.token_file): a reload never drops "
+            "authentication; restart the service to run without a token"
+        )
+
+
+def _settle_ok(fut: asyncio.Future[Any], value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _settle_exc(fut: asyncio.Future[Any], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
 
 
 def _load_for_reload(
@@ -712,16 +828,9 @@ async def _main(settings: ServiceSettings, overrides: Mapping[str, str]) -> int:
         log.error("cannot start: %s", exc)
         return EX_START
     loop = asyncio.get_running_loop()
-    tasks: set[asyncio.Task[Any]] = set()
-
-    def on_hup() -> None:
-        task = loop.create_task(service.reload())
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
     loop.add_signal_handler(signal.SIGTERM, service.request_stop, "SIGTERM")
     loop.add_signal_handler(signal.SIGINT, service.request_stop, "SIGINT")
-    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    loop.add_signal_handler(signal.SIGHUP, service.request_reload, "SIGHUP")
     log.info(
         "event-kafka %s started (pid %d): %s", package_version(), os.getpid(), settings.summary()
     )

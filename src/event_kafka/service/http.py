@@ -9,8 +9,12 @@ response (errors included). In front of it:
 * **size limit**: a body over ``max_request_bytes`` is 413 (with a JSON-RPC error body),
   without being read;
 * **slow clients**: a connection has ``read_timeout`` seconds to deliver each whole request
-  (headers and body), and is closed when idle that long between requests; at most
-  ``max_connections`` connections are open at once (more are closed at once).
+  (headers and body), and is closed when idle that long between requests;
+* **connection cap**: at most ``max_connections`` connections are open at once. At the cap a
+  new connection closes the one that has waited longest without a request being handled
+  (idle, or still sending its request): idle or slow clients can never lock out a health
+  probe, a scrape or an MI caller. Only when every connection has a request being handled
+  (an MI command, bounded by ``mi.command_timeout``) is the new one closed at once.
 
 ``/metrics`` (Prometheus text format) and ``/health/live`` / ``/health/ready`` need no token;
 serve them on a separate listener (``metrics.listen``) to expose them beyond loopback
@@ -101,7 +105,7 @@ def make_app(
                 counters.too_large += 1
                 return _too_large(config.max_request_bytes)
             try:
-                body = await asyncio.wait_for(request.read(), config.read_timeout)
+                body = await asyncio.wait_for(_read_body(request), config.read_timeout)
             except TimeoutError:
                 counters.timeout += 1
                 return web.Response(status=408, text="408: Request Timeout\n", headers=_CLOSE)
@@ -179,6 +183,18 @@ async def _guard_middleware(
             guard.leave()
 
 
+async def _read_body(request: web.Request) -> bytes:
+    # Still receiving the request: the connection may be evicted at the cap, like an idle one.
+    guard = _Guard.of(request.transport)
+    if guard is not None:
+        guard.handling = False
+    try:
+        return await request.read()
+    finally:
+        if guard is not None:
+            guard.handling = True
+
+
 _GUARDS: dict[object, _Guard] = {}
 """The guard of each open transport, for the middleware (aiohttp hides its protocol)."""
 
@@ -198,6 +214,9 @@ class _Guard(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._made = False
+        self.handling = False
+        """A request is being handled (not evictable)."""
+        self.waiting_since = 0.0
 
     @classmethod
     def of(cls, transport: object) -> _Guard | None:
@@ -206,7 +225,7 @@ class _Guard(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        if len(self.server.guards) >= self.server.max_connections:
+        if len(self.server.guards) >= self.server.max_connections and not self._evict():
             self.server.counters.overload += 1
             transport.abort()
             return
@@ -236,15 +255,32 @@ class _Guard(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.inner.resume_writing()
 
+    def _evict(self) -> bool:
+        """Make room by closing the connection waiting longest with no request being
+        handled; False when every connection is handling one."""
+        idle = [g for g in self.server.guards if not g.handling]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda g: g.waiting_since)
+        self.server.counters.overload += 1
+        log.debug("http: at %d connections: closing the longest idle", len(self.server.guards))
+        self.server.guards.discard(victim)
+        if victim.transport is not None:
+            victim.transport.abort()
+        return True
+
     def enter(self) -> None:
+        self.handling = True
         self._cancel()
 
     def leave(self) -> None:
+        self.handling = False
         self._arm()
 
     def _arm(self) -> None:
         self._cancel()
         loop = asyncio.get_running_loop()
+        self.waiting_since = loop.time()
         self._timer = loop.call_later(self.server.read_timeout, self._expire)
 
     def _cancel(self) -> None:

@@ -48,6 +48,7 @@ from typing import Any, TypeAlias
 
 import orjson
 
+from ..event_name import event_name_problem
 from ..payload import INT_MAX, INT_MIN, Params, build_payload
 from ..ratelimit import RateLimitedLog
 from .mi import FloatText, JObject, compact_json
@@ -65,7 +66,6 @@ __all__ = [
 
 log = logging.getLogger("event_kafka.service.ingest")
 
-EVENT_NAME_MAX = 64
 MAX_DEPTH = 64  # OpenSIPS payloads nest 2 deep; this only stops pathological input early
 _MAX_UNREAD_REPLIES = 1024 * 1024  # bytes of replies queued for a peer before it is dropped
 
@@ -271,8 +271,9 @@ def parse_notification(raw: bytes, *, event_param: str | None = None) -> Notific
             params, stripped = params[1:] or None, True
     if not _is_text(event):
         raise IngestError("the event name is not valid UTF-8", rid)
-    if len(event.encode()) > EVENT_NAME_MAX:
-        raise IngestError(f"event name longer than {EVENT_NAME_MAX} bytes", rid)
+    problem = event_name_problem(event)
+    if problem is not None:
+        raise IngestError(problem, rid)
     payload = raw
     if stripped or has_id:
         m = None if stripped else _ID_FIRST.match(raw)
@@ -344,7 +345,7 @@ def _parse_canonical(raw: bytes) -> Notification | None:
     if type(obj) is not dict or "id" in obj:
         return None
     method = obj.get("method")
-    if type(method) is not str or len(method.encode()) > EVENT_NAME_MAX:
+    if type(method) is not str or event_name_problem(method) is not None:
         return None
     params = obj.get("params")
     try:

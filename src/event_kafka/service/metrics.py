@@ -45,6 +45,7 @@ name                                      labels              meaning
 ``ingest_connections``                    listener            open TCP connections
 ``ingest_bytes_total``                    listener            bytes read
 ``mi_requests_total`` / ``_errors_total``  —                   MI requests / error replies
+``mi_overrun_total``                      reason              timeout (408), busy (503)
 ``http_rejected_total``                   reason              unauthorized, too_large,
                                                               timeout, overload
 ``config_reloads_total``                  result              SIGHUP reloads (ok / error)
@@ -397,6 +398,14 @@ def _service_metrics(snap: Snapshot) -> Iterator[Metric]:
     yield CounterMetricFamily(
         _P + "mi_errors", "MI requests answered with an error.", value=snap.mi.get("errors", 0)
     )
+    overrun = CounterMetricFamily(
+        _P + "mi_overrun",
+        "MI commands answered 408 (past mi.command_timeout) or 503 (too many in progress).",
+        labels=["reason"],
+    )
+    for reason in ("timeout", "busy"):
+        overrun.add_metric([reason], snap.mi.get(reason, 0))
+    yield overrun
     rejected = CounterMetricFamily(
         _P + "http_rejected", "HTTP requests refused before the MI.", labels=["reason"]
     )

@@ -38,10 +38,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import math
 import re
+import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from ..errors import SocketError
 from ..event_interface import UnknownEventError
+from ..event_name import event_name_problem
 from ..payload import INT_MAX, INT_MIN
 from ..report import Report
 
@@ -83,6 +86,7 @@ DET_AMBIGUOUS = "Ambiguous call, use named parameters instead"
 DET_NO_PARAMS = "Too few or too many parameters"
 DET_MATCH_PARAMS = "Named parameters do not match"
 DET_NULL = "Command handler returned null"
+TOO_MANY_SUBSCRIPTIONS = (429, "Too many subscriptions")
 
 DEFAULT_EXPIRE = 3600  # OpenSIPS DEFAULT_EXPIRE for MI subscriptions
 
@@ -469,6 +473,17 @@ def _match_recipe(recipes: Sequence[Recipe], params: JObject | list[Any] | None)
     raise MIError.of(INVALID_PARAMS, DET_MATCH_PARAMS if count_matched else DET_NO_PARAMS)
 
 
+Offload: TypeAlias = Callable[[Callable[[], Any]], Awaitable[Any]]
+"""``await offload(fn)`` runs ``fn()`` off the event loop (raises MIError on its budget)."""
+
+_INLINE_PARSE = 4096  # smaller bodies parse in microseconds: not worth a thread hop
+
+
+def _parse(body: bytes | str) -> Any:
+    text = body.decode("utf-8") if isinstance(body, bytes | bytearray) else body
+    return loads_json(text)
+
+
 def _valid_id(rid: Any) -> bool:
     """A JSON-RPC id: null, a string or a number (not a bool, and an int any JSON encoder of
     ours can echo back)."""
@@ -489,7 +504,10 @@ class MIDispatcher:
     Batches (a JSON array) are answered with -32600 Invalid Request, as OpenSIPS does.
     """
 
-    def __init__(self, commands: Iterable[Command]) -> None:
+    def __init__(self, commands: Iterable[Command], offload: Offload | None = None) -> None:
+        self.offload = offload
+        """Runs parsing of big bodies and every synchronous handler off the event loop
+        (:class:`~event_kafka.service.workers.WorkerPool`); ``None``: inline."""
         self.commands: list[Command] = []
         self._by_name: dict[str, Command] = {}
         for cmd in commands:
@@ -516,11 +534,16 @@ class MIDispatcher:
         """Answer one request body; ``None`` means no reply (a JSON-RPC notification)."""
         self.requests += 1
         try:
-            text = body.decode("utf-8") if isinstance(body, bytes | bytearray) else body
-            request = loads_json(text)
+            if self.offload is not None and len(body) > _INLINE_PARSE:
+                request = await self.offload(lambda: _parse(body))
+            else:
+                request = _parse(body)
         except ValueError:  # also UnicodeDecodeError
             self.errors += 1
             return error_response(*PARSE_ERROR)
+        except MIError as exc:  # the offload's time budget or queue limit
+            self.errors += 1
+            return error_response(exc.code, exc.message, exc.data)
         reply = await self.handle_request(request)
         if reply is not None and "error" in reply:
             self.errors += 1
@@ -564,8 +587,12 @@ class MIDispatcher:
         if cmd is None:
             raise MIError.of(METHOD_NOT_FOUND)
         recipe = _match_recipe(cmd.recipes, params)
+        handler, args = cmd.handler, Params(params, recipe)
         try:
-            result = cmd.handler(Params(params, recipe))
+            if self.offload is not None and not inspect.iscoroutinefunction(handler):
+                result = await self.offload(lambda: handler(args))
+            else:
+                result = handler(args)
             if isinstance(result, Awaitable):
                 result = await result
         except MIError:
@@ -632,11 +659,18 @@ def _ctime(t: float) -> str:
     return time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(t))
 
 
+SubscriptionCount = Callable[[], tuple[int, int]]
+"""``() -> (MI subscriptions now, the limit)`` (static ones from the file do not count)."""
+
+
 @dataclass
 class _Commands:
     service: MIService
     dispatcher: Callable[[], MIDispatcher | None]
+    subscriptions: SubscriptionCount | None = None
     server: str = field(default_factory=server_string)
+    # Check-then-subscribe is atomic: handlers run on several worker threads.
+    _sub_lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- core ---------------------------------------------------------------------------------
 
@@ -700,7 +734,7 @@ class _Commands:
     # -- Event Interface ------------------------------------------------------------------------
 
     def event_subscribe(self, p: Params) -> Any:
-        event = _non_empty(p, "event")
+        event = _event_name(p)
         socket = _non_empty(p, "socket")
         expire = DEFAULT_EXPIRE
         if p.has("expire"):
@@ -716,8 +750,11 @@ class _Commands:
                 )
             return "OK"  # already subscribed for good: a refresh changes nothing
         try:
-            # expire=0 unsubscribes (decision §9.5; OpenSIPS adds a 0-second subscriber).
-            self.service.ek.evi.subscribe(event, socket, expire=expire)
+            with self._sub_lock:
+                if expire != 0:
+                    self._check_room(event, socket)
+                # expire=0 unsubscribes (decision §9.5; OpenSIPS adds a 0-second subscriber).
+                self.service.ek.evi.subscribe(event, socket, expire=expire)
         except UnknownEventError:
             raise MIError(400, "Bad parameter value", f"event {event!r} is not published") from None
         except SocketError as exc:
@@ -727,6 +764,26 @@ class _Commands:
             raise MIError(400, "Bad parameter value", _safe_detail(exc)) from None
         return "OK"
 
+    async def _off_loop(self, fn: Callable[[], int]) -> int:
+        # kafka_publish may wait on a full queue (kafka.queue_full_wait) or build a producer.
+        d = self.dispatcher()
+        if d is None or d.offload is None:
+            return fn()
+        return int(await d.offload(fn))
+
+    def _check_room(self, event: str, socket: str) -> None:
+        """MIError 429 when ``mi.max_subscriptions`` is reached and this is a new subscriber
+        (refreshing an existing one is always allowed)."""
+        if self.subscriptions is None:
+            return
+        in_use, limit = self.subscriptions()
+        if in_use < limit or self.service.ek.evi.find_subscriber(event, socket) is not None:
+            return
+        raise MIError(
+            *TOO_MANY_SUBSCRIPTIONS,
+            f"{in_use} MI subscriptions already: the limit is mi.max_subscriptions = {limit}",
+        )
+
     def events_list(self, p: Params) -> Any:
         return {"Events": [e.to_mi() for e in self.service.ek.evi.list_events()]}
 
@@ -734,7 +791,7 @@ class _Commands:
         evi = self.service.ek.evi
         if not p.has("event"):
             return {"Events": [e.to_mi() for e in evi.list_subscribers()]}
-        name = p.string("event")
+        name = _event_name(p)
         try:
             (event,) = evi.list_subscribers(name)
         except UnknownEventError:
@@ -751,7 +808,7 @@ class _Commands:
 
     def raise_event(self, p: Params) -> Any:
         evi = self.service.ek.evi
-        name = p.string("event")
+        name = _event_name(p)
         try:
             # Counts expired-but-not-yet-removed subscribers too, like evi_probe_event.
             subscribed = evi.subscriber_count(name)
@@ -776,7 +833,7 @@ class _Commands:
         ek = self.service.ek
         broker_id = p.string("broker_id")
         message = p.string("message")
-        key = p.string("key") if p.has("key") else None
+        key = (p.string("key") if p.has("key") else None) or None
         route = p.string("report_route") if p.has("report_route") else None
         if route is None:
             route = self.service.default_report_route
@@ -788,7 +845,7 @@ class _Commands:
         if route is not None and route not in self.service.report_routes():
             raise MIError(400, "Bad parameter value", f"unknown report route {route!r}")
         if not wait:
-            if ek.kafka_publish(broker_id, message, key or None, route) != 1:
+            if await self._off_loop(lambda: ek.kafka_publish(broker_id, message, key, route)) != 1:
                 raise MIError(500, "Cannot Publish", "not accepted by the producer (see stats)")
             return "OK"
         loop = asyncio.get_running_loop()
@@ -800,7 +857,10 @@ class _Commands:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, done, report)
 
-        if ek.kafka_publish(broker_id, message, key or None, route, on_report=on_report) != 1:
+        rc = await self._off_loop(
+            lambda: ek.kafka_publish(broker_id, message, key, route, on_report=on_report)
+        )
+        if rc != 1:
             raise MIError(500, "Cannot Publish", "not accepted by the producer (see stats)")
         timeout = self.service.report_wait_timeout
         try:
@@ -818,6 +878,14 @@ class _Commands:
 def _settle(fut: asyncio.Future[Report], report: Report) -> None:
     if not fut.done():
         fut.set_result(report)
+
+
+def _event_name(p: Params) -> str:
+    value = _non_empty(p, "event")
+    problem = event_name_problem(value)
+    if problem is not None:  # the one rule (event_name.py): never an event, say why
+        raise MIError(400, "Bad parameter value", problem)
+    return value
 
 
 def _non_empty(p: Params, name: str) -> str:
@@ -875,13 +943,16 @@ def raise_event_params(value: Any) -> Any:
 
 
 def service_commands(
-    service: MIService, dispatcher: Callable[[], MIDispatcher | None]
+    service: MIService,
+    dispatcher: Callable[[], MIDispatcher | None],
+    subscriptions: SubscriptionCount | None = None,
 ) -> list[Command]:
     """The command table of ``event-kafka serve``.
 
-    ``dispatcher`` returns the dispatcher the table is installed in (``which`` lists it).
+    ``dispatcher`` returns the dispatcher the table is installed in (``which`` lists it);
+    ``subscriptions`` (optional) bounds ``event_subscribe`` (error 429 at the limit).
     """
-    c = _Commands(service, dispatcher)
+    c = _Commands(service, dispatcher, subscriptions)
     none = Recipe(())
     publish_recipes = [
         Recipe(("broker_id", "message")),

@@ -1,0 +1,81 @@
+"""The one rule for event names (issue 12 item 7), at every library entry point."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from event_kafka import EventKafka
+from event_kafka.event_interface import EventInterface, UnknownEventError
+from event_kafka.event_name import (
+    MAX_EVENT_NAME,
+    EventNameError,
+    check_event_name,
+    event_name_problem,
+)
+
+GOOD = ["E_ACC_CDR", "E", "e.x-y:z/1", "É" * 32, "E" * MAX_EVENT_NAME, "事件"]
+BAD = [
+    "",
+    "E X",
+    "E\nINJECTED",
+    "E\r",
+    "E\t",
+    "E\x00",
+    "E\x7f",  # DEL
+    "E\x85",  # C1 control (NEL)
+    "E\u200b",  # zero-width space (format)
+    "E\u202e",  # right-to-left override (format)
+    "E\u2028",  # line separator
+    "E\ud800",  # lone surrogate
+    "E\U000e0001",  # tag character (format)
+    "E" * (MAX_EVENT_NAME + 1),
+    "€" * 22,  # 22 characters, 66 bytes: the limit is bytes, as in OpenSIPS
+]
+
+
+@pytest.mark.parametrize("name", GOOD)
+def test_good_names(name: str) -> None:
+    assert event_name_problem(name) is None
+    assert check_event_name(name) == name
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_bad_names(name: str) -> None:
+    with pytest.raises(EventNameError) as info:
+        check_event_name(name)
+    assert isinstance(info.value, ValueError)
+    assert "\n" not in str(info.value) and "\r" not in str(info.value)  # safe in a log line
+
+
+def test_not_a_string() -> None:
+    with pytest.raises(EventNameError, match="must be str, not int"):
+        check_event_name(42)
+
+
+@pytest.fixture
+def evi() -> Iterator[EventInterface]:
+    ek = EventKafka(flush_timeout=0.0)
+    try:
+        yield ek.evi
+    finally:
+        ek.close(0.0)
+
+
+@pytest.mark.parametrize("name", ["E\nX", "E X", "€" * 22])
+def test_every_library_entry_point(evi: EventInterface, name: str) -> None:
+    with pytest.raises(EventNameError):
+        evi.publish_event(name)
+    # Never published, and said why: not a mere "unknown event".
+    for call in (
+        lambda: evi.subscribe(name, "udp:127.0.0.1:9"),
+        lambda: evi.raise_event(name),
+        lambda: evi.raise_event_script(name),
+        lambda: evi.subscriber_count(name),
+    ):
+        with pytest.raises(EventNameError):
+            call()
+    with pytest.raises(UnknownEventError):
+        evi.raise_event("E_VALID_BUT_UNKNOWN")
+    assert evi.list_events() == []
