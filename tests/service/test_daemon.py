@@ -965,7 +965,7 @@ async def test_reloads_are_coalesced_and_a_stuck_one_blocks_nothing(
     gate = threading.Event()
     calls: list[str] = []
 
-    def slow_load(path: str) -> Any:  # a file system or name server that hangs
+    def slow_load(path: str, overrides: Any) -> Any:  # a file system or name server that hangs
         calls.append(path)
         gate.wait(30)
         return settings, {}
