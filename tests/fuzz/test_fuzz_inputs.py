@@ -121,7 +121,8 @@ def property_pairs(draw: st.DrawFn) -> tuple[str, list[str]]:
         secret = "Sx" + secret
         name = draw(st.sampled_from(T.SECRET_PROPS))
         extra = draw(st.sampled_from(["", "", "]", "?", "/", "[", "&x", "=y"]))
-        return f"{name}={secret}{extra}", [secret]
+        stray = draw(st.sampled_from(["", "", "", "t.acks=", "x"]))  # not a pair of its own
+        return f"{stray}{name}={secret}{extra}", [secret]
     if kind == "key":
         return draw(st.sampled_from(["key=callid", "key=sipid", "key=", "key"])), []
     return draw(st.text(_VALUE_CHARS, max_size=8) | st.sampled_from(["", "=", "g.", "t.x="])), []
@@ -140,7 +141,8 @@ def socket_texts(draw: st.DrawFn) -> str:
     )
     pairs = draw(st.lists(property_pairs(), max_size=6))
     sep = draw(st.sampled_from(["&", "&", "&", "&&"]))
-    query = "?" + sep.join(p for p, _ in pairs) if pairs else draw(st.sampled_from(["", "?"]))
+    start = draw(st.sampled_from(["?", "?", "?", "&", " ", ""]))  # the '?' forgotten
+    query = start + sep.join(p for p, _ in pairs) if pairs else draw(st.sampled_from(["", "?"]))
     head = draw(
         st.sampled_from(["kafka:", "kafka:", "[k1]", " [k 2]\t", "", "Kafka:", "[]", "[k1"])
     )
