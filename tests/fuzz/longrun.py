@@ -23,11 +23,11 @@ Engines:
 Both: an input slower than 10 s is run again at once; slow again is a *hang* (a failure),
 fast is a *host stall* (listed: this machine may be shared). After 5 s every thread's stack
 is dumped to ``<out>/<target>-slow-input-stacks.txt``. The peak RSS is printed per target, and
-for ``mi`` the number of producer lanes every 20 000 inputs (bounded state, see KB16).
+for ``mi`` the number of producer lanes every 20 000 inputs (bounded state).
 
-Every oracle failure is classified: a known bug (:data:`~tests.fuzz.targets.KNOWN_BUGS`,
-counted) or a new one (counted, its first inputs saved under ``--out``). Exit status: 0, or 1
-when a new failure was found.
+Every oracle failure is a failure: counted by its message, its first inputs saved under
+``--out`` (``<target>-NNN-M.bin``, the input; ``.txt``, the message and traceback) and the
+first one printed. Exit status: 0, or 1 when any failure (or hang) was found.
 """
 
 from __future__ import annotations
@@ -51,14 +51,6 @@ from pathlib import Path
 from typing import Any
 
 TARGETS = ("socket", "config", "mi", "notification", "udp", "tcp")
-KIND = {
-    "socket": "socket",
-    "config": "config",
-    "mi": "mi",
-    "notification": "ingest",
-    "udp": "ingest",
-    "tcp": "ingest",
-}
 MAX_LEN = {"socket": 2048, "config": 8192, "mi": 16384, "notification": 8192, "udp": 65507}
 MAX_LEN["tcp"] = 65536
 HANG_SECONDS = 10.0
@@ -75,16 +67,15 @@ class Runner:
     """Runs one target on inputs given as bytes (generated, mutated, or from libFuzzer)."""
 
     def __init__(self, target: str, out: Path) -> None:
-        from tests.fuzz import targets as T
+        from . import targets as T
 
         self.T = T
         self.target = target
-        self.kind = KIND[target]
         self.out = out
         self.count = 0
         self.outcomes: collections.Counter[str] = collections.Counter()
-        self.known: collections.Counter[str] = collections.Counter()
-        self.new: collections.Counter[str] = collections.Counter()
+        self.failures: collections.Counter[str] = collections.Counter()
+        self.first_failure: str | None = None
         self.hangs = 0
         self.stalls: list[float] = []
         self.lanes_at_recycle: list[int] = []
@@ -94,7 +85,7 @@ class Runner:
         self.commands: dict[str, list[tuple[str, ...]]] = {}
         self.started = time.monotonic()
         self.rss_start = _rss_mb()
-        T.quiet_logs()
+        self._restore_logs = T.quiet_logs()
 
     # -- generation -------------------------------------------------------------------------
 
@@ -129,17 +120,13 @@ class Runner:
     def one(self, data: bytes) -> None:
         T = self.T
         self.count += 1
-        secrets: list[str] = []
-        value: Any = data
         if self.target == "socket":
-            value = data.decode("utf-8", "surrogateescape")
-            call: Callable[[], str] = lambda: T.socket_target(value)  # noqa: E731
+            text = data.decode("utf-8", "surrogateescape")
+            call: Callable[[], str] = lambda: T.socket_target(text)  # noqa: E731
         elif self.target == "config":
-            value = data.decode("utf-8", "replace")  # what load_config decodes from a file
-            secrets = [s for s in T._LOOSE_SECRET.findall(value)] + [
-                s for s in _TOKEN_SECRET(value)
-            ]
-            call = lambda: T.config_target(value, secrets)  # noqa: E731
+            text = data.decode("utf-8", "replace")  # what load_config decodes from a file
+            secrets = T._LOOSE_SECRET.findall(text) + _TOKEN_SECRET(text)
+            call = lambda: T.config_target(text, secrets)  # noqa: E731
         elif self.target == "mi":
             env = self._env()
             if env.count >= MI_ENV_RECYCLE:
@@ -158,7 +145,6 @@ class Runner:
             rnd = random.Random(data[:2])
             n = data[0] if data else 0
             cuts = [rnd.randrange(len(stream) + 1) for _ in range(n % 9)]
-            value = stream
             call = lambda: T.stream_target(stream, cuts, 4096)  # noqa: E731
         t0 = time.monotonic()
         # A stuck input dumps every thread's stack (even from native code holding the GIL).
@@ -166,16 +152,11 @@ class Runner:
         try:
             label = call()
         except T.FuzzFailure as exc:
-            bug = T.known_bug(self.kind, value, str(exc))
-            if bug is not None:
-                self.known[bug] += 1
-                label = "known bug"
-            else:
-                self._new(f"{exc}"[:120], data, exc)
-                label = "NEW FAILURE"
-        except Exception as exc:  # a bug of the harness itself: report it as new
-            self._new(f"harness {type(exc).__name__}: {exc}"[:120], data, exc)
-            label = "NEW FAILURE"
+            self._fail(f"{exc}"[:120], data, exc)
+            label = "FAILURE"
+        except Exception as exc:  # a bug of the harness itself: a failure too
+            self._fail(f"harness {type(exc).__name__}: {exc}"[:120], data, exc)
+            label = "FAILURE"
         faulthandler.cancel_dump_traceback_later()
         took = time.monotonic() - t0
         self.slowest = max(self.slowest, took)
@@ -188,7 +169,7 @@ class Runner:
             again = time.monotonic() - t1
             if again > HANG_SECONDS:
                 self.hangs += 1
-                self._new(f"hang: {took:.1f} s, then {again:.1f} s again", data, None)
+                self._fail(f"hang: {took:.1f} s, then {again:.1f} s again", data, None)
             else:
                 self.stalls.append(round(took, 1))
                 self._save(f"stall-{len(self.stalls)}", data, f"{took:.1f} s, rerun {again:.3f} s")
@@ -200,12 +181,17 @@ class Runner:
             self._stacks = (self.out / f"{self.target}-slow-input-stacks.txt").open("a")
         return self._stacks
 
-    def _new(self, signature: str, data: bytes, exc: BaseException | None) -> None:
-        self.new[signature] += 1
-        if self.new[signature] > SAVE_PER_SIGNATURE:
+    def _fail(self, signature: str, data: bytes, exc: BaseException | None) -> None:
+        self.failures[signature] += 1
+        if self.failures[signature] > SAVE_PER_SIGNATURE:
             return
         detail = "".join(traceback.format_exception(exc)) if exc is not None else ""
-        self._save(f"{len(self.new):03d}-{self.new[signature]}", data, f"{signature}\n\n{detail}")
+        name = f"{len(self.failures):03d}-{self.failures[signature]}"
+        self._save(name, data, f"{signature}\n\n{detail}")
+        if self.first_failure is None:
+            shown = repr(data[:300]) + (f" ... ({len(data)} bytes)" if len(data) > 300 else "")
+            where = self.out / f"{self.target}-{name}.bin"
+            self.first_failure = f"{signature}\n  input: {shown}\n  saved: {where}"
 
     def _save(self, name: str, data: bytes, text: str) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -216,6 +202,10 @@ class Runner:
         if self.env is not None:
             self.env.close()
             self.env = None
+        if self._stacks is not None:
+            self._stacks.close()
+            self._stacks = None
+        self._restore_logs()
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -223,8 +213,8 @@ class Runner:
             "inputs": self.count,
             "seconds": round(time.monotonic() - self.started, 1),
             "outcomes": dict(self.outcomes.most_common()),
-            "known_bugs": dict(self.known),
-            "new_failures": dict(self.new),
+            "failures": dict(self.failures),
+            **({"first_failure": self.first_failure} if self.first_failure else {}),
             "hangs": self.hangs,
             "stalls": self.stalls,
             **({"mi_lanes_at_recycle": self.lanes_at_recycle} if self.lanes_at_recycle else {}),
@@ -369,7 +359,7 @@ def _merge(total: dict[str, Any], stats: dict[str, Any]) -> None:
             total[key] = round(total.get(key, 0.0) + value, 1)
         elif key in ("slowest_s", "rss_max_mb"):
             total[key] = max(total.get(key, 0), value)
-        elif key == "rss_start_mb":
+        elif key in ("rss_start_mb", "first_failure"):
             total.setdefault(key, value)
         elif key == "libfuzzer":
             total[key] = value
@@ -408,7 +398,7 @@ def _atheris_worker(target: str, n: int, seed: int, out: Path, deadline: float) 
     stats["libfuzzer"] = [ln for ln in tail if ln.startswith(("stat::", "==", "Done", "#"))][-6:]
     if proc.returncode not in (0, None, -15):
         # A crash, a timeout (hang) or the RSS limit: libFuzzer saved the input (artifacts).
-        stats.setdefault("new_failures", {})[f"libFuzzer exit {proc.returncode}"] = 1
+        stats.setdefault("failures", {})[f"libFuzzer exit {proc.returncode}"] = 1
     return stats
 
 
@@ -462,19 +452,15 @@ def main(argv: list[str] | None = None) -> int:
             results.append(run(target, per_target, args.seed, args.out, deadline))
             _print(results[-1])
     total = sum(r.get("inputs", 0) for r in results)
-    new = sum(sum(r.get("new_failures", {}).values()) for r in results)
-    known: collections.Counter[str] = collections.Counter()
-    for r in results:
-        known.update(r.get("known_bugs", {}))
+    failed = sum(sum(r.get("failures", {}).values()) for r in results)
     took = time.monotonic() - t0
     print(
         f"\nTOTAL {total} inputs in {took:.0f} s ({total / max(took, 1e-9):.0f}/s), engine {engine}"
     )
-    print(f"known-bug hits: {dict(sorted(known.items()))}")
-    print(f"new failures: {new}" + (f" (inputs saved in {args.out})" if new else ""))
+    print(f"failures: {failed}" + (f" (inputs saved in {args.out})" if failed else ""))
     (args.out).mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(results, indent=2))
-    return 1 if new else 0
+    return 1 if failed else 0
 
 
 def _print(stats: dict[str, Any]) -> None:
@@ -488,15 +474,15 @@ def _print(stats: dict[str, Any]) -> None:
         flush=True,
     )
     print(f"{'':>14}outcomes: {outcomes}")
-    if stats.get("known_bugs"):
-        print(f"{'':>14}known bugs: {stats['known_bugs']}")
     if stats.get("mi_lanes_at_recycle"):
         print(
-            f"{'':>14}producer lanes every {MI_ENV_RECYCLE} MI inputs (KB16): "
+            f"{'':>14}producer lanes every {MI_ENV_RECYCLE} MI inputs: "
             f"{stats['mi_lanes_at_recycle']}"
         )
-    if stats.get("new_failures"):
-        print(f"{'':>14}NEW FAILURES: {stats['new_failures']}")
+    if stats.get("failures"):
+        print(f"{'':>14}FAILURES: {stats['failures']}")
+        if stats.get("first_failure"):
+            print(f"{'':>14}first: {stats['first_failure']}")
     for line in stats.get("libfuzzer", []):
         print(f"{'':>14}{line}")
     sys.stdout.flush()

@@ -13,9 +13,8 @@ A *target* takes one input, runs it through the code under test and checks the o
 * target-specific invariants (round trips, counters, replies the HTTP layer can serialise).
 
 It returns an *outcome label* (for statistics: how deep the input got) or raises
-:class:`FuzzFailure`. :func:`known_bug` tells whether a failing input matches one of the bugs
-already reported (:data:`KNOWN_BUGS`), so the long run can count them apart and the CI tests
-can keep them out of the general properties (each has its own ``xfail(strict=True)`` test).
+:class:`FuzzFailure`. Every oracle violation is a failure: nothing is excused as a bug
+"already known" (``test_mutations.py`` re-introduces fixed bugs and checks the fuzz tests fail).
 """
 
 from __future__ import annotations
@@ -54,7 +53,6 @@ from event_kafka.service.ingest import (
 from event_kafka.service.mi import MIDispatcher, service_commands
 
 __all__ = [
-    "KNOWN_BUGS",
     "FuzzFailure",
     "MIEnv",
     "check_mi_reply",
@@ -64,7 +62,6 @@ __all__ = [
     "gen_notification",
     "gen_socket",
     "gen_stream",
-    "known_bug",
     "mi_commands",
     "mi_target",
     "mutate",
@@ -83,178 +80,6 @@ class FuzzFailure(AssertionError):
 def _check(cond: object, what: str) -> None:
     if not cond:
         raise FuzzFailure(what)
-
-
-# --------------------------------------------------------------------------------------------
-# Known bugs (reported to the lead; each has an xfail(strict=True) test in test_fuzz_inputs.py)
-
-KNOWN_BUGS: dict[str, str] = {
-    "KB1-lone-surrogate": (
-        "a JSON \\uD800-\\uDFFF escape without its pair decodes to a lone surrogate: MI replies "
-        "echoing it cannot be serialised (HTTP 500), kafka_publish fails internally (-32000), "
-        "ingest raises UnicodeEncodeError/TypeError out of handle()"
-    ),
-    "KB2-deep-json": (
-        "JSON nested a few hundred levels parses, then compact_json() recurses past the "
-        "interpreter limit: RecursionError (MI raise_event params -> -32000, UDP ingest params "
-        "-> exception out of handle())"
-    ),
-    "KB3-huge-int-string": (
-        "an integer MI param given as a string of > 4300 digits makes int() raise ValueError "
-        "(-32000 Internal error with a traceback) instead of a bad-type error"
-    ),
-    "KB4-broker-id-bracket-leak": (
-        "parse_broker_id masks only after the first ']' (or after the first character when "
-        "there is none): a '?' before that is skipped and the whole query quoted verbatim "
-        "(a password holding ']' with the [ID] forgotten, an unclosed '[', a leading '?')"
-    ),
-    "KB5-config-problem-not-one-line": (
-        "a ConfigError problem is not always one line: quoted keys are printed raw (_dotted), "
-        "and so are values echoed in messages (dead_letter, default_report_route, token_file "
-        "path, SocketError texts, KB13): a newline splits it, and can forge a log line"
-    ),
-    "KB6-settings-repr-leak": (
-        "repr(ServiceSettings) / repr(ServiceConfig) show broker_ids and subscription sockets "
-        "unmasked (sasl passwords)"
-    ),
-    "KB7-huge-int-id": (
-        "an ingested notification whose 'id' is an integer outside the 64-bit range is "
-        "accepted; building its reply (orjson) raises TypeError out of handle()"
-    ),
-    "KB8-tcp-truncated-at-eof": (
-        "a TCP stream that ends inside a notification drops it silently: not counted as "
-        "malformed, not logged"
-    ),
-    "KB9-token-file-unbounded": (
-        "mi.token_file is read whole whatever it is: /dev/zero exhausts memory "
-        "(MemoryError), a FIFO blocks the load and a SIGHUP reload forever"
-    ),
-    "KB10-listen-unicode-digits": (
-        "parse_listen accepts any Unicode digit as a port ('\\u0661' is port 1); '\\u00b2' "
-        "gives int()'s own message"
-    ),
-    "KB11-toml-recursion": (
-        "a TOML array nested ~500 deep makes tomllib raise RecursionError, which "
-        "load_config_text does not turn into a ConfigError (traceback, not exit 78)"
-    ),
-    "KB12-secret-outside-a-pair": (
-        "masking only starts after the first '?' and only covers values of well-formed "
-        "sensitive pairs: 'h:1/topic&g.sasl.password=pw' (the '?' forgotten) or "
-        "'?t.acks=g.sasl.password=pw' (a stray '=') is quoted verbatim in the error"
-    ),
-    "KB13-socket-error-not-one-line": (
-        "SocketError prints pieces of the input raw: 'property {name}', 'duplicate property "
-        "{name}', 'unsupported key={value}', and librdkafka's reason echoing a value ('Invalid "
-        'value "x\\n" ...\'); a newline in them splits the error in two'
-    ),
-    "KB15-token-file-nul": (
-        "mi.token_file holding a NUL character: open() raises ValueError ('embedded null "
-        "byte'), which escapes load_config_text instead of a ConfigError"
-    ),
-    "KB16-released-lanes-leak": (
-        "ProducerPool.release() forgets a lane only when it was its producer's last one (and had "
-        "nothing in flight then): every subscribe/unsubscribe (or expiry) of a socket whose "
-        "producer is shared keeps a dead Lane forever: memory grows with MI churn"
-    ),
-    "KB14-udp-tcp-socket-errors-unmasked": (
-        "udp:/tcp: socket errors quote the socket verbatim: a Kafka-style "
-        "'?g.sasl.password=...' written with the wrong scheme is printed in clear (config "
-        "error, MI event_subscribe reply)"
-    ),
-}
-
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-_LONG_DIGITS = re.compile(rb"[0-9]{4300}")
-_HUGE_ID = re.compile(rb'"id"\s*:\s*-?[0-9]{20,}')
-_ESCAPED_NEWLINE = re.compile(r"\\(?:[nr]|u000[aAdD])|\r")
-KB_DEPTH = 150
-"""Nesting from which KB2 may strike (a clean rejection needs a limit below this)."""
-
-
-def bracket_depth(data: bytes) -> int:
-    """Deepest ``[``/``{`` nesting in ``data``, strings and escapes ignored (over-estimates)."""
-    depth = best = 0
-    for ch in data:
-        if ch in (0x5B, 0x7B):
-            depth += 1
-            best = max(best, depth)
-        elif ch in (0x5D, 0x7D) and depth:
-            depth -= 1
-    return best
-
-
-def known_bug(target: str, data: str | bytes, failure: str = "") -> str | None:
-    """The :data:`KNOWN_BUGS` key an input of ``target`` that failed its oracle with message
-    ``failure`` matches, else None (a new bug)."""
-    if target == "socket" or target == "config":
-        text = data if isinstance(data, str) else data.decode("utf-8", "surrogateescape")
-        if target == "config":
-            if "RecursionError" in failure:
-                return "KB11-toml-recursion"
-            if "repr" in failure:
-                return "KB6-settings-repr-leak"
-            if "problem line" in failure and _ESCAPED_NEWLINE.search(text):
-                return "KB5-config-problem-not-one-line"
-            if "embedded null byte" in failure:
-                return "KB15-token-file-nul"
-        if "one line" in failure and _raw_name_newline(text):
-            return "KB13-socket-error-not-one-line"
-        if "secret" in failure and _broker_bracket_case(text):
-            return "KB4-broker-id-bracket-leak"
-        if "outside a well-formed pair" in failure:
-            return "KB12-secret-outside-a-pair"
-        if "udp/tcp socket" in failure:
-            return "KB14-udp-tcp-socket-errors-unmasked"
-        return None
-    if "outside a well-formed pair" in failure:
-        return "KB12-secret-outside-a-pair"
-    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
-    if _SURROGATE_ESCAPE.search(raw):
-        return "KB1-lone-surrogate"
-    if _LONG_DIGITS.search(raw):
-        return "KB3-huge-int-string"
-    if target == "ingest" and _HUGE_ID.search(raw):
-        return "KB7-huge-int-id"
-    if raw.count(b"[") + raw.count(b"{") >= KB_DEPTH and bracket_depth(raw) >= KB_DEPTH:
-        return "KB2-deep-json"
-    return None
-
-
-def _raw_name_newline(text: str) -> bool:
-    """CR or LF after the first '?' (in a property name or value: printed raw, KB13)."""
-    q = text.find("?")
-    return q >= 0 and ("\n" in text[q:] or "\r" in text[q:])
-
-
-def _socket_values(text: str) -> list[str]:
-    """The broker_ids and subscription sockets of a TOML text (none if it does not parse:
-    then the loader's only message is tomllib's, which quotes no value)."""
-    try:
-        doc = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, RecursionError):
-        return []
-    ids = doc.get("broker_ids", [])
-    out = [v for v in ids if isinstance(v, str)] if isinstance(ids, list) else []
-    subs = doc.get("subscriptions", [])
-    if isinstance(subs, list):
-        out += [
-            x["socket"] for x in subs if isinstance(x, dict) and isinstance(x.get("socket"), str)
-        ]
-    return out
-
-
-def _broker_bracket_case(text: str) -> bool:
-    """Some ``broker_id``-like text (the text itself or a quoted string in it) whose first '?'
-    comes before where parse_broker_id starts masking (after the first ']', or right after
-    the opening position when there is none): KB4."""
-    for line in [text, *re.findall(r'"((?:[^"\\]|\\.)*)"', text)]:
-        opening = len(line) - len(line.lstrip(" \t\r\n"))
-        closing = line.find("]", opening)
-        body = closing + 1 if closing >= 0 else opening + 1
-        question = line.find("?")
-        if 0 <= question < body:
-            return True
-    return False
 
 
 # --------------------------------------------------------------------------------------------
@@ -482,11 +307,28 @@ def gen_socket(r: random.Random) -> str:
 # (b) configuration loader
 
 
+def _socket_values(text: str) -> list[str]:
+    """The broker_ids and subscription sockets of a TOML text (none if it does not parse:
+    then the loader's only message is tomllib's, which quotes no value)."""
+    try:
+        doc = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError):
+        return []
+    ids = doc.get("broker_ids", [])
+    out = [v for v in ids if isinstance(v, str)] if isinstance(ids, list) else []
+    subs = doc.get("subscriptions", [])
+    if isinstance(subs, list):
+        out += [
+            x["socket"] for x in subs if isinstance(x, dict) and isinstance(x.get("socket"), str)
+        ]
+    return out
+
+
 def config_target(text: str, secrets: Iterable[str] = ()) -> str:
     """``load_config_text`` on ``text``; ``secrets`` must never be shown."""
     secrets = [s for s in secrets if s and text.count(s) == 1]
     # Where each secret sits decides what is expected: in a broker_id or Kafka socket, masked
-    # (KB12 when it is not a well-formed pair there); in a udp:/tcp: socket, masked too (KB14);
+    # (even when it is not a well-formed pair there); in a udp:/tcp: socket, masked too;
     # anywhere else (a listen address, a key) it is not a secret to the loader. The MI token is
     # never shown.
     strict = set(re.findall(r'(?m)^\s*token\s*=\s*"([^"\\]*)"', text))
@@ -881,7 +723,7 @@ def check_mi_reply(
 ) -> str:
     """The oracle of one MI request: a JSON-RPC 2.0 reply the HTTP layer can send, showing
     none of ``secrets`` (nor of ``loose``: secrets the request held outside a well-formed
-    socket property, see KB12)."""
+    socket property: a password with the '?' forgotten or after a stray '=')."""
     if reply is None:
         return "notification"
     _check(isinstance(reply, dict) and reply.get("jsonrpc") == "2.0", f"mi: reply {reply!r:.80}")
@@ -946,8 +788,8 @@ def mi_target(env: MIEnv, body: bytes | str) -> str:
     except Exception as exc:
         raise FuzzFailure(f"mi: {type(exc).__name__} out of handle(): {exc!s:.200}") from exc
     # REQUEST_SECRET is generated as a password inside a ``socket`` param; mutations may move
-    # it elsewhere: echoing another param (an event name) is fine, a socket that is not a
-    # well-formed pair is KB12.
+    # it elsewhere: echoing another param (an event name) is fine, a socket that holds it
+    # outside a well-formed pair must still hide it.
     secrets, loose = [MIEnv.SECRET], []
     for value in _socket_params(body):
         if MIEnv.REQUEST_SECRET in value:
@@ -959,6 +801,8 @@ def mi_target(env: MIEnv, body: bytes | str) -> str:
 def _jdump(value: Any) -> str:
     """JSON text; a list of 2-tuples wrapped in :class:`Obj` prints as an object (duplicate
     names kept, in order)."""
+    if isinstance(value, Lit):
+        return str.__str__(value)
     if isinstance(value, Obj):
         return "{" + ",".join(f"{_jdump(k)}:{_jdump(v)}" for k, v in value.pairs) + "}"
     if isinstance(value, list):
@@ -977,8 +821,20 @@ class Obj:
         self.pairs = pairs
 
 
+class Lit(str):
+    """JSON text :func:`_jdump` writes as is."""
+
+
+SURROGATE_STRINGS = [
+    *[Lit('"\\ud800"'), Lit('"a\\udfffb"'), Lit('"\\udbff\\udbff"'), Lit('"\\uDC00x"')],
+    Lit('"\\ud83d\\ude00"'),  # a valid pair (U+1F600): accepted like any text
+]
+"""JSON strings with UTF-16 surrogate escapes, most of them unpaired (a Python ``str`` can
+hold those, UTF-8 cannot: a reply or record echoing one must not crash)."""
+
+
 def rjson(r: random.Random, depth: int = 0) -> Any:
-    """A random JSON value (no lone surrogates, nesting well below KB2)."""
+    """A random JSON value, nested at most 5 deep; strings sometimes hold surrogate escapes."""
     kind = r.randrange(9 if depth < 4 else 6)
     if kind == 0:
         return None
@@ -989,7 +845,7 @@ def rjson(r: random.Random, depth: int = 0) -> Any:
     if kind == 3:
         return r.choice([0.5, -1.5, 1e300, 1e-300, 3.0, math.inf])
     if kind in (4, 5):
-        return _free_text(r, 16)
+        return r.choice(SURROGATE_STRINGS) if r.random() < 0.03 else _free_text(r, 16)
     if kind in (6, 7):
         return [rjson(r, depth + 1) for _ in range(r.randint(0, 4))]
     return Obj([(_free_text(r, 6), rjson(r, depth + 1)) for _ in range(r.randint(0, 4))])
@@ -1095,7 +951,7 @@ def gen_mi_body(r: random.Random, commands: Mapping[str, list[tuple[str, ...]]])
     if r.random() < 0.95:
         pairs.append(("jsonrpc", "2.0" if r.random() < 0.95 else rjson(r)))
     if r.random() < 0.85:
-        rid = r.choice([1, 0, -1, 2**63, "x", None, 1.5, 7, "id-1"])
+        rid = r.choice([1, 0, -1, 2**63, "x", None, 1.5, 7, "id-1", SURROGATE_STRINGS[0]])
         if r.random() < 0.05:
             rid = r.choice([2**64, True, [1], {}])  # invalid
         pairs.append(("id", rid))
@@ -1261,15 +1117,15 @@ def stream_target(data: bytes, cuts: Iterable[int] = (), max_size: int = 4096) -
     if len(data) <= max_size:  # no size limit can strike: the outcome is cut-independent
         *expected, pending = _predict_stream(data, max_size)
         got = [c.received, c.malformed, c.replies, transport.is_closing()]
-        # A notification cut short by the end of the stream is dropped today (KB8); counting
-        # it as one malformed input is the fix, accepted too.
-        fixed = [expected[0] + 1, expected[1] + 1, *expected[2:]] if pending else expected
-        _check(got in (expected, fixed), f"tcp: counted {got}, expected {expected}")
+        # A notification cut short by the end of the stream counts as one malformed input.
+        if pending:
+            expected = [expected[0] + 1, expected[1] + 1, *expected[2:]]
+        _check(got == expected, f"tcp: counted {got}, expected {expected}")
     return "closed" if transport.is_closing() else "open"
 
 
 _BAD_UTF8 = [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xc0\xaf", b"\x80"]
-_EVENTS = ["E_GOOD", "E_REFUSED", "E_X", "", "E" * 65, "é", "E\0X", "E Y"]
+_EVENTS = ["E_GOOD", "E_REFUSED", "E_X", "", "E" * 65, "é", "E\0X", "E Y", Lit('"E_\\ud800"')]
 
 
 def gen_notification(r: random.Random) -> bytes:
@@ -1291,16 +1147,22 @@ def gen_notification(r: random.Random) -> bytes:
     elif roll < 0.75:
         pairs.append(("params", rjson(r)))
     if r.random() < 0.3:
-        pairs.append(("id", r.choice([1, 2**31, "x", None, 1.5, True, [1], 2**70])))
+        ids = [1, 2**31, "x", None, 1.5, True, [1], 2**70, SURROGATE_STRINGS[3]]
+        pairs.append(("id", r.choice(ids)))
     if r.random() < 0.04:
         pairs.append((r.choice(["result", "error", "method", "x"]), rjson(r)))
     if r.random() < 0.1:
         r.shuffle(pairs)
     raw = _jdump(Obj(pairs)).encode("utf-8", "surrogateescape")
     roll = r.random()
-    if roll < 0.05:  # deep nesting, far beyond any limit (a clean "nested too deep")
-        n = r.choice([65, 100, 5000, 100_000])
-        raw = raw[:-1] + b',"x":' + b"[" * n + b"]" * n * r.randint(0, 1) + b"}"
+    if roll < 0.05:  # deep nesting, beyond any limit (a clean "nested too deep")
+        # 500 and 900: what the decoder takes but a recursive encoder cannot print again.
+        n = r.choice([65, 100, 500, 900, 5000, 100_000])
+        deep = b"[" * n + b"]" * n * r.randint(0, 1)
+        if r.random() < 0.5:  # in a param (an extra member is refused before it is read)
+            raw = b'{"jsonrpc":"2.0","method":"E_GOOD","params":{"p":' + deep + b"}}"
+        else:
+            raw = raw[:-1] + b',"x":' + deep + b"}"
     elif roll < 0.08:
         raw = raw[:-1] + b',"x":"' + _huge(r).encode() + b'"}'
     elif roll < 0.12:
