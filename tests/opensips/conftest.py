@@ -92,3 +92,80 @@ def pair(
     finally:
         ek.kill()
         os_.kill()
+
+
+# -- an OpenSIPS with a script: kafka_publish and raise_event from a SIP request route -------------
+
+# X-Case picks what the request route does; X-Broker / X-Key give kafka_publish's arguments.
+SCRIPT_ROUTE = """
+  if ($hdr(X-Case) == "event") {
+    raise_event("E_CALLID");
+  } else if ($hdr(X-Case) == "key") {
+    if (!kafka_publish($hdr(X-Broker), $rb, $hdr(X-Key), "kafka_report")) {
+      sl_send_reply(500, "Not Queued");
+      exit;
+    }
+  } else if ($hdr(X-Case) == "empty-key") {
+    if (!kafka_publish($hdr(X-Broker), $rb, "", "kafka_report")) {
+      sl_send_reply(500, "Not Queued");
+      exit;
+    }
+  } else if ($hdr(X-Case) == "no-key") {
+    kafka_publish($hdr(X-Broker), $rb);
+  }
+  sl_send_reply(200, "OK");"""
+
+# The four report AVPs, raised as a named-params event (a kafka: subscriber writes it).
+REPORT_ROUTE = """
+route[kafka_report] {
+  $avp(rn) = "kafka_id"; $avp(rv) = $avp(kafka_id);
+  $avp(rn) = "kafka_status"; $avp(rv) = $avp(kafka_status);
+  $avp(rn) = "kafka_key"; $avp(rv) = $avp(kafka_key);
+  $avp(rn) = "kafka_msg"; $avp(rv) = $avp(kafka_msg);
+  raise_event("E_KREPORT", $avp(rn), $avp(rv));
+}
+"""
+
+DOWN_BROKER = "127.0.0.1:1/nowhere?t.message.timeout.ms=1500"
+
+
+@dataclass
+class Scripted:
+    os: OpenSIPS
+    bootstrap: str
+    topics: dict[str, str]
+
+
+def scripted_opensips(
+    prefix: Path, workdir: Path, broker_ids: list[str], events: list[str] | None = None
+) -> OpenSIPS:
+    return make_opensips(
+        prefix,
+        workdir,
+        broker_ids=broker_ids,
+        events=events or ["E_CALLID", "E_KREPORT"],
+        request_route=SCRIPT_ROUTE,
+        routes=REPORT_ROUTE,
+    )
+
+
+@pytest.fixture(scope="session")
+def scripted(
+    opensips_prefix: Path, kafka_broker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Scripted]:
+    bootstrap = kafka_broker.bootstrap
+    topics = {k: unique(k) for k in ("pub", "reports", "callid")}
+    for t in topics.values():
+        create_topic(bootstrap, t, 1)
+    os_ = scripted_opensips(
+        opensips_prefix,
+        tmp_path_factory.mktemp("scripted"),
+        [f"[k1]{bootstrap}/{topics['pub']}", f"[kdown]{DOWN_BROKER}"],
+    )
+    try:
+        os_.start()
+        assert os_.ok("event_subscribe", ["E_KREPORT", f"kafka:{bootstrap}/{topics['reports']}"])
+        yield Scripted(os_, bootstrap, topics)
+        assert os_.stop() == 0, os_.tail()
+    finally:
+        os_.kill()

@@ -376,7 +376,7 @@ def sip_message(port: int, call_id: str, body: str, headers: str = "") -> bytes:
     tag = uuid.uuid4().hex[:8]
     return (
         f"MESSAGE sip:parity@127.0.0.1:{port} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK{tag}\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:5999;rport;branch=z9hG4bK{tag}\r\n"
         "Max-Forwards: 70\r\n"
         f"From: <sip:tester@127.0.0.1>;tag={tag}\r\n"
         f"To: <sip:parity@127.0.0.1:{port}>\r\n"
