@@ -54,6 +54,35 @@ def serve(config: Path, check: bool) -> None:
     sys.exit(serve_command(config, check))
 
 
+# -- migrate --------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("cfg", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+def migrate(cfg: Path) -> None:
+    """Print the service TOML for an opensips.cfg's event_kafka settings.
+
+    Reads modparam("event_kafka", "broker_id", ...), subscribe_event(..., "kafka:...") and
+    kafka_publish report route names; checks the result with the service's config loader.
+    Exit status 0 with the TOML on stdout, or 1 with each problem (cfg line, secrets masked)
+    on stderr. See docs/migrating-from-opensips.md.
+    """
+    from .migrate import migrate_cfg
+
+    try:
+        text = cfg.read_bytes().decode("utf-8", "surrogateescape")
+    except OSError as exc:
+        raise click.ClickException(f"{cfg}: {exc.strerror}") from None
+    result = migrate_cfg(text, str(cfg))
+    for problem in result.problems:
+        click.echo(f"error: {problem}", err=True)
+    if result.problems:
+        sys.exit(1)
+    click.echo(result.toml, nl=False)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+
+
 # -- dev-kafka ------------------------------------------------------------------------------------
 
 

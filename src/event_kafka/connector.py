@@ -67,6 +67,9 @@ class EventKafka:
         queue_full_wait: seconds ``kafka_publish`` may wait when the producer queue is full
             before returning -1 (default 0: never blocks).
         report_queue_size: reports waiting for one report route before the poll thread waits.
+        event_header: event records (``kafka:`` subscribers) carry an ``event`` header with
+            the event name (default); ``False`` writes them exactly as OpenSIPS does, with no
+            headers. ``kafka_publish`` records never have headers.
 
     Nothing connects at construction: producers are created on first use, per process.
     """
@@ -78,8 +81,10 @@ class EventKafka:
         flush_timeout: float = 10.0,
         queue_full_wait: float = 0.0,
         report_queue_size: int = 100_000,
+        event_header: bool = True,
     ) -> None:
         self.brokers: dict[str, KafkaSocket] = _parse_broker_ids(broker_ids)
+        self.event_header = event_header
         self.pool = ProducerPool(
             flush_timeout=flush_timeout,
             queue_full_wait=queue_full_wait,
@@ -204,7 +209,7 @@ class EventKafka:
 
             with self._lock:
                 if self._evi is None:
-                    self._evi = EventInterface(self.pool)
+                    self._evi = EventInterface(self.pool, event_header=self.event_header)
         return self._evi
 
     def publish_event(self, name: str) -> int:

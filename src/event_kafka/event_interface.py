@@ -240,6 +240,8 @@ class EventInterface:
         clock: wall-clock seconds (``time.time``), injectable for tests.
         expiry_interval: seconds between timer sweeps of expired subscribers; ``0`` or less
             disables the timer (removal is then only lazy, as in OpenSIPS).
+        event_header: ``kafka:`` records carry an ``event`` header with the event name;
+            ``False``: no headers, records exactly as OpenSIPS writes them.
     """
 
     def __init__(
@@ -249,8 +251,9 @@ class EventInterface:
         transports: Iterable[Transport] = (),
         clock: Callable[[], float] = time.time,
         expiry_interval: float = 1.0,
+        event_header: bool = True,
     ) -> None:
-        self._context = TransportContext(pool)
+        self._context = TransportContext(pool, event_header)
         self._transports: dict[str, Transport] = {t.scheme: t for t in transports}
         self._clock = clock
         self._expiry_interval = expiry_interval

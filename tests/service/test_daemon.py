@@ -816,3 +816,39 @@ def test_json_logging(capsys: pytest.CaptureFixture[str]) -> None:
             if h not in handlers:
                 root.removeHandler(h)
         root.setLevel(level)
+
+
+@pytest.mark.asyncio
+async def test_event_header_false_writes_records_as_opensips(kafka_broker: Any) -> None:
+    """[events] event_header = false: an ingested OpenSIPS notification lands with no headers
+    and its exact bytes (not UTF-8 here), as OpenSIPS's own kafka: socket writes it."""
+    topic = topic_name()
+    create_topic(kafka_broker.bootstrap, topic, 1)
+    settings = load_config_text(
+        f"""
+[events]
+event_header = false
+[[subscriptions]]
+event = "E_PLAIN"
+socket = "kafka:{kafka_broker.bootstrap}/{topic}"
+[mi]
+listen = "127.0.0.1:0"
+[ingest.udp]
+listen = "127.0.0.1:0"
+"""
+    )
+    raw = b'{"jsonrpc":"2.0","method":"E_PLAIN","params":{"ua":"\xfe\xff","p":{}}}'
+    service = Service(settings)
+    await service.start()
+    try:
+        assert service.udp is not None
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(raw, service.udp.address)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while service.udp.counters.raised < 1 and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+    finally:
+        await service.shutdown()
+    [r] = await asyncio.to_thread(consume_all, kafka_broker.bootstrap, topic, 30, 1)
+    assert (r.value, r.key, r.headers) == (raw, None, [])

@@ -381,3 +381,32 @@ def test_event_kafka_close_flushes_event_records(
 ) -> None:
     _run_child("facade", kafka_broker.bootstrap, topic)
     assert len(consume(topic, timeout=5)) == 500
+
+
+def test_event_header_off_gives_records_exactly_as_opensips(
+    kafka_broker: Broker, make_topic: Callable[..., str], consume: Consume
+) -> None:
+    """event_header=False: no headers at all; a pre-built payload (ingest: OpenSIPS's own
+    bytes, not UTF-8, an empty params object) is the record value byte for byte."""
+    import event_kafka
+
+    on, off = make_topic(1), make_topic(1)
+    b = kafka_broker.bootstrap
+    raw = b'{"jsonrpc":"2.0","method":"E_RAW","params":{"ua":"\xff\xc3\\"}{","e":{}}}'
+    with event_kafka.EventKafka(event_header=False) as ek:
+        ek.publish_event("E_RAW")
+        ek.subscribe("E_RAW", f"kafka:{b}/{off}")
+        assert ek.evi.raise_payload("E_RAW", raw) == (1, 1)
+        assert ek.raise_event("E_RAW", {"n": 1}) == 1
+    with event_kafka.EventKafka() as ek:  # the default keeps the header
+        ek.publish_event("E_RAW")
+        ek.subscribe("E_RAW", f"kafka:{b}/{on}")
+        assert ek.evi.raise_payload("E_RAW", raw) == (1, 1)
+    records = consume(off, expect=2)
+    assert [r.value for r in records] == [
+        raw,
+        b'{"jsonrpc":"2.0","method":"E_RAW","params":{"n":1}}',
+    ]
+    assert [r.headers for r in records] == [[], []]  # none at all
+    [r] = consume(on, expect=1)
+    assert (r.value, r.headers) == (raw, [("event", b"E_RAW")])

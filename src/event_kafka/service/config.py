@@ -5,7 +5,7 @@ Layout (every table is optional except where noted; see ``examples/event-kafka.t
     broker_ids = ["[k1]127.0.0.1:9092/sip?t.acks=all", "[dlq]127.0.0.1:9092/sip-dlq"]
 
     [kafka]        flush_timeout, queue_full_wait
-    [events]       publish = [...], auto_publish, auto_publish_max
+    [events]       publish = [...], auto_publish, auto_publish_max, event_header
     [[subscriptions]]   event, socket                  (static: never expire)
     [report_routes.NAME]  log, dead_letter, count
     [mi]           enabled, listen, path, token | token_file, max_request_bytes,
@@ -180,6 +180,9 @@ class EventsSection(_Model):
     """Publish unknown event names met by ingest or ``raise_event`` instead of refusing them."""
     auto_publish_max: Annotated[int, Field(ge=0)] = 1000
     """Bound on auto-published names, so a misbehaving sender cannot grow memory forever."""
+    event_header: bool = True
+    """``kafka:`` event records carry an ``event`` header (the event name); ``false`` writes
+    them exactly as OpenSIPS does, with no headers. Needs a restart to change."""
 
 
 class Subscription(_Model):

@@ -130,6 +130,7 @@ class Service:
             broker_ids=m.broker_ids,
             flush_timeout=m.kafka.flush_timeout,
             queue_full_wait=m.kafka.queue_full_wait,
+            event_header=m.events.event_header,
         )
         try:
             self._install_routes(self.settings)
@@ -484,6 +485,7 @@ def _warn_restart_needed(running: ServiceSettings, new: ServiceSettings) -> None
         ("metrics.listen", a.metrics.listen, b.metrics.listen),
         ("metrics.enabled", a.metrics.enabled, b.metrics.enabled),
         ("kafka.queue_full_wait", a.kafka.queue_full_wait, b.kafka.queue_full_wait),
+        ("events.event_header", a.events.event_header, b.events.event_header),
         ("logging.format", a.logging.format, b.logging.format),
     ]
     changed = [name for name, x, y in pairs if x != y]

@@ -90,7 +90,7 @@ def registered_schemes() -> list[str]:
 def _kafka(ctx: TransportContext) -> Transport:
     from .kafka import KafkaTransport
 
-    return KafkaTransport(ctx.pool)
+    return KafkaTransport(ctx.pool, event_header=ctx.event_header)
 
 
 def _udp(ctx: TransportContext) -> Transport:

@@ -138,9 +138,12 @@ class TransportContext:
     Attributes:
         pool: the producer pool Kafka subscribers share with the rest of the application
             (``None``: a transport that needs one creates and owns its own).
+        event_header: Kafka records carry an ``event`` header (the event name); ``False``
+            writes records exactly as OpenSIPS does, without headers.
     """
 
     pool: ProducerPool | None = None
+    event_header: bool = True
 
 
 class Transport(ABC):

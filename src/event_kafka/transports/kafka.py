@@ -9,8 +9,10 @@ Record produced for an event:
 * **value**: the OpenSIPS JSON-RPC notification, byte for byte (§5.2);
 * **key**: with ``key=callid``, the Call-ID of the SIP message the event was raised for;
   otherwise (or with no SIP message / no Call-ID) no key;
-* **headers**: ``event`` = the event name (UTF-8). OpenSIPS sends no headers, so a consumer
-  that ignores headers sees the same record as from OpenSIPS;
+* **headers**: ``event`` = the event name (UTF-8), so consumers of a topic shared by several
+  events can route without parsing the value. OpenSIPS writes no headers: with
+  ``event_header=False`` (``EventKafka(event_header=False)``, service ``[events]
+  event_header = false``) there are none, and records are exactly OpenSIPS's;
 * **partition**: librdkafka's partitioner (by key when there is one).
 
 Match: equal sockets (brokers, topic, properties, ``key=callid``). Print: ``brokers/topic``
@@ -52,11 +54,13 @@ class KafkaTransport(Transport):
     Args:
         pool: the producer pool to share; ``None`` creates one on first use, owned (and
             closed) by this transport.
+        event_header: add the ``event`` header to every record (``False``: no headers).
     """
 
     scheme = "kafka"
 
-    def __init__(self, pool: ProducerPool | None = None) -> None:
+    def __init__(self, pool: ProducerPool | None = None, *, event_header: bool = True) -> None:
+        self.event_header = event_header
         self._pool = pool
         self._owns_pool = pool is None
         self._lock = threading.Lock()
@@ -140,9 +144,10 @@ class KafkaDestination(Destination):
                 return False
         if event != self._event:
             # Only on the first event: an instance serves one event (see Destination).
-            self._headers = [(EVENT_HEADER, event.encode())]
+            if self.transport.event_header:
+                self._headers = [(EVENT_HEADER, event.encode())]
             self._event = event
-        return lane.publish(payload, key, self._headers) == 1
+        return lane.publish(payload, key, self._headers or None) == 1
 
     def _open(self, event: str) -> Lane | None:
         with self._lock:
