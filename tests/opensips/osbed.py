@@ -249,10 +249,6 @@ class OpenSIPS(Process):
             "16",
         ]
 
-    def died_of_abort(self) -> bool:
-        """The debug allocator found a double free: OpenSIPS aborted (whole process tree)."""
-        return "aborting" in self.log().lower() or "abort" in self.log()
-
 
 def make_opensips(
     prefix: Path,
@@ -314,7 +310,9 @@ def make_serve(
     extra: str = "",
     udp_port: int | None = None,
     tcp_port: int | None = None,
+    event_header: bool = False,
 ) -> Serve:
+    """``event_header=False``: records exactly as OpenSIPS writes them (no headers)."""
     workdir.mkdir(parents=True, exist_ok=True)
     mi_port = free_port()
     subs = "".join(
@@ -329,7 +327,8 @@ def make_serve(
         ingest += f'[ingest.tcp]\nlisten = "127.0.0.1:{tcp_port}"\n'
     config = (
         f"broker_ids = {toml_list(broker_ids)}\n{extra}\n"
-        f"[events]\npublish = {toml_list(events)}\n{subs}"
+        f"[events]\npublish = {toml_list(events)}\n"
+        f"event_header = {str(event_header).lower()}\n{subs}"
         f'[mi]\nlisten = "127.0.0.1:{mi_port}"\n{ingest}'
         '[logging]\nlevel = "INFO"\n'
     )

@@ -46,4 +46,5 @@ def test_forwarded_record_is_what_opensips_wrote(
     (mine,) = own[event]
     (theirs,) = via_ingest[event]
     assert mine.key is None and theirs.key is None
+    assert mine.headers == theirs.headers == []  # [events] event_header = false
     assert theirs.value == mine.value

@@ -40,6 +40,7 @@ def test_record_is_byte_for_byte_opensips(
     (ek_rec,) = ek_by[case.event]
     # OpenSIPS never sets a key on event records; nor does event-kafka without key=callid.
     assert os_rec.key is None and ek_rec.key is None
+    assert os_rec.headers == ek_rec.headers == []  # [events] event_header = false
     assert os_rec.value is not None and ek_rec.value is not None
     if os_rec.value != ek_rec.value and case.ub:
         # OpenSIPS took its undefined path: it printed one of the documented alternatives.
