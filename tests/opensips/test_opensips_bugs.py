@@ -161,8 +161,12 @@ def test_shutdown_drops_what_250ms_do_not_flush(
         assert ek.kafka_publish("slow", f"m{i}", "k", "r") == 1
     closing = threading.Thread(target=ek.close)
     closing.start()
-    proxy.release()
+    # The simulated broker answers 1 s after shutdown began: later than OpenSIPS's 250 ms,
+    # well within event-kafka's flush_timeout (10 s by default).
+    late = threading.Timer(1.0, proxy.release)
+    late.start()
     closing.join(30)
+    late.cancel()
     proxy.close()
     assert not closing.is_alive()
     assert len(consume_all(kafka_broker.bootstrap, topics["ek"], expect=n)) == n
