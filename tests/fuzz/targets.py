@@ -1134,10 +1134,16 @@ def notification_target(raw: bytes, event_param: str | None = None) -> str:
         raise FuzzFailure(f"ingest: {type(exc).__name__}: {exc!s:.200}") from exc
     _check(isinstance(note.event, str) and note.event, "ingest: empty event")
     _check(len(note.event.encode()) <= 64, "ingest: event name too long")
-    try:
-        build_payload(note.event, note.params)  # whatever is accepted can be raised
+    # Whatever is accepted is forwarded: as sent, unless an id or event_param was taken out.
+    _check(isinstance(note.payload, bytes) and note.payload, "ingest: no payload")
+    if event_param is None and not note.has_id:
+        _check(note.payload == raw, "ingest: payload differs from what was sent")
+    try:  # tcp: with /method or reliable mode rebuild it; a lone \uD800 escape cannot be
+        build_payload(note.event, note.params, surrogateescape=True)
+    except ValueError:
+        pass  # refused by that subscriber (counted), not by ingest
     except Exception as exc:
-        raise FuzzFailure(f"ingest: accepted but not raisable: {exc!s:.200}") from exc
+        raise FuzzFailure(f"ingest: accepted but not rebuildable: {exc!s:.200}") from exc
     if note.has_id:
         try:
             orjson.dumps({"jsonrpc": "2.0", "result": "OK", "id": note.id})

@@ -220,7 +220,9 @@ def test_method_override(server: StreamServer) -> None:
         assert bytes(server.raw[0]) == b'{"jsonrpc":"2.0","method":"my_method","params":[1,"x"]}'
 
 
-def test_ingested_bytes_are_forwarded_as_sent_or_rebuilt_raw(server: StreamServer) -> None:
+def test_ingested_bytes_are_forwarded_as_sent_or_rebuilt_raw(
+    server: StreamServer, caplog: pytest.LogCaptureFixture
+) -> None:
     """A pre-built payload (ingest: OpenSIPS's bytes, not UTF-8) goes out unchanged; with
     /method it is rebuilt from the params, the non-UTF-8 bytes still raw."""
     raw = b'{"jsonrpc":"2.0","method":"E_TEST","params":{"ua":"\xff\xc3\\"}"}}'
@@ -232,6 +234,12 @@ def test_ingested_bytes_are_forwarded_as_sent_or_rebuilt_raw(server: StreamServe
         assert evi.raise_payload("E_TEST", raw, params) == (2, 2)
         server.wait_objects(2)
         assert bytes(server.raw[0]) in (raw + rebuilt, rebuilt + raw)
+        # A lone \uD800 escape cannot be rebuilt: /m refuses it (counted), as-is still sends.
+        lone = b'{"jsonrpc":"2.0","method":"E_TEST","params":["\\ud800"]}'
+        assert evi.raise_payload("E_TEST", lone, ["\ud800"]) == (1, 2)
+        server.wait_objects(3)
+        assert bytes(server.raw[0]).endswith(lone)
+        assert "raised" not in caplog.text  # a refusal, not a transport error
 
 
 def test_two_subscribers_of_one_address_share_the_connection(server: StreamServer) -> None:

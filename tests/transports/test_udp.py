@@ -111,6 +111,15 @@ def test_one_datagram_per_event(evi: EventInterface, receiver: socket.socket) ->
     assert evi.transport_stats()["udp"] == {f"udp:127.0.0.1:{port}": {"sent": 3, "errors": 0}}
 
 
+def test_prebuilt_payload_is_sent_as_is(evi: EventInterface, receiver: socket.socket) -> None:
+    """Ingest forwards OpenSIPS's bytes (not UTF-8, empty params object) unchanged."""
+    port = receiver.getsockname()[1]
+    evi.subscribe("E_PIKE_BLOCKED", f"udp:127.0.0.1:{port}")
+    raw = b'{"jsonrpc":"2.0","method":"E_PIKE_BLOCKED","params":{"ua":"\xff\xc3","p":{}}}'
+    assert evi.raise_payload("E_PIKE_BLOCKED", raw) == (1, 1)
+    assert receiver.recv(65535) == raw
+
+
 def test_ipv6_extension(evi: EventInterface) -> None:
     with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as r:
         r.bind(("::1", 0))

@@ -263,6 +263,13 @@ class TcpDestination(Destination):
             conn = self._open()
             if conn is None:
                 return False
+        try:
+            id_, data = self._payload(payload, event, params)
+        except ValueError:
+            return False  # ingested params a rebuild cannot print (a lone \uD800 escape)
+        return conn.submit(id_, data)
+
+    def _payload(self, payload: bytes, event: str, params: Params) -> tuple[int, bytes]:
         t = self.transport
         if t.reliable:
             id_ = t.next_id()
@@ -275,7 +282,7 @@ class TcpDestination(Destination):
             data = build_payload(event, params, method_override=self.method, surrogateescape=True)
         else:
             id_, data = 0, payload
-        return conn.submit(id_, data)
+        return id_, data
 
     def _open(self) -> _Connection | None:
         with self._lock:
