@@ -8,27 +8,26 @@ exit status 3); a build that fails is an error, not a skip.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from osbed import (
+    DOWN_BROKER,
     INGEST_CASES,
+    MI_EVENTS,
     PAYLOAD_CASES,
-    OpenSIPS,
-    Serve,
+    Pair,
+    Scripted,
     build_opensips,
     free_udp_port,
     make_opensips,
     make_serve,
+    scripted_opensips,
     unique,
 )
 
 from event_kafka.devkafka import create_topic, free_port
-
-# Events the MI parity tests subscribe and raise (published in both).
-MI_EVENTS = [f"E_MI{i}" for i in range(8)]
 
 
 @pytest.fixture(scope="session")
@@ -39,25 +38,6 @@ def opensips_prefix() -> Path:
             "OpenSIPS 3.6.8 tarball not found (../shared/vendor/opensips or OPENSIPS_TARBALL)"
         )
     return prefix
-
-
-@dataclass
-class Pair:
-    """OpenSIPS and event-kafka serve side by side; ``topics``: name -> Kafka topic."""
-
-    os: OpenSIPS
-    ek: Serve
-    bootstrap: str
-    topics: dict[str, str]
-    udp_port: int
-    tcp_port: int
-
-    def both(self, method: str, params: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The same request to both; the replies without the HTTP status (compared apart)."""
-        a, b = self.os.call(method, params), self.ek.call(method, params)
-        assert a.pop("http_status") == 200, a
-        assert b.pop("http_status") == 200, b
-        return a, b
 
 
 @pytest.fixture(scope="session")
@@ -92,61 +72,6 @@ def pair(
     finally:
         ek.kill()
         os_.kill()
-
-
-# -- an OpenSIPS with a script: kafka_publish and raise_event from a SIP request route -------------
-
-# X-Case picks what the request route does; X-Broker / X-Key give kafka_publish's arguments.
-SCRIPT_ROUTE = """
-  if ($hdr(X-Case) == "event") {
-    raise_event("E_CALLID");
-  } else if ($hdr(X-Case) == "key") {
-    if (!kafka_publish($hdr(X-Broker), $rb, $hdr(X-Key), "kafka_report")) {
-      sl_send_reply(500, "Not Queued");
-      exit;
-    }
-  } else if ($hdr(X-Case) == "empty-key") {
-    if (!kafka_publish($hdr(X-Broker), $rb, "", "kafka_report")) {
-      sl_send_reply(500, "Not Queued");
-      exit;
-    }
-  } else if ($hdr(X-Case) == "no-key") {
-    kafka_publish($hdr(X-Broker), $rb);
-  }
-  sl_send_reply(200, "OK");"""
-
-# The four report AVPs, raised as a named-params event (a kafka: subscriber writes it).
-REPORT_ROUTE = """
-route[kafka_report] {
-  $avp(rn) = "kafka_id"; $avp(rv) = $avp(kafka_id);
-  $avp(rn) = "kafka_status"; $avp(rv) = $avp(kafka_status);
-  $avp(rn) = "kafka_key"; $avp(rv) = $avp(kafka_key);
-  $avp(rn) = "kafka_msg"; $avp(rv) = $avp(kafka_msg);
-  raise_event("E_KREPORT", $avp(rn), $avp(rv));
-}
-"""
-
-DOWN_BROKER = "127.0.0.1:1/nowhere?t.message.timeout.ms=1500"
-
-
-@dataclass
-class Scripted:
-    os: OpenSIPS
-    bootstrap: str
-    topics: dict[str, str]
-
-
-def scripted_opensips(
-    prefix: Path, workdir: Path, broker_ids: list[str], events: list[str] | None = None
-) -> OpenSIPS:
-    return make_opensips(
-        prefix,
-        workdir,
-        broker_ids=broker_ids,
-        events=events or ["E_CALLID", "E_KREPORT"],
-        request_route=SCRIPT_ROUTE,
-        routes=REPORT_ROUTE,
-    )
 
 
 @pytest.fixture(scope="session")

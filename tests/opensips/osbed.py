@@ -494,3 +494,81 @@ _INGEST = [
 INGEST_CASES = [
     IngestCase(c.id, c.params_json, f"E_IU{i:02d}", f"E_IT{i:02d}") for i, c in enumerate(_INGEST)
 ]
+
+
+# -- the pair and the scripted OpenSIPS of the fixtures -------------------------------------
+
+# Events the MI parity tests subscribe and raise (published in both).
+MI_EVENTS = [f"E_MI{i}" for i in range(8)]
+
+
+@dataclass
+class Pair:
+    """OpenSIPS and event-kafka serve side by side; ``topics``: name -> Kafka topic."""
+
+    os: OpenSIPS
+    ek: Serve
+    bootstrap: str
+    topics: dict[str, str]
+    udp_port: int
+    tcp_port: int
+
+    def both(self, method: str, params: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The same request to both; the replies without the HTTP status (compared apart)."""
+        a, b = self.os.call(method, params), self.ek.call(method, params)
+        assert a.pop("http_status") == 200, a
+        assert b.pop("http_status") == 200, b
+        return a, b
+
+
+# X-Case picks what the request route does; X-Broker / X-Key give kafka_publish's arguments.
+SCRIPT_ROUTE = """
+  if ($hdr(X-Case) == "event") {
+    raise_event("E_CALLID");
+  } else if ($hdr(X-Case) == "key") {
+    if (!kafka_publish($hdr(X-Broker), $rb, $hdr(X-Key), "kafka_report")) {
+      sl_send_reply(500, "Not Queued");
+      exit;
+    }
+  } else if ($hdr(X-Case) == "empty-key") {
+    if (!kafka_publish($hdr(X-Broker), $rb, "", "kafka_report")) {
+      sl_send_reply(500, "Not Queued");
+      exit;
+    }
+  } else if ($hdr(X-Case) == "no-key") {
+    kafka_publish($hdr(X-Broker), $rb);
+  }
+  sl_send_reply(200, "OK");"""
+
+# The four report AVPs, raised as a named-params event (a kafka: subscriber writes it).
+REPORT_ROUTE = """
+route[kafka_report] {
+  $avp(rn) = "kafka_id"; $avp(rv) = $avp(kafka_id);
+  $avp(rn) = "kafka_status"; $avp(rv) = $avp(kafka_status);
+  $avp(rn) = "kafka_key"; $avp(rv) = $avp(kafka_key);
+  $avp(rn) = "kafka_msg"; $avp(rv) = $avp(kafka_msg);
+  raise_event("E_KREPORT", $avp(rn), $avp(rv));
+}
+"""
+
+DOWN_BROKER = "127.0.0.1:1/nowhere?t.message.timeout.ms=1500"
+
+
+@dataclass
+class Scripted:
+    os: OpenSIPS
+    bootstrap: str
+    topics: dict[str, str]
+
+
+def scripted_opensips(
+    prefix: Path, workdir: Path, broker_ids: list[str], events: list[str] | None = None
+) -> OpenSIPS:
+    return make_opensips(
+        prefix,
+        workdir,
+        broker_ids=broker_ids,
+        events=events or ["E_CALLID", "E_KREPORT"],
+        request_route=SCRIPT_ROUTE,
+        routes=REPORT_ROUTE,
+    )

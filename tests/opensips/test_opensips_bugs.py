@@ -10,9 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Pair, Scripted, scripted_opensips
 from heldproxy import HeldProxy
-from osbed import make_opensips, read_topic, send_sip, sip_message, unique, wait_until
+from osbed import (
+    Pair,
+    Scripted,
+    make_opensips,
+    read_topic,
+    scripted_opensips,
+    send_sip,
+    sip_message,
+    unique,
+    wait_until,
+)
 
 from event_kafka import EventKafka
 from event_kafka.devkafka import consume_all, create_topic
@@ -196,6 +205,7 @@ def test_bad_socket_over_mi_takes_opensips_down(
             os_.call("event_subscribe", ["E_BAD", socket])
         assert os_.proc is not None
         os_.proc.wait(30)
+        assert "kafka_parse_socket" in os_.log(), os_.tail()  # the parse error path...
         assert "segfault in process" in os_.log() or "abort" in os_.log().lower(), os_.tail()
     finally:
         os_.kill()

@@ -6,8 +6,7 @@ exactly what OpenSIPS's own ``kafka:`` subscriber wrote for the same event.
 from __future__ import annotations
 
 import pytest
-from conftest import Pair
-from osbed import INGEST_CASES, IngestCase, by_method, read_topic
+from osbed import INGEST_CASES, IngestCase, Pair, by_method, read_topic
 
 from event_kafka.devkafka import Record
 

@@ -10,8 +10,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import DOWN_BROKER, Scripted
-from osbed import read_topic, send_sip, sip_message, unique, wait_until
+from osbed import DOWN_BROKER, Scripted, read_topic, send_sip, sip_message, unique, wait_until
 
 from event_kafka import EventKafka
 from event_kafka.devkafka import create_topic
@@ -83,17 +82,18 @@ def test_same_records_and_reports(scripted: Scripted) -> None:
     assert sum(r.key is None for r in os_records) == 8  # empty key: a null key
     assert all(r.headers == [] for r in os_records + ek_records)
 
-    os_reports = [
-        _report_of(r.value)
-        for r in read_topic(scripted.bootstrap, scripted.topics["reports"], len(calls))
-    ]
+    # OpenSIPS's failure reports can stay queued in librdkafka until SIGTERM (a race in
+    # kafka_init_producer: docs/opensips-parity.md F2), so those are compared as far as they
+    # came; the delivered ones strictly.
+    records = read_topic(scripted.bootstrap, scripted.topics["reports"], len(calls), timeout=15)
+    os_reports = [_report_of(r.value) for r in records]
     ek_reports = [dict(r.avp) for r in reports]
 
-    def order(reps: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        return sorted(
-            tuple(r[k] for k in ("kafka_id", "kafka_status", "kafka_key", "kafka_msg"))
-            for r in reps
-        )
+    def order(reps: list[dict[str, Any]], broker: str) -> list[tuple[Any, ...]]:
+        keys = ("kafka_id", "kafka_status", "kafka_key", "kafka_msg")
+        return sorted(tuple(r[k] for k in keys) for r in reps if r["kafka_id"] == broker)
 
-    assert order(ek_reports) == order(os_reports)
-    assert sorted(r["kafka_status"] for r in os_reports).count(-1) == 4  # the kdown ones
+    assert len(order(os_reports, "k1")) == 26
+    assert order(ek_reports, "k1") == order(os_reports, "k1")
+    assert [r[1] for r in order(ek_reports, "kdown")] == [-1] * 4
+    assert set(order(os_reports, "kdown")) <= set(order(ek_reports, "kdown"))

@@ -16,8 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import Pair
-from osbed import free_udp_port
+from osbed import Pair, free_udp_port
 
 pytestmark = pytest.mark.opensips
 

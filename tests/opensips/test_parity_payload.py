@@ -8,8 +8,7 @@ alternative outputs, and require event-kafka to print the documented intent.
 from __future__ import annotations
 
 import pytest
-from conftest import Pair
-from osbed import PAYLOAD_CASES, PayloadCase, by_method, read_topic
+from osbed import PAYLOAD_CASES, Pair, PayloadCase, by_method, read_topic
 
 from event_kafka.devkafka import Record
 
