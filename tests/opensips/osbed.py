@@ -153,9 +153,13 @@ class Process(MIHttpClient):
             ) from None
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        """Last resort: SIGKILL the process group this object started (its own session), so
+        OpenSIPS's workers go too, not only its main process."""
+        if self.proc is None or self.proc.poll() is not None:
+            return  # exited: OpenSIPS's main process outlives its workers
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # pgid == pid: start_new_session=True
+        self.proc.wait(10)
 
 
 # -- OpenSIPS ------------------------------------------------------------------------------------
