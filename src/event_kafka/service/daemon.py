@@ -39,6 +39,7 @@ import orjson
 from ..connector import EventKafka
 from ..event_interface import EventInterface, UnknownEventError
 from ..kafka_socket import KafkaSocket
+from ..properties import PropertyPolicy
 from ..ratelimit import RateLimitedLog
 from .config import (
     ConfigError,
@@ -112,6 +113,11 @@ class Service:
 
     def statistics(self) -> Mapping[str, Mapping[str, int | float]]:
         return statistics_groups(self.snapshot())
+
+    @property
+    def socket_policy(self) -> PropertyPolicy:
+        """What sockets subscribed over the MI may set (``[mi] allow_properties``)."""
+        return self.settings.mi_policy
 
     def is_static(self, event: str, socket: str) -> bool:
         if not any(e == event for e, _ in self.static):

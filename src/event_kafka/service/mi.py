@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 from ..errors import SocketError
 from ..event_interface import UnknownEventError
 from ..payload import INT_MAX, INT_MIN
+from ..properties import PropertyPolicy, untrusted_policy
 from ..report import Report
 
 if TYPE_CHECKING:
@@ -581,6 +582,20 @@ class MIService(Protocol):
     def is_static(self, event: str, socket: str) -> bool:
         """Whether ``socket`` is a static (config file) subscriber of ``event``."""
 
+    # Optional: ``socket_policy``, the PropertyPolicy of MI sockets (default: MI_POLICY).
+
+
+MI_POLICY = untrusted_policy(
+    source="the MI", hint="the operator can allow it in [mi] allow_properties"
+)
+"""What MI sockets may set when the service names no policy: the safe list only."""
+
+
+def _socket_policy(service: MIService) -> PropertyPolicy:
+    # Sockets over the MI come from the network: never trusted, whatever the service says.
+    policy = getattr(service, "socket_policy", None)
+    return policy if isinstance(policy, PropertyPolicy) and not policy.trusted else MI_POLICY
+
 
 def package_version() -> str:
     try:
@@ -690,7 +705,8 @@ class _Commands:
             return "OK"  # already subscribed for good: a refresh changes nothing
         try:
             # expire=0 unsubscribes (decision §9.5; OpenSIPS adds a 0-second subscriber).
-            self.service.ek.evi.subscribe(event, socket, expire=expire)
+            policy = _socket_policy(self.service)
+            self.service.ek.evi.subscribe(event, socket, expire=expire, policy=policy)
         except UnknownEventError:
             raise MIError(400, "Bad parameter value", f"event {event!r} is not published") from None
         except SocketError as exc:
@@ -715,7 +731,8 @@ class _Commands:
         if not p.has("socket"):
             return {"Event": event.to_mi() if event.subscribers else {}}
         try:
-            sub = evi.find_subscriber(name, p.string("socket"))
+            policy = _socket_policy(self.service)
+            sub = evi.find_subscriber(name, p.string("socket"), policy=policy)
         except (SocketError, LookupError, ValueError):
             sub = None  # OpenSIPS: a socket that does not parse matches nobody
         if sub is None:
