@@ -101,7 +101,7 @@ CASES: list[tuple[str, Callable[[str], object], Callable[[int], str]]] = [
     ("socket: ?password", parse_socket, lambda n: _fill("?password=", n, "kafka:h/t")),
     ("socket: = runs", parse_socket, lambda n: _fill("=", n, "kafka:h/t?g.x")),
     ("socket: dup", parse_socket, lambda n: _fill("t.acks=1&", n, "kafka:h/t?", "g.x")),
-    ("broker_id: no ]", parse_broker_id, lambda n: _fill("[password", n)),
+    ("broker_id: no ]", parse_broker_id, lambda n: _fill("password", n, "[")),
     ("broker_id: ids", parse_broker_id, lambda n: _fill("[secret=", n, "", "]h/t?g.x=1")),
     ("mask_secrets", mask_secrets, lambda n: _fill("private.key", n)),
     ("mask_secrets ?", mask_secrets, lambda n: _fill("passphrase=a?", n)),
