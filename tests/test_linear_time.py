@@ -23,6 +23,7 @@ from event_kafka.properties import redact
 from event_kafka.service.config import KeyLines, load_config_text
 from event_kafka.service.ingest import parse_notification
 from event_kafka.service.mi import loads_json
+from event_kafka.sip import callid_of
 from event_kafka.transports.tcp import _ReplyBuffer
 
 SMALL, LARGE = 1024, 64 * 1024
@@ -129,6 +130,12 @@ CASES: list[tuple[str, Callable[[str], object], Callable[[int], str]]] = [
         _chunked_feed(lambda: _ReplyBuffer(1 << 20)),
         lambda n: _fill('{"id":1}', n),
     ),
+    (
+        "SIP Call-ID: folded spaces",
+        callid_of,
+        lambda n: _fill(" ", n, "BYE sip:a@b SIP/2.0\r\nCall-ID: x", "y\r\n z\r\n\r\n"),
+    ),
+    ("SIP: long header", callid_of, lambda n: _fill("X", n, "BYE sip:a@b SIP/2.0\r\n", "\r\n")),
     ("config lines: keys", KeyLines, lambda n: _fill("a.", n, "", "a")),
     ("config lines: quotes", KeyLines, lambda n: _fill('"a" . ', n, "[", "")),
     ("config lines: spaces", KeyLines, lambda n: _fill(" ", n, "a", "b")),
