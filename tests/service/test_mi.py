@@ -632,3 +632,10 @@ def test_subscribe_policy_widened_by_the_operator(mi: MIDispatcher, service: Fak
         mi, "event_subscribe", ["E_TEST", CODE_LOADING.replace("providers", "engine.location")]
     )
     assert code == 400 and data is not None and "loads code" in data
+
+
+def test_refusal_reason_survives_a_long_socket(mi: MIDispatcher) -> None:
+    socket = f"kafka:127.0.0.1:1/{'t' * 200}?g.client.id={'x' * 40}&g.ssl.providers=x"
+    data = error(mi, "event_subscribe", ["E_TEST", socket])[2]
+    assert data is not None and len(data) <= 300
+    assert "loads code" in data and "allow_properties" in data

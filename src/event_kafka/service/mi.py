@@ -818,9 +818,10 @@ def _non_empty(p: Params, name: str) -> str:
 
 
 def _safe_detail(exc: Exception) -> str:
-    # Library errors about events and sockets mask secrets themselves; still cap the length.
+    # Library errors about events and sockets mask secrets themselves; still cap the length,
+    # keeping the end: a socket error quotes the (long) input first and says why last.
     text = str(exc)
-    return text if len(text) <= 300 else text[:297] + "..."
+    return text if len(text) <= 300 else text[:97] + "..." + text[-200:]
 
 
 def raise_event_params(value: Any) -> Any:
