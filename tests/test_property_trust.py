@@ -59,6 +59,8 @@ TRUSTED_ONLY_PROBES = [
     ("g.sasl.kerberos.kinit.cmd", "touch /tmp/pwned", "runs a command"),
     ("g.sasl.kerberos.principal", "x; touch /tmp/pwned", "runs a command"),
     ("g.sasl.kerberos.keytab", "/etc/krb5.keytab", "runs a command"),
+    ("g.sasl.kerberos.min.time.before.relogin", "1", "runs a command"),
+    ("g.security.protocol", "SASL_PLAINTEXT", "runs a command"),  # no mechanism: GSSAPI
     ("g.sasl.mechanisms", "GSSAPI", "runs a command"),
     ("g.sasl.mechanism", "GSSAPI", "runs a command"),
     ("g.ssl.ca.location", "/etc/shadow", "reads a local file"),
@@ -96,13 +98,23 @@ def test_untrusted_socket_refuses(prop: str, value: str, why: str) -> None:
     "prop",
     [
         "g.linger.ms=5", "t.acks=all", "g.sasl.mechanisms=SCRAM-SHA-512",
-        "g.sasl.mechanism=PLAIN", "g.security.protocol=SASL_SSL", "g.sasl.username=u",
+        "g.sasl.mechanism=PLAIN", "g.security.protocol=SSL", "g.sasl.username=u",
         "g.sasl.password=p", "g.ssl.ca.pem=x", "g.sasl.oauthbearer.method=default",
         "g.compression.codec=lz4", "t.message.timeout.ms=1000", "g.client.id=ek",
     ],
 )  # fmt: skip
 def test_untrusted_socket_accepts_safe_properties(prop: str) -> None:
     parse_socket(f"kafka:h:9092/t?{prop}", policy=MI)
+
+
+def test_sasl_needs_an_explicit_safe_mechanism_from_untrusted_sources() -> None:
+    parse_socket("kafka:h/t?g.security.protocol=SASL_SSL&g.sasl.mechanism=PLAIN", policy=MI)
+    with pytest.raises(SocketError, match=r"without g\.sasl\.mechanisms is GSSAPI") as info:
+        parse_socket("kafka:h/t?t.acks=1&g.security.protocol=sasl_ssl", policy=MI)
+    assert info.value.position == 19
+    parse_socket(
+        "kafka:h/t?g.security.protocol=sasl_ssl", policy=untrusted_policy(["sasl.mechanisms"])
+    )
 
 
 def test_broker_id_takes_a_policy_too() -> None:

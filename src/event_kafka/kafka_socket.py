@@ -318,6 +318,10 @@ def _parse_body(src: _Input, start: int, *, policy: PropertyPolicy) -> KafkaSock
                 raise src.error(f"property {name}", pos, reason)
             canonical[same] = (name, pos)
             (global_props if scope == "global" else topic_props)[bare] = value
+        combined = policy.combined_refusal(global_props)
+        if combined is not None:
+            prop, reason = combined
+            raise src.error(f"property g.{prop}", seen[f"g.{prop}"], reason)
     return KafkaSocket(
         brokers=text[start:slash],
         topic=topic,

@@ -500,7 +500,7 @@ _SAFE_FOR_UNTRUSTED = _names("""
     g.ssl.sigalgs.list g.ssl.key.password g.ssl.key.pem g.ssl.certificate.pem g.https.ca.pem
     g.ssl.ca.pem g.ssl.ca.certificate.stores g.ssl.keystore.password
     g.enable.ssl.certificate.verification g.ssl.endpoint.identification.algorithm
-    g.sasl.mechanisms g.sasl.mechanism g.sasl.kerberos.min.time.before.relogin g.sasl.username
+    g.sasl.mechanisms g.sasl.mechanism g.sasl.username
     g.sasl.password g.sasl.oauthbearer.config g.enable.sasl.oauthbearer.unsecure.jwt
     g.sasl.oauthbearer.method g.sasl.oauthbearer.client.id
     g.sasl.oauthbearer.client.credentials.client.id
@@ -544,6 +544,7 @@ _TRUSTED_ONLY: dict[str, str] = {
     "g.sasl.kerberos.service.name": RUNS_COMMAND + " (part of sasl.kerberos.kinit.cmd)",
     "g.sasl.kerberos.principal": RUNS_COMMAND + " (part of sasl.kerberos.kinit.cmd)",
     "g.sasl.kerberos.keytab": RUNS_COMMAND + " (part of sasl.kerberos.kinit.cmd)",
+    "g.sasl.kerberos.min.time.before.relogin": RUNS_COMMAND + " (how often kinit runs)",
     "g.ssl.key.location": READS_FILE,
     "g.ssl.certificate.location": READS_FILE,
     "g.ssl.ca.location": READS_FILE,
@@ -648,6 +649,25 @@ class PropertyPolicy:
         risk = property_risk(scope, name, value)
         if risk is None or _canonical(name) in self.allow:
             return None
+        return self._refused(risk)
+
+    def combined_refusal(self, global_props: Mapping[str, str]) -> tuple[str, str] | None:
+        """``(property, why)`` when properties that are safe one by one are not together.
+
+        SASL without ``sasl.mechanisms`` means librdkafka's default, GSSAPI, which runs
+        ``sasl.kerberos.kinit.cmd``.
+        """
+        if self.trusted or "sasl.mechanisms" in self.allow:
+            return None
+        protocol = global_props.get("security.protocol", "").lower()
+        if protocol.startswith("sasl") and not {"sasl.mechanisms", "sasl.mechanism"} & set(
+            global_props
+        ):
+            why = f"{RUNS_COMMAND} (SASL without g.sasl.mechanisms is GSSAPI, which runs kinit)"
+            return "security.protocol", self._refused(why)
+        return None
+
+    def _refused(self, risk: str) -> str:
         hint = f" ({self.hint})" if self.hint else ""
         return f"{risk}; not allowed from {self.source}{hint}"
 
