@@ -76,6 +76,9 @@ TRUSTED_ONLY_PROBES = [
     ("g.sasl.oauthbearer.method", "oidc", "fetches a URL"),
     ("g.sasl.oauthbearer.metadata.authentication.type", "azure_imds", "fetches a URL"),
     ("g.debug", "all", "fills the service's log"),
+    ("g.receive.message.max.bytes", "2147483647", "grows memory"),
+    ("g.queue.buffering.max.kbytes", "0x7fffffff", "grows memory"),
+    ("g.queue.buffering.max.messages", "100001", "grows memory"),
     ("g.internal.termination.signal", "15", "sends a signal"),
 ]
 
@@ -101,6 +104,7 @@ def test_untrusted_socket_refuses(prop: str, value: str, why: str) -> None:
         "g.sasl.mechanism=PLAIN", "g.security.protocol=SSL", "g.sasl.username=u",
         "g.sasl.password=p", "g.ssl.ca.pem=x", "g.sasl.oauthbearer.method=default",
         "g.compression.codec=lz4", "t.message.timeout.ms=1000", "g.client.id=ek",
+        "g.queue.buffering.max.messages=100000", "g.receive.message.max.bytes=1000000",
     ],
 )  # fmt: skip
 def test_untrusted_socket_accepts_safe_properties(prop: str) -> None:

@@ -589,6 +589,13 @@ _SAFE_VALUES: dict[str, tuple[frozenset[str], str]] = {
 }
 _SAFE_VALUES["g.sasl.mechanism"] = _SAFE_VALUES["g.sasl.mechanisms"]
 _CASE_SENSITIVE_VALUES = frozenset({"g.sasl.mechanisms", "g.sasl.mechanism"})
+# Memory limits an untrusted socket may lower but not raise past librdkafka's default: a
+# producer pointed at a hostile broker must not be allowed to grow the service without bound.
+_AT_MOST_DEFAULT = _names("""
+    g.receive.message.max.bytes g.message.max.bytes g.message.copy.max.bytes
+    g.queue.buffering.max.messages g.queue.buffering.max.kbytes g.batch.size
+    g.batch.num.messages
+""")
 UNCLASSIFIED = "not classified by this event-kafka (a newer librdkafka)"
 
 
@@ -608,6 +615,8 @@ def property_risk(scope: Scope, name: str, value: str | None = None) -> str | No
         return _TRUSTED_ONLY[key]
     if key not in _SAFE_FOR_UNTRUSTED:
         return UNCLASSIFIED
+    if key in _AT_MOST_DEFAULT and value is not None:
+        return _above_default(scope, name, value)
     rule = _SAFE_VALUES.get(key)
     if rule is not None and value is not None:
         allowed, why = rule
@@ -615,6 +624,17 @@ def property_risk(scope: Scope, name: str, value: str | None = None) -> str | No
         if shown not in allowed:
             return why
     return None
+
+
+def _above_default(scope: Scope, name: str, value: str) -> str | None:
+    info = property_info(scope, name)
+    default = info.default if info is not None else ""
+    digits = value.strip(" ")
+    # Plain decimal only: librdkafka also reads hex and octal (strtol base 0).
+    plain = digits.isascii() and digits.isdigit() and len(digits) < 12
+    if plain and default.isdigit() and int(digits) <= int(default):
+        return None
+    return f"grows memory: a plain number at most librdkafka's default ({default or '?'})"
 
 
 def classification() -> dict[str, str | None]:
