@@ -165,7 +165,6 @@ REJECTED: list[tuple[str, int | None, str]] = [
     ("kafka:h/t?t.partitioner_cb=x", 10, "can only be set from code"),
     ("kafka:h/t?g.bootstrap.servers=x:1", 10, "write the brokers in the socket"),
     ("kafka:h/t?g.metadata.broker.list=x:1", 10, "write the brokers in the socket"),
-    ("kafka:h/t?g.plugin.library.paths=/tmp/x.so", 10, "loads or runs external code"),
     ("kafka:h/t?g.transactional.id=x", 10, "does not use transactions"),
     # Kafka topic names (never deliverable otherwise)
     ("kafka:h/my topic", 10, "character ' ' in topic"),

@@ -47,7 +47,9 @@ from typing import TYPE_CHECKING
 
 from .errors import EventKafkaError, SocketError
 from .event_name import MAX_EVENT_NAME, EventNameError, check_event_name, event_name_problem
+from .kafka_socket import using_policy
 from .payload import Params, build_payload
+from .properties import PropertyPolicy
 from .ratelimit import RateLimitedLog
 from .sip import key_for
 from .transports import Transport, TransportContext, transport_factory
@@ -287,7 +289,14 @@ class EventInterface:
 
     # -- subscribers -------------------------------------------------------------------------
 
-    def subscribe(self, event: str, socket: str, expire: int | None = None) -> bool:
+    def subscribe(
+        self,
+        event: str,
+        socket: str,
+        expire: int | None = None,
+        *,
+        policy: PropertyPolicy | None = None,
+    ) -> bool:
         """Subscribe ``socket`` to ``event``, refresh an identical subscriber, or unsubscribe.
 
         Example::
@@ -301,6 +310,9 @@ class EventInterface:
             socket: ``<transport>:<address>``; the transport name is case-sensitive.
             expire: seconds; ``None`` = never (a refresh keeps the previous expiry);
                 ``0`` = unsubscribe.
+            policy: the librdkafka properties the socket's source may set; ``None``: trusted
+                (the caller's own code). Pass an untrusted policy for sockets from outside
+                (:func:`~event_kafka.properties.untrusted_policy`).
 
         Returns:
             ``True`` if a new subscriber was added; ``False`` for a refresh or an unsubscribe.
@@ -314,7 +326,7 @@ class EventInterface:
         if expire is not None and (type(expire) is not int or expire < 0):
             raise ValueError(f"expire must be None or an int >= 0, not {expire!r}")
         ev = self._event(event)
-        scheme, dest = self._parse(socket)  # outside the lock: it may resolve a host name
+        scheme, dest = self._parse(socket, policy)  # outside the lock: it may resolve a host
         if expire == 0:
             self._remove(ev, scheme, dest)
             return False
@@ -372,7 +384,9 @@ class EventInterface:
                 out.append(EventSubscribers(ev.name, ev.id, subs))
         return out
 
-    def find_subscriber(self, event: str, socket: str) -> SubscriberInfo | None:
+    def find_subscriber(
+        self, event: str, socket: str, *, policy: PropertyPolicy | None = None
+    ) -> SubscriberInfo | None:
         """The live subscriber of ``event`` matching ``socket``, or ``None``
         (MI ``subscribers_list event socket``).
 
@@ -380,7 +394,7 @@ class EventInterface:
             UnknownEventError, SocketError: as :meth:`subscribe`.
         """
         ev = self._event(event)
-        scheme, dest = self._parse(socket)
+        scheme, dest = self._parse(socket, policy)
         dest.close()
         now = self._clock()
         self._purge(ev, now)
@@ -534,7 +548,7 @@ class EventInterface:
             raise _unknown(name)
         return ev
 
-    def _parse(self, socket: str) -> tuple[str, Destination]:
+    def _parse(self, socket: str, policy: PropertyPolicy | None = None) -> tuple[str, Destination]:
         if not isinstance(socket, str):
             raise TypeError(f"socket must be str, not {type(socket).__name__}")
         colon = socket.find(":")
@@ -545,7 +559,9 @@ class EventInterface:
                 max(colon, 0),
             )
         scheme = socket[:colon]
-        return scheme, self._transport(scheme, socket).parse(socket[colon + 1 :])
+        transport = self._transport(scheme, socket)
+        with using_policy(policy):  # what the kafka transport's parse_socket applies
+            return scheme, transport.parse(socket[colon + 1 :])
 
     def _transport(self, scheme: str, socket: str) -> Transport:
         t = self._transports.get(scheme)

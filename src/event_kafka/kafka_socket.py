@@ -23,15 +23,21 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import SocketError
 from .properties import (
+    _SENSITIVE_WORDS,
     MASK,
+    TRUSTED,
     PropertyMap,
+    PropertyPolicy,
     Scope,
     check_property,
     is_sensitive,
@@ -39,7 +45,15 @@ from .properties import (
     property_info,
 )
 
-__all__ = ["KafkaSocket", "check_command", "parse_broker_id", "parse_socket"]
+__all__ = [
+    "KafkaSocket",
+    "check_command",
+    "current_policy",
+    "mask_secrets",
+    "parse_broker_id",
+    "parse_socket",
+    "using_policy",
+]
 
 PREFIX = "kafka:"
 _WHITESPACE = " \t\r\n"  # what OpenSIPS skips around a broker_id's [ID]
@@ -163,37 +177,77 @@ def _printable(text: str) -> str:
     return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
-_PAIR_START = re.compile(r"(?:[gt]\.[^=&]*|key)=")
+def mask_secrets(text: str) -> str:
+    """Any user text (a socket, a broker_id, a value pasted in the wrong place) as it may be
+    shown in an error or a log line: secret-looking ``name=value`` values hidden, and after a
+    ``?`` every value that is not a known harmless property. Linear time.
+
+    >>> mask_secrets("[k1]h:9092/t?g.sasl.password=hunter2&t.acks=1")
+    '[k1]h:9092/t?g.sasl.password=*****&t.acks=1'
+    """
+    return _masked(text, 0)
+
+
+def _starts_pair(chunk: str) -> bool:
+    """Whether an ``&``-separated chunk starts a new property (``g.x=``, ``t.x=``, ``key=``)."""
+    return chunk.startswith("key=") or (chunk[:2] in _SCOPES and "=" in chunk)
 
 
 def _masked(text: str, body: int) -> str:
     """``text`` with property values hidden unless known to be harmless.
 
-    Works on raw, possibly malformed input. A value is shown only for ``key`` and for
+    Works on raw, possibly malformed input, in one pass (it runs on every rejected input, so
+    it must stay linear whatever the input). A value is shown only for ``key`` and for
     catalogued, non-sensitive ``g.``/``t.`` properties: an unknown name may be a misspelt
     password. A masked value swallows following ``&`` chunks that do not start a new pair, in
     case the secret itself contained ``&``.
     """
     question = text.find("?", body)
     if question < 0:
-        return _ANY_SECRET.sub(rf"\1{MASK}", text)
+        return _mask_secret_pairs(text)
     out: list[str] = []
     swallowing = False
     for chunk in text[question + 1 :].split("&"):
-        if swallowing and not _PAIR_START.match(chunk):
+        if swallowing and not _starts_pair(chunk):
             if not chunk:
                 out.append("")  # keep a stray '&' visible: the error may be about it
             continue
         name, eq, _ = chunk.partition("=")
         swallowing = bool(eq) and not _value_is_shown(name)
         out.append(f"{name}={MASK}" if swallowing else chunk)
-    return _ANY_SECRET.sub(rf"\1{MASK}", text[: question + 1] + "&".join(out))
+    return _mask_secret_pairs(text[: question + 1] + "&".join(out))
 
 
-# A secret-looking name=value anywhere: before any '?', or inside another value after a '='.
-_ANY_SECRET = re.compile(
-    r"(?i)([A-Za-z0-9._-]*(?:password|secret|passphrase|private\.key)[A-Za-z0-9._-]*=)[^&?]*"
-)
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+_VALUE_END = re.compile(r"[&?]")  # one character class: a search never backtracks
+
+
+def _mask_secret_pairs(text: str) -> str:
+    """Hide the value of every secret-looking ``name=value`` anywhere in ``text``: before any
+    ``?``, or inside another value. The value runs to the next ``&`` or ``?``.
+
+    Linear: each ``=`` is visited once, the name before it is scanned back only to the
+    previous ``=`` or masked value, and a masked value is skipped, never rescanned.
+    """
+    out: list[str] = []
+    done = 0  # text[:done] is settled (copied to out)
+    eq = text.find("=")
+    while eq >= 0:
+        start = eq
+        while start > done and text[start - 1] in _NAME_CHARS:
+            start -= 1
+        name = text[start:eq].lower()
+        if not any(word in name for word in _SENSITIVE_WORDS):
+            eq = text.find("=", eq + 1)
+            continue
+        end_match = _VALUE_END.search(text, eq + 1)
+        end = end_match.start() if end_match else len(text)
+        out.append(text[done : eq + 1])
+        out.append(MASK)
+        done = end
+        eq = text.find("=", end)
+    out.append(text[done:])
+    return "".join(out)
 
 
 def _value_is_shown(name: str) -> bool:
@@ -225,7 +279,7 @@ def _check_text(src: _Input) -> None:
             raise src.error("invalid Unicode character", exc.start) from None
 
 
-def _parse_body(src: _Input, start: int, *, trusted: bool, strict: bool) -> KafkaSocket:
+def _parse_body(src: _Input, start: int, *, policy: PropertyPolicy, strict: bool) -> KafkaSocket:
     """Parse ``brokers/topic[?properties]`` from ``src.text[start:]``."""
     text, end = src.text, len(src.text)
     question = text.find("?", start)
@@ -268,7 +322,7 @@ def _parse_body(src: _Input, start: int, *, trusted: bool, strict: bool) -> Kafk
             if scope is None:
                 raise src.error(f"property {name}", pos, _prefix_hint(name))
             bare = name[2:]
-            reason = check_property(scope, bare, value, trusted=trusted)
+            reason = check_property(scope, bare, value, policy=policy)
             if reason is not None:
                 raise src.error(f"property {name}", pos, reason)
             info = property_info(scope, bare)
@@ -279,6 +333,10 @@ def _parse_body(src: _Input, start: int, *, trusted: bool, strict: bool) -> Kafk
                 raise src.error(f"property {name}", pos, reason)
             canonical[same] = (name, pos)
             (global_props if scope == "global" else topic_props)[bare] = value
+        combined = policy.combined_refusal(global_props)
+        if combined is not None:
+            prop, reason = combined
+            raise src.error(f"property g.{prop}", seen[f"g.{prop}"], reason)
     return KafkaSocket(
         brokers=text[start:slash],
         topic=topic,
@@ -349,10 +407,40 @@ def _prefix_hint(name: str) -> str:
     return f"unknown property prefix in {name!r}; write g.<name> or t.<name> (or key=...)"
 
 
-def parse_socket(text: str, *, strict: bool = False) -> KafkaSocket:
+# The policy of sockets parsed in the current context: how EventInterface.subscribe(...,
+# policy=...) reaches the kafka transport without every transport's parse() taking it.
+_POLICY: ContextVar[PropertyPolicy | None] = ContextVar("event_kafka_socket_policy", default=None)
+
+
+def current_policy() -> PropertyPolicy:
+    """The policy sockets are parsed with here: set by :func:`using_policy`, else trusted."""
+    return _POLICY.get() or TRUSTED
+
+
+@contextlib.contextmanager
+def using_policy(policy: PropertyPolicy | None) -> Iterator[None]:
+    """Parse sockets with ``policy`` inside the block (``None``: leave it as it is)."""
+    if policy is None:
+        yield
+        return
+    token = _POLICY.set(policy)
+    try:
+        yield
+    finally:
+        _POLICY.reset(token)
+
+
+def parse_socket(
+    text: str, *, policy: PropertyPolicy | None = None, strict: bool = False
+) -> KafkaSocket:
     """Parse an event socket ``kafka:brokers/topic[?properties]``.
 
     Every property is checked against librdkafka (name, scope, value) now, at subscribe time.
+    ``policy`` says which properties the socket's source may set; ``None`` means
+    :func:`current_policy`, which trusts the caller (any property librdkafka accepts) unless
+    inside :func:`using_policy`. Pass :func:`~event_kafka.properties.untrusted_policy` for a
+    socket from outside (a network request): properties that load code, run commands, touch
+    local files or fetch URLs are then refused.
     ``strict=True``: OpenSIPS's grammar only, so the ``key=param:`` extension is an error.
 
     Example::
@@ -377,10 +465,12 @@ def parse_socket(text: str, *, strict: bool = False) -> KafkaSocket:
         raise src.error("not a Kafka socket", 0, "it must start with 'kafka:'")
     if len(text) == len(PREFIX):
         raise src.error("no socket specified after 'kafka:'", len(PREFIX))
-    return _parse_body(src, len(PREFIX), trusted=False, strict=strict)
+    return _parse_body(src, len(PREFIX), policy=policy or current_policy(), strict=strict)
 
 
-def parse_broker_id(text: str, *, strict: bool = False) -> tuple[str, KafkaSocket]:
+def parse_broker_id(
+    text: str, *, policy: PropertyPolicy | None = None, strict: bool = False
+) -> tuple[str, KafkaSocket]:
     """Parse a ``broker_id`` modparam value ``[ID]brokers/topic[?properties]``.
 
     Whitespace (space, tab, CR, LF) before ``[`` and after ``]`` is skipped; the ID is
@@ -388,8 +478,7 @@ def parse_broker_id(text: str, *, strict: bool = False) -> tuple[str, KafkaSocke
     told apart from a missing one in ``kafka_publish``). There is no ``kafka:`` prefix.
     ``key=callid`` (and ``key=param:<name>``, refused with ``strict=True``) is accepted and
     kept in the socket but has no effect for ``kafka_publish``.
-    As a start-up setting, a ``broker_id`` may also use properties that load external code
-    (``plugin.library.paths``, ``ssl.engine.location``, ``sasl.kerberos.kinit.cmd``).
+    ``policy`` is as for :func:`parse_socket` (by default trusted, as start-up configuration).
     Duplicate IDs are for the caller to detect.
 
     Example::
@@ -424,7 +513,7 @@ def parse_broker_id(text: str, *, strict: bool = False) -> tuple[str, KafkaSocke
         raise src.error(
             "'kafka:'", start, "broker_id takes no kafka: prefix; write [ID]brokers/topic"
         )
-    return broker_id, _parse_body(src, start, trusted=True, strict=strict)
+    return broker_id, _parse_body(src, start, policy=policy or current_policy(), strict=strict)
 
 
 def check_command(text: str, *, strict: bool = False) -> tuple[int, str]:

@@ -402,3 +402,76 @@ def test_structured_fuzz_never_crashes(lines: list[str]) -> None:
         # Every problem line names a place.
         for line in str(exc).splitlines():
             assert line.startswith("<config>")
+
+
+# -- errors never echo secrets (issue 12 item 8) ------------------------------------------------
+
+_PASTED = "[k9]127.0.0.1:9092/t?g.sasl.username=u&g.sasl.password=hunter2&g.ssl.key.pem=hunter2"
+_Q = '"' + _PASTED + '"'
+
+# A config error for every string-valued key (and key names) holding a pasted broker_id.
+SECRET_ECHO_CASES = {
+    "broker_ids": f"broker_ids = [{_Q}, {_Q}]",  # duplicate id
+    "broker_ids bad": 'broker_ids = ["[k1]h/t?g.sasl.password=hunter2&g.linger.ms=-1"]',
+    "dead_letter": f'broker_ids = ["[k1]h/t"]\n[report_routes.r]\ndead_letter = {_Q}',
+    "default_report_route": f"[mi]\ndefault_report_route = {_Q}",
+    "mi.listen": f'[mi]\nlisten = "127.0.0.1:{_PASTED}"',
+    "mi.listen v6": '[mi]\nlisten = "[::1]:g.sasl.password=hunter2"',
+    "metrics.listen": f"[metrics]\nlisten = {_Q}",
+    "ingest.udp.listen": f"[ingest.udp]\nlisten = {_Q}",
+    "ingest.tcp.listen": f"[ingest.tcp]\nlisten = {_Q}",
+    "mi.token_file": f"[mi]\ntoken_file = {_Q}",
+    "mi.path": f"[mi]\npath = {_Q}",
+    "mi.allow_properties": f"[mi]\nallow_properties = [{_Q}]",
+    "logging.level": f"[logging]\nlevel = {_Q}",
+    "subscriptions.socket": f'[[subscriptions]]\nevent = "E"\nsocket = {_Q}',
+    "subscriptions.socket udp": (
+        '[[subscriptions]]\nevent = "E"\nsocket = "udp:g.sasl.password=hunter2:1"'
+    ),
+    "subscriptions.socket scheme": (
+        '[[subscriptions]]\nevent = "E"\nsocket = "x.sasl.password=hunter2:1"'
+    ),
+    "subscriptions.event": f'[[subscriptions]]\nevent = {_Q}\nsocket = "kafka:h/t"',
+    "events.publish": f"[events]\npublish = [{_Q}]",
+    "unknown key": f"{_Q} = 1",
+    "route name": f'broker_ids = ["[k1]h/t"]\n[report_routes.{_Q}]\nlog = "all"',
+    "unknown table key": f"[mi]\n{_Q} = true",
+}
+
+
+@pytest.mark.parametrize("text", SECRET_ECHO_CASES.values(), ids=SECRET_ECHO_CASES.keys())
+def test_config_errors_never_echo_secrets(text: str, tmp_path: Path) -> None:
+    message = refused(text)
+    assert "hunter2" not in message
+    assert message.count("\n") < 5  # a real error, one line per problem
+
+
+# -- [mi] allow_properties (issue 12 item 1) ---------------------------------------------------
+
+
+def test_mi_allow_properties_widens_the_mi_policy() -> None:
+    cfg = load_config_text('[mi]\nallow_properties = ["ssl.ca.location"]')
+    assert cfg.mi_policy.allow == {"ssl.ca.location"}
+    assert not cfg.mi_policy.trusted
+    assert load_config_text("").mi_policy.allow == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("names", "fragment"),
+    [
+        ('["ssl.ca.locaton"]', "unknown librdkafka property 'ssl.ca.locaton'"),
+        ('["ssl.*"]', "unknown librdkafka property 'ssl.*'"),
+        ('["g.ssl.ca.location"]', "without the g. prefix"),
+    ],
+)
+def test_mi_allow_properties_names_must_be_catalogued(names: str, fragment: str) -> None:
+    message = refused(f"[mi]\nallow_properties = {names}")
+    assert "mi.allow_properties" in message and fragment in message
+
+
+def test_config_file_sockets_are_trusted() -> None:
+    # The operator's own file may use any property librdkafka accepts.
+    load_config_text(
+        'broker_ids = ["[k1]h/t?g.ssl.ca.location=/etc/ssl/ca.pem"]\n'
+        '[[subscriptions]]\nevent = "E"\nsocket = "kafka:h/t?g.ssl.providers=default"'
+    )

@@ -1112,3 +1112,36 @@ async def test_a_reload_that_cannot_open_a_subscriber_changes_nothing(
         assert service.static == {}
     finally:
         await service.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_mi_sockets_get_the_configured_property_policy() -> None:
+    """The running service hands the MI the allow-list widened by [mi] allow_properties."""
+    settings = load_config_text(
+        """
+[events]
+publish = ["E_TRUST"]
+[mi]
+listen = "127.0.0.1:0"
+allow_properties = ["ssl.ca.location"]
+"""
+    )
+    service = Service(settings)
+    await service.start()
+
+    async def subscribe(socket: str) -> dict[str, Any]:
+        body = {"jsonrpc": "2.0", "id": 1, "method": "event_subscribe"}
+        body["params"] = ["E_TRUST", socket]
+        reply = await service.dispatcher.handle(orjson.dumps(body))
+        assert reply is not None
+        return reply
+
+    try:
+        widened = await subscribe("kafka:127.0.0.1:1/t?g.ssl.ca.location=/etc/ssl/ca.pem")
+        assert widened.get("result") == "OK", widened
+        refused = await subscribe("kafka:127.0.0.1:1/t?g.ssl.providers=/tmp/evil")
+        assert refused["error"]["code"] == 400
+        assert "not allowed from the MI" in refused["error"]["data"]
+        assert service.ek.evi.subscriber_count("E_TRUST") == 1
+    finally:
+        await service.shutdown()

@@ -700,3 +700,48 @@ def test_big_request_bodies_are_parsed_off_the_loop(service: FakeService) -> Non
     reply = asyncio.run(d.handle(big))
     assert reply is not None and "result" in reply
     assert len(seen) == 2  # the parse and the (synchronous) command
+
+
+# -- trust: MI sockets get the allow-list of librdkafka properties (issue 12 item 1) ----------
+
+CODE_LOADING = "kafka:127.0.0.1:1/t?g.ssl.providers=/tmp/evil"
+
+
+def test_subscribe_refuses_properties_that_load_code(
+    mi: MIDispatcher, service: FakeService
+) -> None:
+    code, msg, data = error(mi, "event_subscribe", ["E_TEST", CODE_LOADING])
+    assert (code, msg) == (400, "Bad parameter value")
+    assert data is not None
+    assert "property g.ssl.providers at position 20: loads code" in data
+    assert "not allowed from the MI (the operator can allow it in [mi] allow_properties)" in data
+    assert service.ek.evi.subscriber_count("E_TEST") == 0
+    for socket in (
+        "kafka:127.0.0.1:1/t?g.sasl.mechanisms=GSSAPI&g.sasl.kerberos.principal=x;id",
+        "kafka:127.0.0.1:1/t?g.ssl.ca.location=/etc/shadow",
+        "kafka:127.0.0.1:1/t?g.sasl.oauthbearer.token.endpoint.url=http://169.254.169.254/",
+    ):
+        assert error(mi, "event_subscribe", ["E_TEST", socket])[0] == 400
+    # Lookups parse with the same policy: such a socket matches nobody.
+    assert error(mi, "subscribers_list", ["E_TEST", CODE_LOADING])[0] == 404
+    # The safe list still covers what a subscriber needs, secrets included.
+    safe = "kafka:127.0.0.1:1/t?g.sasl.mechanisms=SCRAM-SHA-512&g.sasl.password=x&t.acks=all"
+    assert result(mi, "event_subscribe", ["E_TEST", safe]) == "OK"
+
+
+def test_subscribe_policy_widened_by_the_operator(mi: MIDispatcher, service: FakeService) -> None:
+    from event_kafka.service.config import mi_policy
+
+    service.socket_policy = mi_policy(["ssl.providers"])  # type: ignore[attr-defined]
+    assert result(mi, "event_subscribe", ["E_TEST", CODE_LOADING, 0]) == "OK"
+    code, _, data = error(
+        mi, "event_subscribe", ["E_TEST", CODE_LOADING.replace("providers", "engine.location")]
+    )
+    assert code == 400 and data is not None and "loads code" in data
+
+
+def test_refusal_reason_survives_a_long_socket(mi: MIDispatcher) -> None:
+    socket = f"kafka:127.0.0.1:1/{'t' * 200}?g.client.id={'x' * 40}&g.ssl.providers=x"
+    data = error(mi, "event_subscribe", ["E_TEST", socket])[2]
+    assert data is not None and len(data) <= 300
+    assert "loads code" in data and "allow_properties" in data

@@ -9,7 +9,8 @@ Layout (every table is optional except where noted; see ``examples/event-kafka.t
     [[subscriptions]]   event, socket                  (static: never expire)
     [report_routes.NAME]  log, dead_letter, count
     [mi]           enabled, listen, path, token | token_file, max_request_bytes,
-                   read_timeout, max_connections, report_wait_timeout, default_report_route
+                   read_timeout, max_connections, report_wait_timeout, default_report_route,
+                   allow_properties
     [ingest.udp]   listen, max_datagram
     [ingest.tcp]   listen, max_buffer, max_connections, idle_timeout, event_param
     [metrics]      enabled, listen, check_brokers, check_timeout, ready_broker_timeout,
@@ -26,6 +27,13 @@ text, the line: ``event-kafka.toml:12: subscriptions[1].socket: invalid Kafka so
 Every ``broker_id`` and subscriber socket is parsed with the library's own grammar (and its
 librdkafka property checks) here, so a file that loads is a file that starts. Secret values
 (tokens, ``*.password`` properties) never appear in an error.
+
+Trust: sockets written in this file are trusted (any librdkafka property). Sockets that arrive
+over the MI (``event_subscribe``) are not: they may only set properties that cannot load code,
+run commands, read or write local files or fetch URLs
+(:func:`~event_kafka.properties.untrusted_policy`). ``[mi] allow_properties`` widens that
+list by exact librdkafka property name (no ``g.``/``t.``, no wildcards), e.g.
+``allow_properties = ["ssl.ca.location"]``; a name librdkafka does not know is an error.
 
 Example::
 
@@ -58,8 +66,8 @@ from pydantic import (
 
 from ..errors import ConfigError, SocketError
 from ..event_name import check_event_name
-from ..kafka_socket import KafkaSocket, parse_broker_id, parse_socket
-from ..properties import redact
+from ..kafka_socket import KafkaSocket, mask_secrets, parse_broker_id, parse_socket
+from ..properties import PropertyPolicy, redact, untrusted_policy
 from ..transports import TransportContext, registered_schemes, transport_factory
 from .sources import apply_environment, apply_overrides, resolve_references
 
@@ -109,7 +117,7 @@ def parse_listen(text: str) -> ListenAddress:
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise ValueError(f"{host!r} is not an IPv6 address") from None
+            raise ValueError(f"{_shown(host)!r} is not an IPv6 address") from None
     else:
         host, sep, port_text = text.rpartition(":")
         if not sep or not host:
@@ -117,7 +125,7 @@ def parse_listen(text: str) -> ListenAddress:
         if ":" in host:
             raise ValueError("write IPv6 addresses as [addr]:port")
     if not (port_text.isascii() and port_text.isdigit()) or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"port must be 0-65535, not {port_text!r}")
+        raise ValueError(f"port must be 0-65535, not {_shown(port_text)!r}")
     return ListenAddress(host, int(port_text))
 
 
@@ -147,6 +155,26 @@ def _syslog_address(value: str) -> str:
         except ValueError as exc:
             raise ValueError(f"a Unix socket path (/dev/log) or host:port: {exc}") from None
     return value
+
+
+def _shown(value: str) -> str:
+    # Every user value an error echoes: a broker_id pasted in the wrong key keeps its secrets.
+    return mask_secrets(value)
+
+
+def _property_names(value: list[str]) -> list[str]:
+    try:
+        untrusted_policy(value)
+    except ConfigError as exc:
+        raise ValueError(_shown(str(exc))) from None
+    return value
+
+
+def mi_policy(allow: Iterable[str]) -> PropertyPolicy:
+    """The property policy of sockets that arrive over the MI, widened by ``allow``."""
+    return untrusted_policy(
+        allow, source="the MI", hint="the operator can allow it in [mi] allow_properties"
+    )
 
 
 def _name(value: str) -> str:
@@ -231,6 +259,9 @@ class MISection(_Model):
     """MI ``event_subscribe`` subscribers at once (static ones do not count); more: error 429."""
     command_timeout: Annotated[float, Field(gt=0)] = 10.0
     """Seconds an MI command may run (off the event loop); then a 408 error reply."""
+    allow_properties: Annotated[list[str], AfterValidator(_property_names)] = []
+    """librdkafka properties MI sockets may set beyond the safe list (exact names, e.g.
+    ``ssl.ca.location``): each one lets any MI caller make the service use that property."""
 
 
 class UdpIngest(_Model):
@@ -323,6 +354,11 @@ class ServiceSettings:
     @property
     def broker_id_names(self) -> tuple[str, ...]:
         return tuple(self.brokers)
+
+    @property
+    def mi_policy(self) -> PropertyPolicy:
+        """Which librdkafka properties a socket subscribed over the MI may set."""
+        return mi_policy(self.model.mi.allow_properties)
 
     @property
     def published_events(self) -> tuple[str, ...]:
@@ -469,7 +505,7 @@ def _cross_check(
             problems.append(
                 (
                     ("broker_ids", i),
-                    f"duplicate broker id [{bid}] (first in broker_ids[{first_at[bid]}])",
+                    f"duplicate broker id [{_shown(bid)}] (first in broker_ids[{first_at[bid]}])",
                 )
             )
             continue
@@ -499,11 +535,17 @@ def _cross_check(
             )
         if route.dead_letter is not None and route.dead_letter not in first_at:
             problems.append(
-                (("report_routes", name, "dead_letter"), f"unknown broker_id [{route.dead_letter}]")
+                (
+                    ("report_routes", name, "dead_letter"),
+                    f"unknown broker_id [{_shown(route.dead_letter)}]",
+                )
             )
     if m.mi.default_report_route is not None and m.mi.default_report_route not in m.report_routes:
         problems.append(
-            (("mi", "default_report_route"), f"no [report_routes.{m.mi.default_report_route}]")
+            (
+                ("mi", "default_report_route"),
+                f"no [report_routes.{_shown(m.mi.default_report_route)}]",
+            )
         )
 
     token: str | None = None
@@ -521,10 +563,10 @@ def _cross_check(
             token = _read_token_file(tf)
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else str(exc)
-            problems.append((("mi", "token_file"), f"cannot read {tf}: {reason}"))
+            problems.append((("mi", "token_file"), f"cannot read {_shown(str(tf))}: {reason}"))
         else:
             if not token:
-                problems.append((("mi", "token_file"), f"{tf} is empty"))
+                problems.append((("mi", "token_file"), f"{_shown(str(tf))} is empty"))
     if token is not None and any(ch.isspace() or ord(ch) < 0x21 for ch in token):
         # Would never survive an Authorization header intact; say so without showing it.
         problems.append((("mi", "token"), "the token contains whitespace or control characters"))
@@ -595,7 +637,8 @@ def check_subscriber_socket(text: str) -> tuple[str, object]:
     factory = transport_factory(scheme) if colon and scheme else None
     if factory is None:
         known = ", ".join(f"{s}:" for s in registered_schemes())
-        raise SocketError(f"unknown transport in {text.partition('?')[0]!r} (known: {known})", 0)
+        where = _shown(text.partition("?")[0])
+        raise SocketError(f"unknown transport in {where!r} (known: {known})", 0)
     transport = factory(TransportContext())
     try:
         dest = transport.parse(rest)
@@ -634,7 +677,7 @@ def _dotted(loc: Sequence[str | int]) -> str:
             text = (
                 part
                 if re.fullmatch(r"[A-Za-z0-9_-]+", part)
-                else json.dumps(part, ensure_ascii=False)
+                else json.dumps(_shown(part), ensure_ascii=False)
             )
             out += f".{text}" if out else text
     return out or "(top level)"

@@ -47,6 +47,7 @@ import orjson
 from ..connector import EventKafka
 from ..event_interface import EventInterface, UnknownEventError
 from ..kafka_socket import KafkaSocket
+from ..properties import PropertyPolicy
 from ..ratelimit import RateLimitedLog
 from .config import (
     ConfigError,
@@ -137,6 +138,11 @@ class Service:
         evi = self.ek.evi
         total = sum(evi.subscriber_count(e.name) for e in evi.list_events())
         return max(0, total - len(self.static)), self.settings.model.mi.max_subscriptions
+
+    @property
+    def socket_policy(self) -> PropertyPolicy:
+        """What sockets subscribed over the MI may set (``[mi] allow_properties``)."""
+        return self.settings.mi_policy
 
     def is_static(self, event: str, socket: str) -> bool:
         if not any(e == event for e, _ in self.static):

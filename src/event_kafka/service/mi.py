@@ -54,6 +54,7 @@ from ..errors import SocketError
 from ..event_interface import UnknownEventError
 from ..event_name import event_name_problem
 from ..payload import INT_MAX, INT_MIN
+from ..properties import PropertyPolicy, untrusted_policy
 from ..report import Report
 
 if TYPE_CHECKING:
@@ -635,6 +636,20 @@ class MIService(Protocol):
     def is_static(self, event: str, socket: str) -> bool:
         """Whether ``socket`` is a static (config file) subscriber of ``event``."""
 
+    # Optional: ``socket_policy``, the PropertyPolicy of MI sockets (default: MI_POLICY).
+
+
+MI_POLICY = untrusted_policy(
+    source="the MI", hint="the operator can allow it in [mi] allow_properties"
+)
+"""What MI sockets may set when the service names no policy: the safe list only."""
+
+
+def _socket_policy(service: MIService) -> PropertyPolicy:
+    # Sockets over the MI come from the network: never trusted, whatever the service says.
+    policy = getattr(service, "socket_policy", None)
+    return policy if isinstance(policy, PropertyPolicy) and not policy.trusted else MI_POLICY
+
 
 def package_version() -> str:
     try:
@@ -750,11 +765,12 @@ class _Commands:
                 )
             return "OK"  # already subscribed for good: a refresh changes nothing
         try:
+            policy = _socket_policy(self.service)
             with self._sub_lock:
                 if expire != 0:
                     self._check_room(event, socket)
                 # expire=0 unsubscribes (decision §9.5; OpenSIPS adds a 0-second subscriber).
-                self.service.ek.evi.subscribe(event, socket, expire=expire)
+                self.service.ek.evi.subscribe(event, socket, expire=expire, policy=policy)
         except UnknownEventError:
             raise MIError(400, "Bad parameter value", f"event {event!r} is not published") from None
         except SocketError as exc:
@@ -777,7 +793,13 @@ class _Commands:
         if self.subscriptions is None:
             return
         in_use, limit = self.subscriptions()
-        if in_use < limit or self.service.ek.evi.find_subscriber(event, socket) is not None:
+        if (
+            in_use < limit
+            or self.service.ek.evi.find_subscriber(
+                event, socket, policy=_socket_policy(self.service)
+            )
+            is not None
+        ):
             return
         raise MIError(
             *TOO_MANY_SUBSCRIPTIONS,
@@ -799,7 +821,8 @@ class _Commands:
         if not p.has("socket"):
             return {"Event": event.to_mi() if event.subscribers else {}}
         try:
-            sub = evi.find_subscriber(name, p.string("socket"))
+            policy = _socket_policy(self.service)
+            sub = evi.find_subscriber(name, p.string("socket"), policy=policy)
         except (SocketError, LookupError, ValueError):
             sub = None  # OpenSIPS: a socket that does not parse matches nobody
         if sub is None:
@@ -896,9 +919,10 @@ def _non_empty(p: Params, name: str) -> str:
 
 
 def _safe_detail(exc: Exception) -> str:
-    # Library errors about events and sockets mask secrets themselves; still cap the length.
+    # Library errors about events and sockets mask secrets themselves; still cap the length,
+    # keeping the end: a socket error quotes the (long) input first and says why last.
     text = str(exc)
-    return text if len(text) <= 300 else text[:297] + "..."
+    return text if len(text) <= 300 else text[:97] + "..." + text[-200:]
 
 
 def raise_event_params(value: Any) -> Any:

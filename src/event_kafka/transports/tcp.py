@@ -34,7 +34,6 @@ dropped after a connect failure), ``error_replies``, ``timeouts``, ``connects``,
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import itertools
 import json
@@ -47,6 +46,7 @@ from collections import deque
 from typing import Any
 
 from ..errors import SocketError
+from ..jsonstream import StreamError, StreamSplitter
 from ..payload import INT_MAX, Params, build_payload, build_payload_with_id
 from ..ratelimit import RateLimitedLog
 from .base import Destination, Transport
@@ -602,42 +602,32 @@ class _Protocol(asyncio.Protocol):
 
 
 class _ReplyBuffer:
-    """Incremental parser of concatenated JSON replies (split anywhere, UTF-8 included)."""
+    """Incremental parser of concatenated JSON replies (split anywhere, UTF-8 included).
+
+    The splitter finds where each reply ends scanning every byte once; each complete reply is
+    then decoded once. (Re-decoding the whole pending text on every segment was quadratic: a
+    receiver trickling one big reply could stall the sender thread.)
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.reset()
 
     def reset(self) -> None:
-        self.text = ""
-        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.splitter = StreamSplitter(self.limit)
 
     def feed(self, data: bytes) -> list[object] | None:
         """The complete replies so far; ``None`` if the data can never become JSON."""
-        text = self.text + self.decoder.decode(data)
-        out: list[object] = []
-        pos, end = 0, len(text)
-        while True:
-            while pos < end and text[pos] in " \t\r\n":
-                pos += 1
-            if pos == end:
-                break
-            if text[pos] != "{":
-                return None
-            try:
-                obj, pos2 = _decoder.raw_decode(text, pos)
-            except json.JSONDecodeError as exc:
-                # Incomplete (more is coming) or invalid? An error close to the end of what we
-                # have, or inside an unterminated string, may just be a cut; anything else is
-                # garbage. The size limit catches what this lets through.
-                if exc.pos < end - 8 and not exc.msg.startswith("Unterminated string"):
-                    return None
-                break
-            out.append(obj)
-            pos = pos2
-        self.text = text[pos:]
-        if len(self.text) > self.limit:
+        try:
+            raws = self.splitter.feed(data)
+        except StreamError:
             return None
+        out: list[object] = []
+        for raw in raws:
+            try:
+                out.append(_decoder.decode(raw.decode("utf-8", "replace")))
+            except (ValueError, RecursionError):
+                return None
         return out
 
 

@@ -122,7 +122,9 @@ def parse_inet(
     except (OSError, UnicodeError) as exc:
         kind = "IPv6" if family == socket.AF_INET6 else "IPv4"
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise error(f"cannot resolve host {host!r} to an {kind} address", 0, reason) from None
+        raise error(
+            f"cannot resolve host {_masked(host, 0)!r} to an {kind} address", 0, reason
+        ) from None
     return InetAddress(host, port, family, infos[0][4], text[end:])
 
 
