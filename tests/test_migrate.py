@@ -106,7 +106,7 @@ def test_loader_errors_are_reported(tmp_path: Path) -> None:
     )
     code, out, err = run(tmp_path, cfg)
     assert (code, out) == (1, "")
-    assert "subscriptions[0].event" in err and "whitespace" in err
+    assert "subscriptions[0].event" in err and "a space, control or non-printable character" in err
     assert "pw1" not in err
 
 
