@@ -22,11 +22,11 @@ retried or acknowledged.
 from __future__ import annotations
 
 import socket
-import threading
 import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from .. import forksafe
 from ..errors import SocketError
 from ..payload import Params
 from .base import Destination, Transport
@@ -141,7 +141,7 @@ class UdpTransport(Transport):
     scheme = "udp"
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
         self._sockets: dict[int, socket.socket] = {}
         self._closed = False
         # By identity: equal destinations (one socket, two events) are counted apart.
