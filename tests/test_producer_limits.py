@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from event_kafka import EventKafka, ProducerLimitError, Report
-from event_kafka.devkafka import LocalKafka, Record, TansuBroker, wait_until
+from event_kafka.devkafka import LocalKafka, Record, TansuBroker
 
 Broker = LocalKafka | TansuBroker
 Consume = Callable[..., list[Record]]
@@ -50,7 +50,9 @@ def test_reports_still_come_from_many_producers(kafka_broker: Broker, topic: str
         for i in range(10):
             assert ek.kafka_publish(f"p{i}", f"{i}:{n}", on_report=on_report) == 1
     assert done.wait(30)
-    assert sorted(r.kafka_msg for r in got) == sorted(f"{i}:{n}" for i in range(10) for n in range(10))
+    assert sorted(r.kafka_msg for r in got) == sorted(
+        f"{i}:{n}" for i in range(10) for n in range(10)
+    )
     assert all(r.ok for r in got)
     assert ek.close() == 0
 

@@ -130,7 +130,11 @@ class _Service:
 
 @pytest.mark.parametrize(
     "params",
-    [["k", None], {"broker_id": "k", "message": None}, {"broker_id": "k", "message": "m", "key": None}],
+    [
+        ["k", None],
+        {"broker_id": "k", "message": None},
+        {"broker_id": "k", "message": "m", "key": None},
+    ],
 )
 def test_mi_null_message_or_key_is_invalid_params(ek: EventKafka, params: Any) -> None:
     d = MIDispatcher([])
