@@ -817,8 +817,9 @@ class ProducerPool:
         return ok
 
     def _wait_released(self, deadline: float) -> None:
-        """Wait for producers that release() is flushing in the background."""
-        while time.monotonic() < deadline:
+        """Wait for producers that release() is flushing in the background (their messages
+        are accepted messages: their reports must run before close() returns)."""
+        while time.monotonic() < deadline + 5.0:
             with self._lock:
                 if not self._releasing:
                     return
