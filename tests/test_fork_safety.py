@@ -109,6 +109,13 @@ def test_fork_while_threads_hold_every_lock(
             assert others[n].close() == 0
         time.sleep(0.1)
 
+    # Every producer (and so every librdkafka thread) exists and has delivered before forking.
+    assert ek.kafka_publish("k2", "parent") == 1
+    assert ek.flush(10) == 0
+    assert all(o.flush(10) == 0 for o in others)
+
+    for f in (publish, subscribe, routes):
+        f(0)  # once first: lazy imports done (an import under way at a fork hangs the child)
     threads = [
         threading.Thread(target=loop(f), daemon=True)
         for f in (publish, publish, subscribe, routes, instances)

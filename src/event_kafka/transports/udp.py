@@ -21,6 +21,10 @@ retried or acknowledged.
 
 from __future__ import annotations
 
+# getaddrinfo() imports encodings.idna on first use of a host name; an import under way in
+# another thread at a fork leaves its import lock held in the child (whose first subscribe
+# then hangs): import it with this module instead.
+import encodings.idna  # noqa: F401
 import socket
 import weakref
 from dataclasses import dataclass
