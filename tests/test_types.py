@@ -107,6 +107,13 @@ def test_event_interface_argument_types(ek: EventKafka) -> None:
         ek.subscribe("E", "udp:127.0.0.1:9", expire=True)
     with pytest.raises(TypeError, match="event must be str"):
         ek.unsubscribe(1, "udp:127.0.0.1:9")  # type: ignore[arg-type]
+    ek.publish_event("E_NOBODY")
+    for bad in (5, "a=1", b"x", 1.5, object()):
+        with pytest.raises(TypeError, match="params must be"):
+            ek.raise_event("E_NOBODY", bad)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="params must be"):
+            ek.raise_event("E", bad)  # type: ignore[arg-type]
+    assert ek.raise_event("E_NOBODY", ("x",)) == 0
     stats = ek.stats()["events"]["E"]
     assert (stats.raised, stats.accepted) == (0, 0)  # nothing was sent
 

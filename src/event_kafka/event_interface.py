@@ -40,7 +40,7 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -466,6 +466,8 @@ class EventInterface:
             self._purge(ev, self._clock())
             senders, needs_callid, deadline = ev.snap
         if not senders:
+            if params is not None and type(params) is not dict and type(params) is not list:
+                _check_params_type(params)  # wrong even when nobody listens (yet)
             ev.raised += 1
             return 0, 0
         key = key_for(sip_msg) if needs_callid and sip_msg is not None else None
@@ -679,3 +681,12 @@ def _shown(socket: str) -> str:
 
 def _tn(value: object) -> str:
     return type(value).__name__
+
+
+def _check_params_type(params: object) -> None:
+    # The shallow check only: the values are checked when a payload is built.
+    if isinstance(params, str | bytes | bytearray) or not isinstance(params, Mapping | Sequence):
+        raise TypeError(
+            "params must be a mapping, a sequence of (name, value) tuples, a sequence of "
+            f"values or None, not {_tn(params)}"
+        )
