@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from event_kafka import EventKafka, ProducerLimitError, Report
-from event_kafka.devkafka import LocalKafka, Record, TansuBroker
+from event_kafka.devkafka import LocalKafka, Record, TansuBroker, wait_until
 
 Broker = LocalKafka | TansuBroker
 Consume = Callable[..., list[Record]]
@@ -30,6 +30,11 @@ def test_python_threads_do_not_grow_with_producers(
     grown = threading.active_count() - before
     # The shared poller (and nothing per producer); librdkafka's threads are not Python's.
     assert grown <= 2, [t.name for t in threading.enumerate()]
+    for i in range(SUBSCRIBERS):  # all go at once: each producer is flushed, then closed
+        assert ek.unsubscribe("E_MANY", f"kafka:{b}/{topic}?g.client.id=sub{i}")
+    grown = threading.active_count() - before
+    assert grown <= 3, [t.name for t in threading.enumerate()]  # + one releaser, not 30
+    assert wait_until(lambda: not ek.pool.producers and not ek.pool.lanes, 20)
     assert ek.close() == 0
     assert len(consume(topic, expect=SUBSCRIBERS)) == SUBSCRIBERS
 

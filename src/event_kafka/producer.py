@@ -650,6 +650,8 @@ class ProducerPool:
         self._routes: dict[str, RouteWorker] = {}
         self.callbacks = RouteWorker("on_report", None, report_queue_size)
         self._releasing: set[SharedProducer] = set()
+        self._release_items: list[tuple[SharedProducer, Lane, float]] = []
+        self._releaser: threading.Thread | None = None
         self._deferred: list[RouteWorker] = []
         self._lock = forksafe.rlock()
         self.closed = False
@@ -732,9 +734,13 @@ class ProducerPool:
             del self._producers[sp.key]
             # close() must still wait for this one: records in it are accepted records.
             self._releasing.add(sp)
-        threading.Thread(
-            target=self._close_released, args=(sp, lane), name="ek-release", daemon=True
-        ).start()
+            self._release_items.append((sp, lane, time.monotonic() + self.flush_timeout))
+            if self._releaser is None:
+                # One thread for every producer being let go, not one each: 300 subscribers
+                # expiring at once must not make 300 threads.
+                t = threading.Thread(target=self._release_loop, name="ek-release", daemon=True)
+                self._releaser = t
+                t.start()
 
     def forget(self, lane: Lane) -> None:
         """Drop a released lane that has nothing in flight any more (KB16)."""
@@ -742,13 +748,31 @@ class ProducerPool:
             if lane in self._lanes:
                 self._lanes.remove(lane)
 
-    def _close_released(self, sp: SharedProducer, lane: Lane) -> None:
-        sp.close(self.flush_timeout)
-        with self._lock:
-            self._releasing.discard(sp)
-            # Keep counters of released lanes visible until they have nothing in flight.
-            if lane.stats.in_flight == 0 and lane in self._lanes:
-                self._lanes.remove(lane)
+    def _release_loop(self) -> None:
+        """Close released producers once their messages are reported (the poller keeps
+        serving them meanwhile) or their flush time is up (then they are purged)."""
+        while True:
+            with self._lock:
+                items = list(self._release_items)
+                if not items:
+                    self._releaser = None
+                    return
+            now = time.monotonic()
+            for item in items:
+                sp, lane, deadline = item
+                if sp._in_flight() and now < deadline:
+                    continue
+                try:
+                    sp.close(0)  # nothing left to flush, or the flush time is up: purge
+                except BaseException as exc:  # keep serving the others
+                    _guarded(log.error, "[%s] closing a released producer: %r", sp.label, exc)
+                with self._lock:
+                    self._release_items.remove(item)
+                    self._releasing.discard(sp)
+                    # Keep counters of released lanes visible until nothing is in flight.
+                    if lane.stats.in_flight == 0 and lane in self._lanes:
+                        self._lanes.remove(lane)
+            time.sleep(0.01)
 
     # -- shutdown ----------------------------------------------------------------------------
 
@@ -875,6 +899,8 @@ class ProducerPool:
         self.callbacks.reset_after_fork()
         self._deferred = []
         self._releasing = set()  # the parent's background closes, not ours
+        self._release_items = []
+        self._releaser = None
 
 
 DRAIN_GRACE = 1.0
