@@ -9,9 +9,10 @@ The public API is what this package exports; its modules are the implementation:
 from .connector import EventKafka, UnknownReportRouteError
 from .errors import ConfigError, EventKafkaError, SocketError
 from .event_interface import EventInterface, EventNameError, UnknownEventError
+from .forksafe import after_fork
 from .kafka_socket import KafkaSocket, parse_broker_id, parse_socket
 from .payload import build_payload
-from .producer import after_fork
+from .producer import ProducerLimitError
 from .report import Report
 from .sip import CallId, SipMessageError
 
@@ -23,6 +24,7 @@ __all__ = [
     "EventKafkaError",
     "EventNameError",
     "KafkaSocket",
+    "ProducerLimitError",
     "Report",
     "SipMessageError",
     "SocketError",

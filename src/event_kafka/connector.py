@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import atexit
 import logging
-import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import forksafe
 from .errors import ConfigError, EventKafkaError
 from .kafka_socket import KafkaSocket, parse_broker_id
-from .producer import Lane, ProducerPool
+from .producer import Lane, ProducerLimitError, ProducerPool
 from .ratelimit import RateLimitedLog
 from .report import Report, RouteWorker
 
@@ -53,7 +53,7 @@ _instances: weakref.WeakSet[EventKafka] = weakref.WeakSet()
 def _close_all_at_exit() -> None:
     # Flush at interpreter exit: nothing accepted may vanish because a script forgot close().
     for ek in list(_instances):
-        ek.close()
+        ek.close()  # a second close() waits for what a close() from a callback left
 
 
 class EventKafka:
@@ -66,12 +66,22 @@ class EventKafka:
         flush_timeout: seconds :meth:`close` waits for deliveries (default 10; OpenSIPS: 0.25).
         queue_full_wait: seconds ``kafka_publish`` may wait when the producer queue is full
             before returning -1 (default 0: never blocks).
-        report_queue_size: reports waiting for one report route before the poll thread waits.
+        report_queue_size: per report route (and for ``on_report`` callbacks), accepted
+            messages whose report has not run yet; past it ``kafka_publish`` returns -1
+            (counted as ``rejected_queue_full``).
+        max_producers: the most distinct producers (one per distinct brokers + properties,
+            shared by broker_ids and Kafka event subscribers alike; each has its own
+            librdkafka threads). ``None`` (default): no limit. Past it, ``kafka_publish`` to
+            a broker_id needing a new producer returns -1 (``rejected_producer_limit``) and
+            :meth:`subscribe` raises :class:`~event_kafka.producer.ProducerLimitError`.
         event_header: event records (``kafka:`` subscribers) carry an ``event`` header with
             the event name (default); ``False`` writes them exactly as OpenSIPS does, with no
             headers. ``kafka_publish`` records never have headers.
 
     Nothing connects at construction: producers are created on first use, per process.
+    Report routes and ``on_report`` run on worker threads, never on the thread serving
+    librdkafka: whatever they raise or however long they take, every other report still
+    runs (see :meth:`close` for calling it from inside one).
     """
 
     def __init__(
@@ -82,6 +92,7 @@ class EventKafka:
         queue_full_wait: float = 0.0,
         report_queue_size: int = 100_000,
         event_header: bool = True,
+        max_producers: int | None = None,
     ) -> None:
         self.brokers: dict[str, KafkaSocket] = _parse_broker_ids(broker_ids)
         self.event_header = event_header
@@ -89,13 +100,15 @@ class EventKafka:
             flush_timeout=flush_timeout,
             queue_full_wait=queue_full_wait,
             report_queue_size=report_queue_size,
+            max_producers=max_producers,
         )
         self.flush_timeout = flush_timeout
         self._routes: dict[str, Callable[[Report], object]] = {}
         self._lanes: dict[tuple[str, str | None], Lane] = {}
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
         self.unknown_broker_id = 0
         self.rejected_after_close = 0
+        self.rejected_producer_limit = 0
         self._unknown_log = RateLimitedLog(log, 10.0)
         self._evi: EventInterface | None = None
         self.closed = False
@@ -149,32 +162,55 @@ class EventKafka:
     def kafka_publish(
         self,
         broker_id: str,
-        message: str | bytes,
+        message: str | bytes | None,
         key: str | bytes | None = None,
         report_route: str | None = None,
         *,
         on_report: Callable[[Report], object] | None = None,
+        tombstone: bool = False,
     ) -> int:
         """Publish ``message`` to ``broker_id``: 1 if queued for sending, -1 otherwise.
 
         Never blocks on the network. -1 means: unknown broker id, queue full (after
-        ``queue_full_wait``), message over ``message.max.bytes``, producer in a fatal state,
-        or closed — each counted in :meth:`stats`. An empty key is a null key, as in OpenSIPS.
-        With ``report_route``, that route runs exactly once for this message with its
-        :class:`~event_kafka.report.Report`. ``on_report`` is a per-message alternative; it
-        runs on the producer's poll thread, so keep it short.
+        ``queue_full_wait``), report backlog full, message over ``message.max.bytes``,
+        producer in a fatal state, ``max_producers`` reached, or closed — each counted in
+        :meth:`stats`. An empty key is a null key, as in OpenSIPS. With ``report_route``,
+        that route runs exactly once for this message with its
+        :class:`~event_kafka.report.Report`. ``on_report`` is a per-message alternative (it
+        runs on a worker thread shared by all ``on_report`` callbacks, so keep it short).
+
+        ``message`` is ``str`` or ``bytes``; ``None`` is an error, not a null record. A
+        tombstone (null value, which deletes ``key`` on a compacted topic) is explicit:
+        ``kafka_publish(id, None, key, tombstone=True)`` with a non-empty ``key``.
 
         Raises:
+            TypeError: ``message``/``key`` not ``str``/``bytes`` (``None`` message without
+                ``tombstone=True``), ``broker_id``/``report_route`` not ``str``, or
+                ``on_report`` not callable.
+            ValueError: ``tombstone=True`` with a message or without a key.
             UnknownReportRouteError: ``report_route`` was never registered.
         """
-        lane = self._lanes.get((broker_id, report_route))
+        if (type(message) is not str and type(message) is not bytes) or tombstone:
+            _check_message(message, key, tombstone)
+        if key is not None and type(key) is not str and not isinstance(key, str | bytes):
+            raise TypeError(f"kafka_publish: key must be str, bytes or None, not {_tn(key)}")
+        try:
+            lane = self._lanes.get((broker_id, report_route))
+        except TypeError:  # unhashable: _new_lane names what is wrong
+            lane = None
         if lane is None:
             lane = self._new_lane(broker_id, report_route)
             if lane is None:
                 return -1
+        if on_report is not None and not callable(on_report):
+            raise TypeError(f"kafka_publish: on_report must be callable, not {_tn(on_report)}")
         return lane.publish(message, key or None, None, on_report)
 
-    def _new_lane(self, broker_id: str, route_name: str | None) -> Lane | None:
+    def _new_lane(self, broker_id: object, route_name: object) -> Lane | None:
+        if type(broker_id) is not str:
+            raise TypeError(f"kafka_publish: broker_id must be str, not {_tn(broker_id)}")
+        if route_name is not None and type(route_name) is not str:
+            raise TypeError(f"kafka_publish: report_route must be str, not {_tn(route_name)}")
         route: RouteWorker | None = None
         if route_name is not None:
             fn = self._routes.get(route_name)
@@ -195,7 +231,12 @@ class EventKafka:
                 return None
             lane = self._lanes.get((broker_id, route_name))
             if lane is None:
-                lane = self.pool.lane(sock, broker_id, route)
+                try:
+                    lane = self.pool.lane(sock, broker_id, route)
+                except ProducerLimitError as exc:
+                    self.rejected_producer_limit += 1
+                    self._unknown_log.warning("kafka_publish to [%s]: %s", broker_id, exc)
+                    return None
                 self._lanes[(broker_id, route_name)] = lane
             return lane
 
@@ -268,6 +309,7 @@ class EventKafka:
             "broker_ids": {bid: per_id.get(bid, _zero()) for bid in self.brokers},
             "unknown_broker_id": self.unknown_broker_id,
             "rejected_after_close": self.rejected_after_close,
+            "rejected_producer_limit": self.rejected_producer_limit,
             **pool,
         }
         if self._evi is not None:
@@ -277,7 +319,8 @@ class EventKafka:
     def in_flight(self) -> int:
         """Accepted messages whose report has not run yet (report routes included)."""
         lanes = sum(ln.stats.in_flight for ln in self.pool.lanes)
-        return lanes + sum(int(w["pending"]) for w in self.pool.stats()["report_routes"].values())
+        routes = sum(int(w["pending"]) for w in self.pool.stats()["report_routes"].values())
+        return lanes + routes + self.pool.callbacks.pending
 
     def flush(self, timeout: float = 10.0) -> int:
         """Wait up to ``timeout`` until every accepted message was reported; returns how many
@@ -298,17 +341,29 @@ class EventKafka:
         """Stop accepting, flush for ``timeout`` (default ``flush_timeout``), then fail the rest.
 
         Every message still undelivered gets a failure report ("not delivered before
-        shutdown"). Returns how many that were. Safe to call more than once.
+        shutdown"). Returns how many that were. Report routes get one more second to run the
+        reports still queued; a route still stuck after that is left running on its own.
+
+        Safe to call more than once, and from inside a report route or ``on_report``: there
+        it flushes and fails the rest as above but does not wait for the calling route's
+        own queue (it cannot run while the caller is in it); those reports run after the
+        callback returns. A later ``close()`` from another thread (and the exit handler)
+        waits up to ``timeout`` for them.
         """
         with self._lock:
-            if self.closed:
-                return 0
-            self.closed = True
+            already, self.closed = self.closed, True
+        if already:
+            done = self.pool.wait_closed(self.flush_timeout if timeout is None else timeout)
+            if done:
+                _instances.discard(self)
+            return 0
         # The pool first: it flushes every producer, event subscribers' included; closing the
         # Event Interface afterwards only releases lanes of an already flushed pool.
         left = self.pool.close(timeout)
         if self._evi is not None:
             self._evi.close()
+        if not self.pool.wait_closed(0):
+            return left  # stays registered: the exit handler waits for the rest
         _instances.discard(self)
         return left
 
@@ -319,6 +374,28 @@ class EventKafka:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _check_message(message: object, key: object, tombstone: object) -> None:
+    if tombstone is not False and tombstone is not True:
+        raise TypeError(f"kafka_publish: tombstone must be a bool, not {_tn(tombstone)}")
+    if tombstone:
+        if message is not None:
+            raise ValueError("kafka_publish: a tombstone has no message: pass None")
+        if not key:
+            raise ValueError("kafka_publish: a tombstone needs a non-empty key")
+        return
+    if message is None:
+        raise TypeError(
+            "kafka_publish: message must be str or bytes, not None "
+            "(a null-value record is a tombstone: pass tombstone=True)"
+        )
+    if not isinstance(message, str | bytes):
+        raise TypeError(f"kafka_publish: message must be str or bytes, not {_tn(message)}")
+
+
+def _tn(value: object) -> str:
+    return type(value).__name__
 
 
 def _parse_broker_ids(entries: Iterable[str]) -> dict[str, KafkaSocket]:

@@ -37,14 +37,14 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from . import forksafe
 from .errors import EventKafkaError, SocketError
 from .event_name import MAX_EVENT_NAME, EventNameError, check_event_name, event_name_problem
 from .kafka_socket import using_policy
@@ -254,12 +254,12 @@ class EventInterface:
         self._clock = clock
         self._expiry_interval = expiry_interval
         self._events: dict[str, _Event] = {}
-        self._lock = threading.RLock()
+        self._lock = forksafe.rlock()
         self._timer: threading.Thread | None = None
-        self._timer_stop = threading.Event()
+        self._timer_stop = forksafe.event()
         self._closed = False
         self._log = RateLimitedLog(log, 10.0)
-        _instances.add(self)
+        forksafe.register(self)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -322,6 +322,8 @@ class EventInterface:
             SocketError: unknown transport or a socket the transport rejects.
             ValueError: a negative or non-int ``expire``.
             RuntimeError: the Event Interface is closed.
+            ProducerLimitError: a Kafka subscriber would need a producer beyond the pool's
+                ``max_producers`` (a ``RuntimeError``).
         """
         if expire is not None and (type(expire) is not int or expire < 0):
             raise ValueError(f"expire must be None or an int >= 0, not {expire!r}")
@@ -341,6 +343,7 @@ class EventInterface:
                     sub.expire = expire
                 ev.set_subs(ev.subs)  # the deadline moved
             else:
+                dest.admit()  # may refuse (e.g. max_producers): nothing changed yet
                 sub = ev.index[(scheme, dest)] = _Subscriber(scheme, dest, expire, now)
                 ev.set_subs((sub, *ev.subs))
             if sub.expire is not None:
@@ -465,14 +468,18 @@ class EventInterface:
     def _dispatch(
         self, event: str, params: Params, sip_msg: str | bytes | None, payload: bytes | None
     ) -> tuple[int, int]:
-        ev = self._events.get(event)
+        ev = self._events.get(event) if type(event) is str else self._event(event)
         if ev is None:
             raise _unknown(event)
+        if sip_msg is not None and not isinstance(sip_msg, str | bytes):
+            raise TypeError(f"sip_msg must be str, bytes, CallId or None, not {_tn(sip_msg)}")
         senders, needs_callid, deadline = ev.snap
         if deadline != _INF and deadline < self._clock():
             self._purge(ev, self._clock())
             senders, needs_callid, deadline = ev.snap
         if not senders:
+            if params is not None and type(params) is not dict and type(params) is not list:
+                _check_params_type(params)  # wrong even when nobody listens (yet)
             ev.raised += 1
             return 0, 0
         key = key_for(sip_msg) if needs_callid and sip_msg is not None else None
@@ -543,6 +550,8 @@ class EventInterface:
     # -- internals ---------------------------------------------------------------------------
 
     def _event(self, name: str) -> _Event:
+        if not isinstance(name, str):
+            raise TypeError(f"event must be str, not {_tn(name)}")
         ev = self._events.get(name)
         if ev is None:
             raise _unknown(name)
@@ -615,7 +624,7 @@ class EventInterface:
         # dropped without close() is still collected (and its thread ends).
         if self._timer is not None or self._closed or self._expiry_interval <= 0:
             return
-        self._timer_stop = stop = threading.Event()
+        self._timer_stop = stop = forksafe.event()
         self._timer = threading.Thread(
             target=_expiry_loop,
             args=(weakref.ref(self), stop, self._expiry_interval),
@@ -625,12 +634,10 @@ class EventInterface:
         self._timer.start()
 
     def _after_fork_in_child(self) -> None:
-        # The parent's timer thread does not exist here, and the lock may have been held by
-        # another thread at fork time: start over; the timer restarts on the next purge or
-        # expiring subscription.
-        self._lock = threading.RLock()
+        # The parent's timer thread does not exist here (forksafe released the lock): the
+        # timer restarts on the next purge or expiring subscription.
         self._timer = None
-        self._timer_stop = threading.Event()
+        self._timer_stop = forksafe.event()
 
 
 def _expiry_loop(
@@ -679,12 +686,14 @@ def _shown(socket: str) -> str:
     return head + ("?..." if q else "")
 
 
-_instances: weakref.WeakSet[EventInterface] = weakref.WeakSet()
+def _tn(value: object) -> str:
+    return type(value).__name__
 
 
-def _after_fork() -> None:
-    for evi in list(_instances):
-        evi._after_fork_in_child()
-
-
-os.register_at_fork(after_in_child=_after_fork)
+def _check_params_type(params: object) -> None:
+    # The shallow check only: the values are checked when a payload is built.
+    if isinstance(params, str | bytes | bytearray) or not isinstance(params, Mapping | Sequence):
+        raise TypeError(
+            "params must be a mapping, a sequence of (name, value) tuples, a sequence of "
+            f"values or None, not {_tn(params)}"
+        )

@@ -9,14 +9,21 @@ Guarantees, and how:
 
 * **Never blocks on the network.** ``produce()`` only enqueues; nothing connects at start-up.
   A full queue waits at most ``queue_full_wait`` (default 0), then the call returns -1, counted.
-* **Exactly one report per accepted message.** Every message carries a delivery callback; a
-  background thread per producer serves them continuously (``poll(0.2)``: near-zero idle CPU).
-  At close, what is left after the flush time is purged, and the purge reports say so.
+* **Exactly one report per accepted message.** Every message carries a delivery callback;
+  one thread per process (:mod:`event_kafka.poller`) serves every producer's callbacks. User
+  code (report routes, ``on_report``) runs on worker threads (:class:`RouteWorker`), never on
+  that thread, and nothing it raises or how long it takes can stop other reports. At close,
+  what is left after the flush time is purged, and the purge reports say so.
+* **Bounded.** A route's backlog (accepted, not yet reported) is bounded by
+  ``report_queue_size``: past it, ``publish`` refuses (-1, counted as queue full) instead of
+  ever blocking the poller. ``max_producers`` bounds the distinct producers (and so the
+  librdkafka threads) a pool creates: :class:`ProducerLimitError`.
 * **Fatal errors** (idempotence) rebuild the producer; the old one's messages are purged and
   each gets a failure report naming the fatal error.
-* **Fork safety.** ``os.register_at_fork`` makes a child drop (never touch) its parent's
-  producers; a child creates its own on first use. Hosts that fork in C without Python's fork
-  hooks call :func:`after_fork` in the child.
+* **Fork safety.** :mod:`event_kafka.forksafe` re-creates every lock, queue and thread
+  handle in a forked child; a child drops (never touches) its parent's producers and creates
+  its own on first use. Hosts that fork in C without Python's fork hooks call
+  :func:`after_fork` in the child.
 """
 
 from __future__ import annotations
@@ -24,10 +31,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
-import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -36,9 +41,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from . import forksafe
+from .errors import EventKafkaError
+from .forksafe import after_fork
+from .poller import POLLER
+from .poller import guarded as _guarded
 from .properties import is_sensitive, mask_properties
 from .ratelimit import RateLimitedLog
-from .report import STATUS_FAIL, STATUS_SUCCESS, Report, RouteWorker
+from .report import STATUS_FAIL, STATUS_SUCCESS, Report, RouteWorker, _count_value
 
 if TYPE_CHECKING:
     from .kafka_socket import KafkaSocket
@@ -59,23 +69,22 @@ def _closed_produce(*args: object, **kwargs: object) -> None:
     raise _Closed
 
 
+__all__ = [
+    "Lane",
+    "LaneStats",
+    "ProducerLimitError",
+    "ProducerPool",
+    "SharedProducer",
+    "after_fork",
+]
+
 # Producers created before a fork belong to the parent: the child keeps a reference so their
 # destructors (which would join librdkafka threads that do not exist here) never run.
 _orphans: list[object] = []
-_pools: weakref.WeakSet[ProducerPool] = weakref.WeakSet()
 
 
-def after_fork() -> None:
-    """Forget every producer inherited from the parent process; call in a forked child.
-
-    Python's ``os.fork()`` (and ``multiprocessing``) run this automatically. Hosts that fork
-    from C without ``PyOS_AfterFork_Child`` must call it at the start of each child.
-    """
-    for pool in list(_pools):
-        pool._reset_after_fork()
-
-
-os.register_at_fork(after_in_child=after_fork)
+class ProducerLimitError(EventKafkaError, RuntimeError):
+    """A new producer configuration would exceed the pool's ``max_producers``."""
 
 
 class _Scrubber:
@@ -106,7 +115,7 @@ class _LibrdkafkaLogger:
         lim = self._limits.get(fac)
         if lim is None:
             lim = self._limits[fac] = RateLimitedLog(rdlog, 10.0)
-        lim.log(level, "[%s] %s", self.label, text)
+        _guarded(lim.log, level, "[%s] %s", self.label, text)
 
 
 class SharedProducer:
@@ -122,9 +131,8 @@ class SharedProducer:
         self.lanes = 0
         self._producer: Any = None
         self.produce: Callable[..., None] = self._first_produce
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._lock = forksafe.lock()
+        self._rebuilding = False
         self.purge_reason = SHUTDOWN_REASON
         self.fatal_pending: str | None = None
         self.rebuilds = 0
@@ -166,22 +174,28 @@ class SharedProducer:
         p = self._new_producer()
         self._producer = p
         self.produce = p.produce
-        self._stop.clear()
-        t = threading.Thread(target=self._poll_loop, name=f"ek-poll-{self.label}", daemon=True)
-        self._thread = t
-        t.start()
+        POLLER.add(self)
 
-    def _poll_loop(self) -> None:
-        while not self._stop.is_set():
-            p = self._producer
-            try:
-                p.poll(0.2)
-            except (KafkaException, SystemError) as exc:
-                # confluent-kafka raises fatal errors from poll(); SystemError is its known
-                # failure mode when a callback runs with the fatal exception pending.
-                self._note_fatal(exc)
-            if self.fatal_pending is not None:
-                self._rebuild()
+    def serve(self, timeout: float) -> int:
+        """Serve this producer's callbacks for up to ``timeout`` s (the poller calls this)."""
+        p = self._producer
+        if p is None:
+            return 0
+        try:
+            n: int = p.poll(timeout)
+        except (KafkaException, SystemError) as exc:
+            # confluent-kafka raises fatal errors from poll(); SystemError is its known
+            # failure mode when a callback runs with the fatal exception pending.
+            self._note_fatal(exc)
+            n = 1
+        except BaseException as exc:  # a callback's logging handler: keep serving
+            _guarded(log.error, "[%s] callback raised %r", self.label, exc)
+            n = 1
+        if self.fatal_pending is not None and not self._rebuilding and not self.closed:
+            # Off the poller: a rebuild waits for the old producer's purge reports.
+            self._rebuilding = True
+            threading.Thread(target=self._rebuild, name="ek-rebuild", daemon=True).start()
+        return n
 
     def _note_fatal(self, exc: BaseException) -> None:
         err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
@@ -198,39 +212,52 @@ class SharedProducer:
                         reason = fe.str()
             self.fatal_pending = self.scrub(reason)
         else:
-            log.error("[%s] producer error: %s", self.label, self.scrub(str(exc)))
+            _guarded(log.error, "[%s] producer error: %s", self.label, self.scrub(str(exc)))
 
     def _rebuild(self) -> None:
         """Replace a producer in fatal state; its messages get failure reports with the reason."""
-        reason = self.fatal_pending or "fatal error"
-        log.error("[%s] producer in fatal state (%s): rebuilding it", self.label, reason)
-        old = self._producer
-        with self._lock:
-            if self.closed:
+        try:
+            reason = self.fatal_pending or "fatal error"
+            _guarded(log.error, "[%s] producer in fatal state (%s): rebuilding", self.label, reason)
+            old = self._producer
+            with self._lock:
+                if self.closed:
+                    self.fatal_pending = None
+                    return
+                new = self._new_producer()
+                self._producer = new
+                self.produce = new.produce
                 self.fatal_pending = None
-                return
-            new = self._new_producer()
-            self._producer = new
-            self.produce = new.produce
-            self.fatal_pending = None
-            self.rebuilds += 1
-        self.purge_reason = f"fatal producer error: {reason}"
-        self._purge_and_serve(old, 5.0)
-        self.purge_reason = SHUTDOWN_REASON
+                self.rebuilds += 1
+            self.purge_reason = f"fatal producer error: {reason}"
+            self._purge_and_serve(old, 5.0)
+            self.purge_reason = SHUTDOWN_REASON
+        finally:
+            self._rebuilding = False
 
-    def _purge_and_serve(self, p: Any, timeout: float) -> int:
+    def _in_flight(self) -> int:
+        """Messages accepted through this producer whose report has not come yet.
+
+        Not ``len(producer)``: that counts librdkafka's queued error and log events too."""
+        return sum(ln.stats.in_flight for ln in self.pool.lanes if ln.sp is self)
+
+    def _purge_and_serve(
+        self, p: Any, timeout: float, remaining: Callable[[], int] | None = None
+    ) -> int:
         """Purge what ``p`` still holds and serve the resulting failure reports."""
+        remaining = remaining or p.__len__
         with _suppress():
             p.purge(in_queue=True, in_flight=True, blocking=False)
         deadline = time.monotonic() + timeout
-        left = len(p)
+        left = remaining()
         while left and time.monotonic() < deadline:
             with _suppress():
                 p.poll(0.05)
-            left = len(p)
+            left = remaining()
         if left:
             self.lost_reports += left
-            log.error(
+            _guarded(
+                log.error,
                 "[%s] %d message(s) got no delivery report from librdkafka; counted as lost",
                 self.label,
                 left,
@@ -243,29 +270,29 @@ class SharedProducer:
             self.closed = True
             self.produce = _closed_produce
             p = self._producer
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(max(timeout, 1.0) + 1.0)
-            self._thread = None
+        POLLER.remove(self)
         if p is None:
             return 0
         deadline = time.monotonic() + timeout
-        while len(p) and time.monotonic() < deadline:
+        while self._in_flight() and time.monotonic() < deadline:
             try:
                 p.flush(min(0.5, max(deadline - time.monotonic(), 0.0)))
             except (KafkaException, SystemError) as exc:
                 self._note_fatal(exc)
                 break
-        left = len(p)
+            except BaseException as exc:  # a callback's logging handler
+                _guarded(log.error, "[%s] callback raised %r", self.label, exc)
+        left = self._in_flight()
         if left:
-            log.warning(
+            _guarded(
+                log.warning,
                 "[%s] %d message(s) not delivered within %.1fs of shutdown: reporting them failed",
                 self.label,
                 left,
                 timeout,
             )
             self.purge_reason = SHUTDOWN_REASON
-            self._purge_and_serve(p, 5.0)
+            self._purge_and_serve(p, 2.0, self._in_flight)
         return left
 
     def reset_after_fork(self) -> None:
@@ -273,15 +300,13 @@ class SharedProducer:
             _orphans.append(self._producer)
         self._producer = None
         self.produce = self._first_produce if not self.closed else _closed_produce
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = None
+        self._rebuilding = False
         self.fatal_pending = None
         self.down = False
         self.rd_stats = None
         self.down_errors = self.rebuilds = self.lost_reports = 0
 
-    # -- callbacks (poll thread) -------------------------------------------------------------
+    # -- callbacks (poller thread) -----------------------------------------------------------
 
     def _on_error(self, err: KafkaError) -> None:
         code = err.code()
@@ -291,14 +316,16 @@ class SharedProducer:
             if not self.down:
                 self.down_since = time.monotonic()
                 self.down = True
-                log.warning("[%s] brokers unreachable: %s", self.label, self.scrub(err.str()))
+                _guarded(
+                    log.warning, "[%s] brokers unreachable: %s", self.label, self.scrub(err.str())
+                )
             else:
                 self.down_errors += 1
             return
         if err.fatal():
             self.fatal_pending = self.scrub(err.str())
             return
-        self.errlog.error("[%s] kafka error: %s", self.label, self.scrub(err.str()))
+        _guarded(self.errlog.error, "[%s] kafka error: %s", self.label, self.scrub(err.str()))
 
     def _on_stats(self, text: str) -> None:
         # Kept as text, parsed when /metrics is scraped (here only while down: rare).
@@ -322,7 +349,8 @@ class SharedProducer:
 
     def mark_up(self) -> None:
         self.down = False
-        log.warning(
+        _guarded(
+            log.warning,
             "[%s] brokers reachable again (%d connection errors while down)",
             self.label,
             self.down_errors,
@@ -405,16 +433,11 @@ class LaneStats:
         return d
 
 
-def _count_value(c: itertools.count[int]) -> int:
-    # itertools.count is the one counter that is atomic across threads at no cost (a C call);
-    # its repr is "count(N)".
-    return int(repr(c)[6:-1])
-
-
 class Lane:
     """A user's view of a shared producer: one topic, its counters, its report route.
 
-    Created by :meth:`ProducerPool.lane`; ``publish`` is the hot path.
+    Created by :meth:`ProducerPool.lane`; ``publish`` is the hot path. Counters that several
+    threads bump (the poller, a closing thread, route workers) are ``itertools.count``.
     """
 
     def __init__(
@@ -432,14 +455,14 @@ class Lane:
         self.owner = owner
         self.route = route
         self._accepted = itertools.count()
-        self.delivered = 0
-        self.failed = 0
+        self._delivered = itertools.count()
+        self._failed = itertools.count()
+        self._route_errors = itertools.count()
         self.rejected_queue_full = 0
         self.rejected_too_large = 0
         self.rejected_fatal = 0
         self.rejected_closed = 0
         self.rejected_other = 0
-        self.route_errors = 0
         self.released = False
         self._dr = self._dr_route if route is not None else self._dr_count
         self._failog = RateLimitedLog(log, 10.0)
@@ -448,20 +471,31 @@ class Lane:
 
     def publish(
         self,
-        value: bytes | str,
+        value: bytes | str | None,
         key: bytes | str | None = None,
         headers: list[tuple[str, bytes]] | None = None,
         on_report: Callable[[Report], object] | None = None,
     ) -> int:
         """Enqueue one record; 1 if accepted (a report will follow), -1 if not (counted)."""
-        dr = self._dr if on_report is None else partial(self._dr_once, on_report)
+        route = self.route
+        if on_report is None:
+            dr = self._dr
+            if route is not None and route.full():
+                return self._backlog_full(route)
+        else:
+            cbw = self.pool.callbacks
+            if cbw.full():
+                return self._backlog_full(cbw)
+            if route is not None and route.full():
+                return self._backlog_full(route)
+            dr = partial(self._dr_once, on_report)
         try:
             if headers is None:
                 self.sp.produce(self.topic, value, key, on_delivery=dr)
             else:
                 self.sp.produce(self.topic, value, key, on_delivery=dr, headers=headers)
         except BufferError:
-            return self._queue_full(value, key, headers, dr)
+            return self._queue_full(value, key, headers, dr, on_report)
         except KafkaException as exc:
             return self._rejected(exc)
         except _Closed:
@@ -469,11 +503,34 @@ class Lane:
             return -1
         except TypeError as exc:
             raise TypeError(f"message and key must be str or bytes: {exc}") from None
-        next(self._accepted)
+        self._took(on_report)
         return 1
 
+    def _took(self, on_report: object) -> None:
+        next(self._accepted)
+        if self.route is not None:
+            self.route.reserve()
+        if on_report is not None:
+            self.pool.callbacks.reserve()
+        POLLER.kick()
+
+    def _backlog_full(self, w: RouteWorker) -> int:
+        self.rejected_queue_full += 1
+        self._failog.warning(
+            "[%s] report backlog of %r full (%d reports pending): message rejected",
+            self.owner,
+            w.name,
+            w.max_pending,
+        )
+        return -1
+
     def _queue_full(
-        self, value: bytes | str, key: bytes | str | None, headers: Any, dr: Any
+        self,
+        value: bytes | str | None,
+        key: bytes | str | None,
+        headers: Any,
+        dr: Any,
+        on_report: object,
     ) -> int:
         wait = self.pool.queue_full_wait
         if wait > 0:
@@ -486,7 +543,7 @@ class Lane:
                     continue
                 except (KafkaException, _Closed):
                     break
-                next(self._accepted)
+                self._took(on_report)
                 return 1
         self.rejected_queue_full += 1
         self._failog.warning(
@@ -509,18 +566,18 @@ class Lane:
         self._failog.warning("[%s] message rejected: %s", self.owner, self.sp.scrub(str(err)))
         return -1
 
-    # -- delivery callbacks (poll thread) ----------------------------------------------------
+    # -- delivery callbacks (poller thread; library code only, never raises) -----------------
 
     def _dr_count(self, err: KafkaError | None, msg: Any) -> None:
         if err is None:
-            self.delivered += 1
+            next(self._delivered)
             if self.sp.down:
                 self.sp.mark_up()
             if self.sp.last_error is not None:
                 self.sp.last_error = None
         else:
-            self.failed += 1
-            self._failog.warning("[%s] delivery failed: %s", self.owner, self.reason(err))
+            next(self._failed)
+            _guarded(self._failog.warning, "[%s] delivery failed: %s", self.owner, self.reason(err))
         if self.released and self.accepted == self.delivered + self.failed:
             self.pool.forget(self)
 
@@ -528,15 +585,17 @@ class Lane:
         self._dr_count(err, msg)
         # The reason is resolved now: purge_reason is only valid while this purge runs.
         reason = None if err is None else self.reason(err)
-        self.route.submit((self, err, msg, reason))  # type: ignore[union-attr]
+        self.route.submit((self, err, msg, reason, None))  # type: ignore[union-attr]
 
     def _dr_once(self, on_report: Callable[[Report], object], err: Any, msg: Any) -> None:
         self._dr(err, msg)
-        try:
-            on_report(self.make_report(err, msg))
-        except Exception as exc:
-            self.route_errors += 1
-            self._failog.error("[%s] on_report raised %s: %s", self.owner, type(exc).__name__, exc)
+        reason = None if err is None else self.reason(err)
+        # On a worker, not here: user code never runs on the poller.
+        self.pool.callbacks.submit((self, err, msg, reason, on_report))
+
+    def route_failed(self) -> None:
+        """A report route or ``on_report`` raised for one of this lane's messages."""
+        next(self._route_errors)
 
     def reason(self, err: KafkaError) -> str:
         code = err.code()
@@ -578,6 +637,18 @@ class Lane:
         return _count_value(self._accepted)
 
     @property
+    def delivered(self) -> int:
+        return _count_value(self._delivered)
+
+    @property
+    def failed(self) -> int:
+        return _count_value(self._failed)
+
+    @property
+    def route_errors(self) -> int:
+        return _count_value(self._route_errors)
+
+    @property
     def stats(self) -> LaneStats:
         return LaneStats(
             self.accepted,
@@ -593,18 +664,29 @@ class Lane:
 
     def reset_after_fork(self) -> None:
         self._accepted = itertools.count()
-        self.delivered = self.failed = self.route_errors = 0
+        self._delivered = itertools.count()
+        self._failed = itertools.count()
+        self._route_errors = itertools.count()
         self.rejected_queue_full = self.rejected_too_large = self.rejected_fatal = 0
         self.rejected_closed = self.rejected_other = 0
 
 
 class ProducerPool:
-    """Shares producers between lanes; owns their poll threads and report-route workers.
+    """Shares producers between lanes; owns their report-route workers.
 
     >>> pool = ProducerPool(flush_timeout=10)                      # doctest: +SKIP
     >>> lane = pool.lane(parse_socket("kafka:127.0.0.1:9092/cdr"), owner="cdr")
     >>> lane.publish(b"{...}", key=b"call-id")
     1
+
+    Args:
+        flush_timeout: :meth:`close`'s default time for deliveries.
+        queue_full_wait: seconds ``publish`` may wait on a full producer queue.
+        report_queue_size: per report route (and for ``on_report`` callbacks): messages
+            accepted whose report has not run yet; past it ``publish`` returns -1.
+        max_producers: distinct producer configurations this pool may create (each costs
+            librdkafka threads and connections); ``None``: no limit. Subscribers reserve
+            theirs when they subscribe (:meth:`claim`).
     """
 
     def __init__(
@@ -614,19 +696,28 @@ class ProducerPool:
         queue_full_wait: float = 0.0,
         report_queue_size: int = 100_000,
         statistics_interval_ms: int = 0,
+        max_producers: int | None = None,
     ) -> None:
+        if max_producers is not None and (type(max_producers) is not int or max_producers < 1):
+            raise ValueError(f"max_producers must be None or an int >= 1, not {max_producers!r}")
         self.flush_timeout = flush_timeout
         self.queue_full_wait = queue_full_wait
         # librdkafka statistics (stats_cb) for producers built from now on; 0: off.
         self.statistics_interval_ms = statistics_interval_ms
         self.report_queue_size = report_queue_size
+        self.max_producers = max_producers
         self._producers: dict[object, SharedProducer] = {}
+        self._claims: dict[object, int] = {}
         self._lanes: list[Lane] = []
         self._routes: dict[str, RouteWorker] = {}
+        self.callbacks = RouteWorker("on_report", None, report_queue_size)
         self._releasing: set[SharedProducer] = set()
-        self._lock = threading.RLock()
+        self._release_items: list[tuple[SharedProducer, Lane, float]] = []
+        self._releaser: threading.Thread | None = None
+        self._deferred: list[RouteWorker] = []
+        self._lock = forksafe.rlock()
         self.closed = False
-        _pools.add(self)
+        forksafe.register(self)
 
     def route_worker(self, name: str, fn: Callable[[Report], object]) -> RouteWorker:
         """The worker thread (created lazily) that runs report route ``name``."""
@@ -636,14 +727,53 @@ class ProducerPool:
                 w = self._routes[name] = RouteWorker(name, fn, self.report_queue_size)
             return w
 
+    # -- producers and their limit -----------------------------------------------------------
+
+    def _admit(self, key: object) -> None:
+        # Under the lock.
+        limit = self.max_producers
+        if limit is None or key in self._producers or key in self._claims:
+            return
+        used = len(self._producers.keys() | self._claims.keys())
+        if used >= limit:
+            raise ProducerLimitError(
+                f"max_producers ({limit}) reached: a new producer configuration (brokers, "
+                "properties) is refused; reuse an existing one or raise the limit"
+            )
+
+    def claim(self, key: object) -> None:
+        """Reserve a producer slot for configuration ``key`` (a subscriber that will publish).
+
+        Raises:
+            ProducerLimitError: it would need a new producer beyond ``max_producers``.
+        """
+        with self._lock:
+            self._admit(key)
+            self._claims[key] = self._claims.get(key, 0) + 1
+
+    def unclaim(self, key: object) -> None:
+        """Give back a slot taken by :meth:`claim`."""
+        with self._lock:
+            n = self._claims.get(key, 0) - 1
+            if n > 0:
+                self._claims[key] = n
+            else:
+                self._claims.pop(key, None)
+
     def lane(self, socket: KafkaSocket, owner: str, route: RouteWorker | None = None) -> Lane:
-        """A lane on the producer for ``socket``'s configuration (shared, created lazily)."""
+        """A lane on the producer for ``socket``'s configuration (shared, created lazily).
+
+        Raises:
+            ProducerLimitError: a new producer would exceed ``max_producers``.
+            RuntimeError: the pool is closed.
+        """
         with self._lock:
             if self.closed:
                 raise RuntimeError("producer pool is closed")
             key = socket.producer_key
             sp = self._producers.get(key)
             if sp is None:
+                self._admit(key)
                 sp = SharedProducer(self, key, socket.producer_config(), socket.brokers)
                 taken = {p.name for p in (*self._producers.values(), *self._releasing)}
                 base, n = sp.name, 1
@@ -671,9 +801,13 @@ class ProducerPool:
             del self._producers[sp.key]
             # close() must still wait for this one: records in it are accepted records.
             self._releasing.add(sp)
-        threading.Thread(
-            target=self._close_released, args=(sp, lane), name="ek-release", daemon=True
-        ).start()
+            self._release_items.append((sp, lane, time.monotonic() + self.flush_timeout))
+            if self._releaser is None:
+                # One thread for every producer being let go, not one each: 300 subscribers
+                # expiring at once must not make 300 threads.
+                t = threading.Thread(target=self._release_loop, name="ek-release", daemon=True)
+                self._releaser = t
+                t.start()
 
     def forget(self, lane: Lane) -> None:
         """Drop a released lane that has nothing in flight any more (KB16)."""
@@ -681,18 +815,45 @@ class ProducerPool:
             if lane in self._lanes:
                 self._lanes.remove(lane)
 
-    def _close_released(self, sp: SharedProducer, lane: Lane) -> None:
-        sp.close(self.flush_timeout)
-        with self._lock:
-            self._releasing.discard(sp)
-            # Keep counters of released lanes visible until they have nothing in flight.
-            if lane.stats.in_flight == 0 and lane in self._lanes:
-                self._lanes.remove(lane)
+    def _release_loop(self) -> None:
+        """Close released producers once their messages are reported (the poller keeps
+        serving them meanwhile) or their flush time is up (then they are purged)."""
+        while True:
+            with self._lock:
+                items = list(self._release_items)
+                if not items:
+                    self._releaser = None
+                    return
+            now = time.monotonic()
+            for item in items:
+                sp, lane, deadline = item
+                if sp._in_flight() and now < deadline:
+                    continue
+                try:
+                    sp.close(0)  # nothing left to flush, or the flush time is up: purge
+                except BaseException as exc:  # keep serving the others
+                    _guarded(log.error, "[%s] closing a released producer: %r", sp.label, exc)
+                with self._lock:
+                    self._release_items.remove(item)
+                    self._releasing.discard(sp)
+                    # Keep counters of released lanes visible until nothing is in flight.
+                    if lane.stats.in_flight == 0 and lane in self._lanes:
+                        self._lanes.remove(lane)
+            time.sleep(0.01)
+
+    # -- shutdown ----------------------------------------------------------------------------
 
     def close(self, timeout: float | None = None) -> int:
         """Flush every producer for up to ``timeout`` (default ``flush_timeout``) in total.
 
         Returns how many messages were not delivered; each of them got a failure report.
+        Report routes then get up to :data:`DRAIN_GRACE` more seconds to run what is queued;
+        a route still busy after that is left running on its own (daemon) thread.
+
+        Called from inside a report route or ``on_report`` (a worker thread), it does all of
+        that except waiting for the calling worker, which cannot run its queue while the
+        caller is in it: that worker runs its remaining reports after the callback returns,
+        then ends; :meth:`wait_closed` waits for it from another thread.
         """
         timeout = self.flush_timeout if timeout is None else timeout
         with self._lock:
@@ -702,32 +863,60 @@ class ProducerPool:
             producers = list(self._producers.values())
         deadline = time.monotonic() + timeout
         self._wait_released(deadline)
-        left = 0
         threads: list[threading.Thread] = []
         results: list[int] = []
         for sp in producers:
             # In parallel: one slow cluster must not eat the others' flush time.
             t = threading.Thread(
                 target=lambda s=sp: results.append(s.close(max(deadline - time.monotonic(), 0))),
+                name="ek-close",
                 daemon=True,
             )
             t.start()
             threads.append(t)
         for t in threads:
-            t.join(timeout + 10.0)
+            t.join(max(deadline - time.monotonic(), 0) + 5.0)
         left = sum(results)
-        for w in list(self._routes.values()):
-            w.drain(max(deadline - time.monotonic(), 0) + 5.0)
-            w.stop()
+        grace = max(deadline, time.monotonic()) + DRAIN_GRACE
+        with self._lock:
+            workers = [*self._routes.values(), self.callbacks]
+        for w in workers:
+            if w.is_current():
+                w.stop(0)  # ends after the caller returns and the rest of its queue ran
+                self._deferred.append(w)
+                continue
+            if not w.drain(max(grace - time.monotonic(), 0)):
+                _guarded(
+                    log.error,
+                    "report route %r still busy at close: %d report(s) not run yet",
+                    w.name,
+                    w.pending,
+                )
+            w.stop(0.1)
         return left
 
+    def wait_closed(self, timeout: float) -> bool:
+        """After :meth:`close` from inside a callback: wait (from another thread) until the
+        workers it could not wait for ran their reports. True if they did."""
+        deadline = time.monotonic() + timeout
+        ok = True
+        for w in list(self._deferred):
+            if w.is_current():
+                ok = False
+                continue
+            ok = w.drain(max(deadline - time.monotonic(), 0)) and ok
+        return ok
+
     def _wait_released(self, deadline: float) -> None:
-        """Wait for producers that release() is flushing in the background."""
+        """Wait for producers that release() is flushing in the background (their messages
+        are accepted messages: their reports must run before close() returns)."""
         while time.monotonic() < deadline + 5.0:
             with self._lock:
                 if not self._releasing:
                     return
             time.sleep(0.01)
+
+    # -- monitoring --------------------------------------------------------------------------
 
     @property
     def producers(self) -> list[SharedProducer]:
@@ -744,6 +933,7 @@ class ProducerPool:
         with self._lock:
             lanes = list(self._lanes)
             producers = list(self._producers.values())
+            routes = dict(self._routes)
         return {
             "lanes": [
                 {"owner": ln.owner, "topic": ln.topic, "brokers": ln.sp.label, **ln.stats.as_dict()}
@@ -766,15 +956,23 @@ class ProducerPool:
             ],
             "report_routes": {
                 n: {"ran": w.ran, "errors": w.errors, "pending": w.pending}
-                for n, w in self._routes.items()
+                for n, w in routes.items()
             },
         }
 
-    def _reset_after_fork(self) -> None:
-        self._lock = threading.RLock()
+    def _after_fork_in_child(self) -> None:
         for sp in self._producers.values():
             sp.reset_after_fork()
         for ln in self._lanes:
             ln.reset_after_fork()
         for w in self._routes.values():
             w.reset_after_fork()
+        self.callbacks.reset_after_fork()
+        self._deferred = []
+        self._releasing = set()  # the parent's background closes, not ours
+        self._release_items = []
+        self._releaser = None
+
+
+DRAIN_GRACE = 1.0
+"""Seconds report routes get after the flush time to run the reports still queued."""

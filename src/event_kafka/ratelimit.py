@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
+
+from . import forksafe
 
 
 class RateLimitedLog:
@@ -15,7 +16,7 @@ class RateLimitedLog:
         self.interval = interval
         self.suppressed = 0
         self._last = -float("inf")
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
 
     def log(self, level: int, msg: str, *args: object) -> bool:
         """Log unless a line went out less than ``interval`` ago; True if it was logged."""

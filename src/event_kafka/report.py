@@ -8,6 +8,7 @@ the error reason, topic, partition and offset.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -15,6 +16,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import forksafe
+from .poller import guarded
 from .ratelimit import RateLimitedLog
 
 log = logging.getLogger("event_kafka.report")
@@ -108,39 +111,54 @@ class Report:
 
 ReportRoute = Callable[[Report], object]
 
-# What a poll thread hands to a route worker: the counters to blame on failure, the route
-# context, and the raw librdkafka results; the Report is built in the worker, off the poll thread.
-Job = tuple[Any, Any, Any, str | None]
+# What the poller hands to a route worker: the lane (counters to blame, report context), the
+# raw librdkafka results, the failure reason resolved at delivery time, and the callable to
+# run (None: the worker's route). The Report is built in the worker, off the poller.
+Job = tuple[Any, Any, Any, str | None, ReportRoute | None]
 
 
 class RouteWorker:
-    """Runs one report route on its own thread, so a slow route stalls only itself.
+    """Runs one report route (or per-message ``on_report`` callables) on its own thread.
 
-    The queue is bounded: when it is full, :meth:`submit` waits (the librdkafka poll thread then
-    slows down, its queue fills, and ``kafka_publish`` starts returning -1, counted). Nothing is
-    dropped.
+    A slow route stalls only itself; whatever it raises (``BaseException`` included:
+    ``SystemExit``, ``KeyboardInterrupt``...) is counted and logged, and the next report
+    runs. The backlog is bounded without ever blocking the poller: :meth:`full` is checked
+    before a message is accepted and :meth:`reserve` counts it after, so at most about
+    ``max_pending`` accepted messages wait for this worker; past that ``publish`` refuses.
     """
 
-    def __init__(self, name: str, route: ReportRoute, max_pending: int = 100_000) -> None:
+    def __init__(self, name: str, route: ReportRoute | None, max_pending: int = 100_000) -> None:
         self.name = name
         self.route = route
         self.max_pending = max_pending
         self.errors = 0
-        self.ran = 0
-        self.submitted = 0
+        self.ran = 0  # the worker thread alone writes it
+        self._reserved = itertools.count()
+        self._submitted = itertools.count()  # the poller and closing threads submit
         self._q: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
         self._errlog = RateLimitedLog(log, interval=10.0)
 
+    # -- publishing side ---------------------------------------------------------------------
+
+    def full(self) -> bool:
+        """Messages accepted for this worker whose report has not run yet reach the bound."""
+        return _count_value(self._reserved) - self.ran >= self.max_pending
+
+    def reserve(self) -> None:
+        """One more accepted message will be reported through this worker."""
+        next(self._reserved)
+
+    # -- poller side -------------------------------------------------------------------------
+
     def submit(self, job: Job) -> None:
+        """Queue one report; never blocks (the bound is enforced at :meth:`full`)."""
+        next(self._submitted)
+        self._q.put(job)
+        # After the put: a worker that is ending re-checks the queue under the lock.
         if self._thread is None:
             self._start()
-        if self._q.qsize() >= self.max_pending:
-            while self._q.qsize() >= self.max_pending and self._thread is not None:
-                time.sleep(0.001)
-        self.submitted += 1
-        self._q.put(job)
 
     def _start(self) -> None:
         with self._lock:
@@ -151,25 +169,41 @@ class RouteWorker:
 
     def _run(self) -> None:
         get = self._q.get
-        route = self.route
         while True:
             job = get()
-            if job is None:
-                return
-            lane, err, msg, reason = job
+            if job is None:  # stop(): end once nothing is queued any more
+                with self._lock:
+                    if self._q.empty():
+                        self._thread = None
+                        return
+                continue
+            lane, err, msg, reason, fn = job
             try:
-                route(lane.make_report(err, msg, reason))
-            except Exception as exc:
-                self.errors += 1
-                lane.route_errors += 1
-                self._errlog.error(
-                    "report route %r raised %s: %s", self.name, type(exc).__name__, exc
-                )
+                (fn or self.route)(lane.make_report(err, msg, reason))  # type: ignore[misc]
+            except BaseException as exc:  # user code: nothing it raises may end this thread
+                self._failed(lane, exc)
             self.ran += 1
+
+    def _failed(self, lane: Any, exc: BaseException) -> None:
+        self.errors += 1
+        lane.route_failed()
+        guarded(self._errlog.error, "report route %r raised %s: %s", self.name, _tn(exc), exc)
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    @property
+    def submitted(self) -> int:
+        return _count_value(self._submitted)
 
     @property
     def pending(self) -> int:
+        """Reports queued (or running) that have not finished yet."""
         return self.submitted - self.ran
+
+    def is_current(self) -> bool:
+        """True when called from this worker's thread (i.e. from inside its callback)."""
+        t = self._thread
+        return t is not None and t is threading.current_thread()
 
     def drain(self, timeout: float) -> bool:
         """Wait until every submitted report ran (or ``timeout``); True if all ran."""
@@ -179,15 +213,28 @@ class RouteWorker:
         return self.ran >= self.submitted
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Let the thread end once its queue ran; wait up to ``timeout`` for that (never
+        when called from the worker itself). A later :meth:`submit` starts a new thread."""
         t = self._thread
         if t is not None:
             self._q.put(None)
-            t.join(timeout)
-            self._thread = None
+            if t is not threading.current_thread():
+                t.join(timeout)
 
     def reset_after_fork(self) -> None:
         # The parent's thread does not exist here; reports of the parent are the parent's.
         self._q = queue.SimpleQueue()
         self._thread = None
-        self._lock = threading.Lock()
-        self.errors = self.ran = self.submitted = 0
+        self.errors = self.ran = 0
+        self._reserved = itertools.count()
+        self._submitted = itertools.count()
+
+
+def _tn(value: object) -> str:
+    return type(value).__name__
+
+
+def _count_value(c: itertools.count[int]) -> int:
+    # itertools.count is the one counter that is atomic across threads at no cost (a C call);
+    # its repr is "count(N)".
+    return int(repr(c)[6:-1])

@@ -73,6 +73,12 @@ class FakePool:
     def release(self, lane: FakeLane) -> None:
         self.released.append(lane)
 
+    def claim(self, key: object) -> None:
+        pass
+
+    def unclaim(self, key: object) -> None:
+        pass
+
 
 @pytest.fixture
 def pool() -> FakePool:

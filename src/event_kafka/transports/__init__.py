@@ -20,8 +20,7 @@ interface and an example.
 
 from __future__ import annotations
 
-import threading
-
+from .. import forksafe
 from .base import (
     Destination,
     SendFunction,
@@ -42,7 +41,7 @@ __all__ = [
     "unregister_transport",
 ]
 
-_lock = threading.Lock()
+_lock = forksafe.lock()
 _registry: dict[str, TransportFactory] = {}
 
 

@@ -120,6 +120,12 @@ class Destination(ABC):
                 if :attr:`needs_callid` is true and the message had one; else ``None``.
         """
 
+    def admit(self) -> None:  # noqa: B027 - optional hook, nothing to reserve by default
+        """Reserve what this subscriber will need, or raise to refuse the subscription.
+
+        Called once, when it becomes a subscriber (not for a refresh), under the Event
+        Interface lock: keep it short. :meth:`close` gives back what it reserved."""
+
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release what this subscriber holds (it was unsubscribed or expired).
 

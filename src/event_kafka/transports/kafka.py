@@ -29,16 +29,20 @@ results are in the pool's lane statistics.
 
 from __future__ import annotations
 
-import threading
+import logging
 import weakref
 from collections.abc import Mapping
 
+from .. import forksafe
 from ..kafka_socket import PREFIX, KafkaSocket, parse_socket
 from ..payload import Params
-from ..producer import Lane, ProducerPool
+from ..producer import Lane, ProducerLimitError, ProducerPool
+from ..ratelimit import RateLimitedLog
 from .base import Destination, Transport
 
 __all__ = ["EVENT_HEADER", "KafkaDestination", "KafkaTransport", "param_key"]
+
+_log = RateLimitedLog(logging.getLogger("event_kafka.transports.kafka"), 10.0)
 
 EVENT_HEADER = "event"
 """Name of the record header carrying the event name."""
@@ -89,7 +93,7 @@ class KafkaTransport(Transport):
         self.event_header = event_header
         self._pool = pool
         self._owns_pool = pool is None
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
         # By identity: equal destinations (one socket, two events) are counted apart.
         self._dests: weakref.WeakValueDictionary[int, KafkaDestination] = (
             weakref.WeakValueDictionary()
@@ -134,8 +138,8 @@ class KafkaDestination(Destination):
     lane, acquired on first send."""
 
     __slots__ = (
-        "__weakref__", "_closed", "_event", "_headers", "_lane", "_lock", "needs_callid",
-        "socket", "transport",
+        "__weakref__", "_claimed", "_closed", "_event", "_headers", "_lane", "_lock",
+        "needs_callid", "socket", "transport",
     )  # fmt: skip
 
     def __init__(self, transport: KafkaTransport, socket: KafkaSocket) -> None:
@@ -145,7 +149,8 @@ class KafkaDestination(Destination):
         self._event = ""
         self._headers: list[tuple[str, bytes]] = []
         self._closed = False
-        self._lock = threading.Lock()
+        self._claimed = False
+        self._lock = forksafe.lock()
         self.needs_callid = socket.key_callid
 
     @property
@@ -177,18 +182,30 @@ class KafkaDestination(Destination):
             key = param_key(params, self.socket.key_param)
         return lane.publish(payload, key, self._headers or None) == 1
 
+    def admit(self) -> None:
+        """Reserve this subscriber's producer slot (the pool's ``max_producers``)."""
+        self.transport.pool.claim(self.socket.producer_key)
+        self._claimed = True
+
     def _open(self, event: str) -> Lane | None:
         with self._lock:
             if self._lane is None and not self._closed:
-                self._lane = self.transport.pool.lane(self.socket, event)
+                try:
+                    self._lane = self.transport.pool.lane(self.socket, event)
+                except (ProducerLimitError, RuntimeError) as exc:
+                    _log.error("kafka:%s: %s", self.print(), exc)
+                    self._closed = True  # refused for good: later sends count as failed
             return self._lane
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
             lane, self._lane = self._lane, None
+            claimed, self._claimed = self._claimed, False
         if lane is not None:
             self.transport.pool.release(lane)
+        if claimed:
+            self.transport.pool.unclaim(self.socket.producer_key)
 
     def __repr__(self) -> str:
         return f"KafkaDestination({self.socket})"

@@ -38,13 +38,13 @@ import contextlib
 import itertools
 import json
 import logging
-import os
 import socket
 import threading
 import weakref
 from collections import deque
 from typing import Any
 
+from .. import forksafe
 from ..errors import SocketError
 from ..jsonstream import StreamError, StreamSplitter
 from ..payload import INT_MAX, Params, build_payload, build_payload_with_id
@@ -112,7 +112,7 @@ class TcpTransport(Transport):
         self.queue_size = queue_size
         self.max_reply_size = max_reply_size
         self.close_timeout = close_timeout
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
         self._conns: dict[tuple[Any, ...], _Connection] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -221,7 +221,7 @@ class TcpTransport(Transport):
         # The parent's loop, thread and sockets are not ours: keep them referenced (never
         # touched, never finalised) and start afresh on the next event.
         _orphans.append((self._loop, [c.transport for c in self._conns.values()]))
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
         self._loop = None
         self._thread = None
         for conn in self._conns.values():
@@ -240,7 +240,7 @@ class TcpDestination(Destination):
         self.method = method
         self._conn: _Connection | None = None
         self._closed = False
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -316,7 +316,7 @@ class _Connection:
         self.key = key
         self.addr = addr
         self.refs = 0
-        self.lock = threading.Lock()
+        self.lock = forksafe.lock()
         self.pending: deque[tuple[int, bytes]] = deque()
         self.kicked = False  # a service() call is scheduled or the loop will call it itself
         self.transport: asyncio.Transport | None = None
@@ -563,7 +563,7 @@ class _Connection:
             self.transport.abort()
 
     def reset_after_fork(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = forksafe.lock()
         self.pending = deque()
         self.kicked = False
         self.transport = None
@@ -662,9 +662,7 @@ _transports: weakref.WeakSet[TcpTransport] = weakref.WeakSet()
 _orphans: list[object] = []
 
 
+@forksafe.on_fork
 def _after_fork_in_child() -> None:
     for t in list(_transports):
         t._reset_after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -21,12 +21,16 @@ retried or acknowledged.
 
 from __future__ import annotations
 
+# getaddrinfo() imports encodings.idna on first use of a host name; an import under way in
+# another thread at a fork leaves its import lock held in the child (whose first subscribe
+# then hangs): import it with this module instead.
+import encodings.idna  # noqa: F401
 import socket
-import threading
 import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from .. import forksafe
 from ..errors import SocketError
 from ..payload import Params
 from .base import Destination, Transport
@@ -143,7 +147,7 @@ class UdpTransport(Transport):
     scheme = "udp"
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
         self._sockets: dict[int, socket.socket] = {}
         self._closed = False
         # By identity: equal destinations (one socket, two events) are counted apart.

@@ -1,0 +1,86 @@
+"""Fork safety in one place: locks, events and per-object state re-created in a forked child.
+
+A fork copies only the forking thread. Any lock another thread held at that moment stays held
+forever in the child, and every thread handle, queue of work for a thread and librdkafka
+producer of the parent is dead weight there. So the library creates its locks and events
+through :func:`lock`, :func:`rlock` and :func:`event` (re-initialised in place in the child,
+whoever holds a reference), and objects that own threads or queues :func:`register`
+themselves: their ``_after_fork_in_child()`` runs in the child.
+
+:func:`after_fork` does all of it. ``os.register_at_fork`` runs it after ``os.fork()``
+(and ``multiprocessing``); hosts that fork from C without Python's fork hooks call
+:func:`event_kafka.after_fork` first thing in each child. It runs at most once per process
+(by PID), so calling it in a process that did not fork, or twice, is harmless.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any, Protocol
+
+__all__ = ["ForkAware", "after_fork", "event", "lock", "on_fork", "register", "rlock"]
+
+
+class ForkAware(Protocol):
+    def _after_fork_in_child(self) -> None: ...
+
+
+# Only weak references: registration must never keep anything alive.
+_primitives: weakref.WeakSet[Any] = weakref.WeakSet()
+_objects: weakref.WeakSet[Any] = weakref.WeakSet()
+_functions: list[Callable[[], None]] = []
+_pid = os.getpid()
+
+
+def lock() -> threading.Lock:
+    """A ``threading.Lock`` that is released (re-initialised) in a forked child."""
+    lk = threading.Lock()
+    _primitives.add(lk)
+    return lk
+
+
+def rlock() -> threading.RLock:
+    """A ``threading.RLock`` that is released (re-initialised) in a forked child."""
+    lk = threading.RLock()
+    _primitives.add(lk)
+    return lk
+
+
+def event() -> threading.Event:
+    """A ``threading.Event`` whose internal lock is re-initialised in a forked child."""
+    ev = threading.Event()
+    _primitives.add(ev)
+    return ev
+
+
+def register(obj: ForkAware) -> None:
+    """Call ``obj._after_fork_in_child()`` in forked children while ``obj`` lives."""
+    _objects.add(obj)
+
+
+def on_fork(fn: Callable[[], None]) -> Callable[[], None]:
+    """Call module-level ``fn`` in forked children (before registered objects); a decorator."""
+    _functions.append(fn)
+    return fn
+
+
+def after_fork() -> None:
+    """Make this process's copy of the library usable after a fork; idempotent per process."""
+    global _pid
+    pid = os.getpid()
+    if pid == _pid:
+        return
+    _pid = pid
+    for prim in list(_primitives):
+        # CPython's own hook for this (threading uses it for its internal locks).
+        prim._at_fork_reinit()
+    for fn in list(_functions):
+        fn()
+    for obj in list(_objects):
+        obj._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=after_fork)
