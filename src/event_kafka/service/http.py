@@ -41,7 +41,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from .mi import INVALID_REQUEST, MIDispatcher, error_response
+from .mi import MIDispatcher, error_response
+from .mi.errors import INVALID_REQUEST
 
 __all__ = ["HttpConfig", "HttpCounters", "HttpServer", "ReadyCheck", "make_app"]
 

@@ -48,11 +48,11 @@ from typing import Any, TypeAlias
 
 import orjson
 
+from ..cjson import FloatText, JObject, compact_json
 from ..event_name import event_name_problem
 from ..jsonstream import MAX_DEPTH, StreamError, StreamSplitter
 from ..payload import INT_MAX, INT_MIN, Params, build_payload
 from ..ratelimit import RateLimitedLog
-from .mi import FloatText, JObject, compact_json
 
 __all__ = [
     "IngestCounters",
