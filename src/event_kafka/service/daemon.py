@@ -44,6 +44,7 @@ from typing import Any
 
 import orjson
 
+from ..address import format_address
 from ..connector import EventKafka
 from ..event_interface import EventInterface, UnknownEventError
 from ..kafka_socket import KafkaSocket
@@ -218,7 +219,7 @@ class Service:
                 app, mi_addr.host, mi_addr.port, m.mi.read_timeout, m.mi.max_connections
             )
             host, port = self.servers[-1].address
-            log.info("MI listening on http://%s%s", _hostport(host, port), m.mi.path)
+            log.info("MI listening on http://%s%s", format_address(host, port), m.mi.path)
         if metrics_addr is not None:
             app = make_app(
                 HttpConfig(mi_path=None, counters=self.http_counters),
@@ -228,7 +229,7 @@ class Service:
             )
             await self._serve(app, metrics_addr.host, metrics_addr.port, 10.0, 64)
             host, port = self.servers[-1].address
-            log.info("metrics on http://%s/metrics", _hostport(host, port))
+            log.info("metrics on http://%s/metrics", format_address(host, port))
         udp = m.ingest.udp
         if udp is not None:
             addr = s.listen("udp")
@@ -241,7 +242,7 @@ class Service:
                 log_interval=interval,
             )
             await self.udp.start()
-            log.info("udp ingest on %s", _hostport(*self.udp.address))
+            log.info("udp ingest on %s", format_address(*self.udp.address))
         tcp = m.ingest.tcp
         if tcp is not None:
             addr = s.listen("tcp")
@@ -257,7 +258,7 @@ class Service:
                 log_interval=interval,
             )
             await self.tcp.start()
-            log.info("tcp ingest on %s", _hostport(*self.tcp.address))
+            log.info("tcp ingest on %s", format_address(*self.tcp.address))
 
     async def _serve(
         self, app: Any, host: str, port: int, read_timeout: float, max_connections: int
@@ -727,10 +728,6 @@ async def _reachable(brokers: str, timeout: float) -> bool:
             await writer.wait_closed()
         return True
     return False
-
-
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # -- process ---------------------------------------------------------------------------------------
