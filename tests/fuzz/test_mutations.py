@@ -25,6 +25,7 @@ from hypothesis import Phase, settings
 import event_kafka.cjson
 import event_kafka.kafka_socket
 import event_kafka.service.config
+import event_kafka.service.ingest.notification
 
 from . import longrun
 from . import targets as T
@@ -178,10 +179,10 @@ def test_without_the_json_guards_the_ingest_fuzz_fails(monkeypatch: pytest.Monke
     with its own guards: a depth limit (deeper params crash the handler when a payload must
     be rebuilt) and a check that names and ids are valid UTF-8 (a lone surrogate cannot be
     echoed in a reply)."""
-    mutate(monkeypatch, event_kafka.service.ingest, "MAX_DEPTH", sys.maxsize)
+    mutate(monkeypatch, event_kafka.service.ingest.notification, "MAX_DEPTH", sys.maxsize)
     got = must_fail(F.test_datagram_deep_nesting_below_and_far_above_any_limit, depth=500)
     assert "RecursionError" in got, got
     monkeypatch.undo()
-    mutate(monkeypatch, event_kafka.service.ingest, "_is_text", lambda s: True)
+    mutate(monkeypatch, event_kafka.service.ingest.notification, "_is_text", lambda s: True)
     got = must_fail(F.test_notifications_generated)
     assert got.startswith(("ingest:", "udp:")), got
