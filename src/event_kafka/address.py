@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["format_address", "format_peer"]
+__all__ = ["bound_address", "format_address", "format_peer"]
 
 
 def format_address(host: str, port: int) -> str:
@@ -26,3 +26,9 @@ def format_peer(addr: Any) -> str:
     if isinstance(addr, tuple) and len(addr) >= 2:
         return format_address(str(addr[0]), addr[1])
     return str(addr)
+
+
+def bound_address(sock: Any) -> tuple[str, int]:
+    """``(host, port)`` a listening socket is bound to (the real port when 0 was asked for)."""
+    sockname = sock.getsockname()
+    return str(sockname[0]), int(sockname[1])

@@ -15,6 +15,7 @@ from typing import Any, TypeAlias
 import orjson
 
 from ...ratelimit import RateLimitedLog
+from ..counters import counter_dict
 from .notification import IngestError, Notification, parse_notification
 
 __all__ = ["ACCEPTED", "IngestCounters", "Listener", "RaiseFunction", "RaiseOutcome"]
@@ -54,7 +55,7 @@ class IngestCounters:
     bytes: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        return counter_dict(self)
 
 
 @dataclass

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 
-from ...address import format_peer
+from ...address import bound_address, format_peer
 from ...jsonstream import StreamError, StreamSplitter
 from ...ratelimit import RateLimitedLog
 from .listener import IngestCounters, Listener, RaiseFunction
@@ -166,8 +166,7 @@ class TcpIngestServer:
     @property
     def address(self) -> tuple[str, int]:
         assert self._server is not None and self._server.sockets
-        sockname = self._server.sockets[0].getsockname()
-        return str(sockname[0]), int(sockname[1])
+        return bound_address(self._server.sockets[0])
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

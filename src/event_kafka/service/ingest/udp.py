@@ -7,7 +7,7 @@ import logging
 import socket
 import threading
 
-from ...address import format_peer
+from ...address import bound_address, format_peer
 from ...ratelimit import RateLimitedLog
 from .listener import IngestCounters, Listener, RaiseFunction
 
@@ -52,8 +52,7 @@ class UdpIngestServer:
     def address(self) -> tuple[str, int]:
         """The bound address (the real port when 0 was asked for)."""
         assert self._sock is not None
-        sockname = self._sock.getsockname()
-        return str(sockname[0]), int(sockname[1])
+        return bound_address(self._sock)
 
     async def start(self) -> None:
         """Bind (raising OSError if it cannot) and start the reader thread."""
