@@ -18,16 +18,17 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..kafka_socket import KafkaSocket
 from .config import ConfigError, ServiceSettings, Subscription, check_subscriber_socket, load_config
 from .systemd import sd_notify
 
 if TYPE_CHECKING:
-    from .service import Service
+    from ..connector import EventKafka
+    from .workers import WorkerPool
 
-__all__ = ["Reloader", "SubKey", "static_subscriptions"]
+__all__ = ["Reloadable", "Reloader", "SubKey", "static_subscriptions"]
 
 log = logging.getLogger("event_kafka.service")
 
@@ -53,10 +54,29 @@ _RELOAD_BUDGET = 30.0
 """Seconds a reload may take to read and check the file (a hung NFS mount, slow DNS)."""
 
 
-class Reloader:
-    """The reloads of one :class:`~.service.Service` (at most one running, one queued)."""
+class Reloadable(Protocol):
+    """What a reload reads and changes: the running settings and what was built from them
+    (the :class:`~.service.Service`)."""
 
-    def __init__(self, service: Service) -> None:
+    settings: ServiceSettings
+    started_with: ServiceSettings
+    overrides: Mapping[str, str]
+    static: dict[SubKey, Subscription]
+    reloads: dict[str, int]
+    stopping: bool
+    workers: WorkerPool
+
+    @property
+    def ek(self) -> EventKafka: ...
+
+    def install_routes(self, settings: ServiceSettings) -> None:
+        """Install (or update) the report routes of ``settings``."""
+
+
+class Reloader:
+    """The reloads of one service (at most one running, one queued)."""
+
+    def __init__(self, service: Reloadable) -> None:
         self.service = service
         self._reload_task: asyncio.Task[None] | None = None
         self._reload_again = False
