@@ -34,7 +34,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +48,7 @@ from .poller import guarded as _guarded
 from .properties import is_sensitive, mask_properties
 from .ratelimit import RateLimitedLog
 from .report import STATUS_FAIL, STATUS_SUCCESS, Report, RouteWorker, _count_value
+from .statistics import LaneCounters, LaneOwner, LaneStats
 
 if TYPE_CHECKING:
     from .kafka_socket import KafkaSocket
@@ -71,7 +71,6 @@ def _closed_produce(*args: object, **kwargs: object) -> None:
 
 __all__ = [
     "Lane",
-    "LaneStats",
     "ProducerLimitError",
     "ProducerPool",
     "SharedProducer",
@@ -398,41 +397,6 @@ class _suppress:
         return True
 
 
-@dataclass
-class LaneStats:
-    """Counters of one lane; ``in_flight = accepted - delivered - failed``."""
-
-    accepted: int
-    delivered: int
-    failed: int
-    rejected_queue_full: int
-    rejected_too_large: int
-    rejected_fatal: int
-    rejected_closed: int
-    rejected_other: int
-    route_errors: int
-
-    @property
-    def in_flight(self) -> int:
-        return self.accepted - self.delivered - self.failed
-
-    @property
-    def rejected(self) -> int:
-        return (
-            self.rejected_queue_full
-            + self.rejected_too_large
-            + self.rejected_fatal
-            + self.rejected_closed
-            + self.rejected_other
-        )
-
-    def as_dict(self) -> dict[str, int]:
-        d = dict(self.__dict__)
-        d["in_flight"] = self.in_flight
-        d["rejected"] = self.rejected
-        return d
-
-
 class Lane:
     """A user's view of a shared producer: one topic, its counters, its report route.
 
@@ -445,7 +409,7 @@ class Lane:
         pool: ProducerPool,
         sp: SharedProducer,
         socket: KafkaSocket,
-        owner: str,
+        owner: LaneOwner,
         route: RouteWorker | None,
     ) -> None:
         self.pool = pool
@@ -518,7 +482,7 @@ class Lane:
         self.rejected_queue_full += 1
         self._failog.warning(
             "[%s] report backlog of %r full (%d reports pending): message rejected",
-            self.owner,
+            self.owner.name,
             w.name,
             w.max_pending,
         )
@@ -548,7 +512,7 @@ class Lane:
         self.rejected_queue_full += 1
         self._failog.warning(
             "[%s] producer queue full: message rejected (queue.buffering.max.messages)",
-            self.owner,
+            self.owner.name,
         )
         return -1
 
@@ -563,7 +527,7 @@ class Lane:
                 self.sp.fatal_pending = "producer in fatal state"
         else:
             self.rejected_other += 1
-        self._failog.warning("[%s] message rejected: %s", self.owner, self.sp.scrub(str(err)))
+        self._failog.warning("[%s] message rejected: %s", self.owner.name, self.sp.scrub(str(err)))
         return -1
 
     # -- delivery callbacks (poller thread; library code only, never raises) -----------------
@@ -577,7 +541,9 @@ class Lane:
                 self.sp.last_error = None
         else:
             next(self._failed)
-            _guarded(self._failog.warning, "[%s] delivery failed: %s", self.owner, self.reason(err))
+            _guarded(
+                self._failog.warning, "[%s] delivery failed: %s", self.owner.name, self.reason(err)
+            )
         if self.released and self.accepted == self.delivered + self.failed:
             self.pool.forget(self)
 
@@ -609,7 +575,7 @@ class Lane:
     def make_report(self, err: KafkaError | None, msg: Any, reason: str | None = None) -> Report:
         if err is None:
             return Report(
-                self.owner,
+                self.owner.name,
                 STATUS_SUCCESS,
                 msg.key(),
                 msg.value(),
@@ -620,7 +586,7 @@ class Lane:
             )
         part = msg.partition()
         return Report(
-            self.owner,
+            self.owner.name,
             STATUS_FAIL,
             msg.key(),
             msg.value(),
@@ -649,8 +615,8 @@ class Lane:
         return _count_value(self._route_errors)
 
     @property
-    def stats(self) -> LaneStats:
-        return LaneStats(
+    def stats(self) -> LaneCounters:
+        return LaneCounters(
             self.accepted,
             self.delivered,
             self.failed,
@@ -675,7 +641,7 @@ class ProducerPool:
     """Shares producers between lanes; owns their report-route workers.
 
     >>> pool = ProducerPool(flush_timeout=10)                      # doctest: +SKIP
-    >>> lane = pool.lane(parse_socket("kafka:127.0.0.1:9092/cdr"), owner="cdr")
+    >>> lane = pool.lane(parse_socket("kafka:127.0.0.1:9092/cdr"), owner=EventOwner("cdr"))
     >>> lane.publish(b"{...}", key=b"call-id")
     1
 
@@ -760,7 +726,7 @@ class ProducerPool:
             else:
                 self._claims.pop(key, None)
 
-    def lane(self, socket: KafkaSocket, owner: str, route: RouteWorker | None = None) -> Lane:
+    def lane(self, socket: KafkaSocket, owner: LaneOwner, route: RouteWorker | None = None) -> Lane:
         """A lane on the producer for ``socket``'s configuration (shared, created lazily).
 
         Raises:
@@ -929,16 +895,13 @@ class ProducerPool:
             return list(self._lanes)
 
     def stats(self) -> dict[str, Any]:
-        """Counters per lane owner and per producer."""
+        """Counters per lane (:class:`~event_kafka.statistics.LaneStats`), producer and route."""
         with self._lock:
             lanes = list(self._lanes)
             producers = list(self._producers.values())
             routes = dict(self._routes)
         return {
-            "lanes": [
-                {"owner": ln.owner, "topic": ln.topic, "brokers": ln.sp.label, **ln.stats.as_dict()}
-                for ln in lanes
-            ],
+            "lanes": [LaneStats(ln.owner, ln.topic, ln.sp.label, ln.stats) for ln in lanes],
             "producers": [
                 {
                     "name": sp.name,
