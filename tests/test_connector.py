@@ -373,3 +373,18 @@ def test_event_named_like_a_broker_id_is_not_counted_as_kafka_publish(
         if s.name == "event_kafka_messages_accepted_total"
     }
     assert accepted == {("E1", "", bid_topic): 0.0, ("", "E1", ev_topic): 1.0}
+
+
+def test_report_future_resolves_with_the_report(kafka_broker: Broker, topic: str) -> None:
+    from event_kafka.report import report_future
+
+    with EventKafka([f"[k]{kafka_broker.bootstrap}/{topic}", f"[dead]{dead_broker()}/t"]) as ek:
+        fut, on_report = report_future()
+        assert ek.kafka_publish("k", "m", key="c1", on_report=on_report) == 1
+        r = fut.result(timeout=30)
+        assert (r.ok, r.kafka_id, r.kafka_key, r.topic) == (True, "k", "c1", topic)
+        lost, on_lost = report_future()
+        assert ek.kafka_publish("dead", "m", on_report=on_lost) == 1
+        ek.close(0)
+        r = lost.result(timeout=30)
+    assert (r.ok, r.kafka_id, r.reason) == (False, "dead", "not delivered before shutdown")

@@ -8,9 +8,12 @@ them (per owner, per ``(owner, topic)``, per subscriber socket...).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+import itertools
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, fields
 from typing import TypeVar
+
+from . import forksafe
 
 __all__ = [
     "COUNTERS",
@@ -24,6 +27,7 @@ __all__ = [
     "Owner",
     "ProducerOwner",
     "RouteOwner",
+    "Tally",
     "group",
 ]
 
@@ -142,3 +146,26 @@ def group(rows: Iterable[tuple[K, LaneCounters]]) -> dict[K, LaneCounters]:
     for k, c in rows:
         out[k] = out.get(k, LaneCounters()) + c
     return out
+
+
+class Tally:
+    """A counter that threads bump without a lock (``tally.bump()``, an atomic C call).
+
+    Reading takes a lock, and is exact: it bumps the underlying ``itertools.count`` too and
+    subtracts the reads made so far, so no private state (such as its ``repr``) is parsed.
+    """
+
+    __slots__ = ("_count", "_read_lock", "_reads", "bump")
+
+    def __init__(self) -> None:
+        self._count = itertools.count()
+        self.bump: Callable[[], object] = self._count.__next__
+        self._reads = 0
+        self._read_lock = forksafe.lock()
+
+    @property
+    def value(self) -> int:
+        with self._read_lock:
+            n = next(self._count) - self._reads
+            self._reads += 1
+            return n
