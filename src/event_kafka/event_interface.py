@@ -45,14 +45,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import forksafe
-from .errors import EventKafkaError, SocketError
+from .errors import EventKafkaError
 from .event_name import MAX_EVENT_NAME, EventNameError, check_event_name, event_name_problem
 from .kafka_socket import using_policy
 from .payload import Params, build_payload
 from .properties import PropertyPolicy
 from .ratelimit import RateLimitedLog
 from .sip import key_for
-from .transports import Transport, TransportContext, transport_factory
+from .transports import (
+    BUILTIN_TRANSPORTS,
+    Transport,
+    TransportContext,
+    TransportFactory,
+    split_socket,
+)
+from .transports import check_scheme as _check_scheme
 from .transports.base import Destination, SendFunction
 
 if TYPE_CHECKING:
@@ -231,8 +238,11 @@ class EventInterface:
     Args:
         pool: the producer pool Kafka subscribers use (shared with ``kafka_publish``);
             ``None``: the Kafka transport creates and owns one.
-        transports: transport instances to use instead of the registered ones for their
+        transports: transport instances to use instead of the built-in ones for their
             schemes (e.g. ``[TcpTransport(reliable=True)]``); closed by :meth:`close`.
+        factories: more transport factories by scheme, beside (or replacing)
+            :data:`~event_kafka.transports.BUILTIN_TRANSPORTS`; each is called once, when
+            a socket first names its scheme (see also :meth:`register_transport`).
         clock: wall-clock seconds (``time.time``), injectable for tests.
         expiry_interval: seconds between timer sweeps of expired subscribers; ``0`` or less
             disables the timer (removal is then only lazy, as in OpenSIPS).
@@ -245,12 +255,16 @@ class EventInterface:
         pool: ProducerPool | None = None,
         *,
         transports: Iterable[Transport] = (),
+        factories: Mapping[str, TransportFactory] | None = None,
         clock: Callable[[], float] = time.time,
         expiry_interval: float = 1.0,
         event_header: bool = True,
     ) -> None:
         self._context = TransportContext(pool, event_header)
         self._transports: dict[str, Transport] = {t.scheme: t for t in transports}
+        self._factories: dict[str, TransportFactory] = dict(BUILTIN_TRANSPORTS)
+        for scheme, factory in (factories or {}).items():
+            self._factories[_check_scheme(scheme)] = factory
         self._clock = clock
         self._expiry_interval = expiry_interval
         self._events: dict[str, _Event] = {}
@@ -260,6 +274,31 @@ class EventInterface:
         self._closed = False
         self._log = RateLimitedLog(log, 10.0)
         forksafe.register(self)
+
+    def register_transport(
+        self, scheme: str, factory: TransportFactory, *, replace: bool = False
+    ) -> None:
+        """Make this interface's sockets ``<scheme>:...`` use the transport ``factory`` makes.
+
+        Only this instance: ``evi.register_transport("list", lambda ctx: ListTransport())``.
+        The factory is called once, with a :class:`~event_kafka.transports.TransportContext`,
+        when a socket first names the scheme.
+
+        Raises:
+            ValueError: a bad scheme (empty, with ``:``), or one this interface knows
+                already (a built-in, injected or registered one) and ``replace`` is false.
+        """
+        _check_scheme(scheme)
+        with self._lock:
+            known = scheme in self._factories or scheme in self._transports
+            if known and not replace:
+                raise ValueError(f"transport {scheme!r} is already registered")
+            self._factories[scheme] = factory
+
+    def transport_schemes(self) -> list[str]:
+        """The schemes this interface knows (built-in, injected, registered), sorted."""
+        with self._lock:
+            return sorted(self._factories.keys() | self._transports.keys())
 
     # -- events ------------------------------------------------------------------------------
 
@@ -558,38 +597,23 @@ class EventInterface:
         return ev
 
     def _parse(self, socket: str, policy: PropertyPolicy | None = None) -> tuple[str, Destination]:
-        if not isinstance(socket, str):
-            raise TypeError(f"socket must be str, not {type(socket).__name__}")
-        colon = socket.find(":")
-        if colon <= 0:
-            what = "missing transport" if colon < 0 else "empty transport name"
-            raise SocketError(
-                f"invalid socket {_shown(socket)!r}: {what}: expected <transport>:<address>",
-                max(colon, 0),
-            )
-        scheme = socket[:colon]
-        transport = self._transport(scheme, socket)
+        with self._lock:
+            known = self._factories.keys() | self._transports.keys()
+        scheme, address = split_socket(socket, known)
+        transport = self._transport(scheme)
         with using_policy(policy):  # what the kafka transport's parse_socket applies
-            return scheme, transport.parse(socket[colon + 1 :])
+            return scheme, transport.parse(address)
 
-    def _transport(self, scheme: str, socket: str) -> Transport:
+    def _transport(self, scheme: str) -> Transport:
         t = self._transports.get(scheme)
         if t is not None:
             return t
-        factory = transport_factory(scheme)
-        if factory is None:
-            hint = ""
-            if transport_factory(scheme.lower()) is not None:
-                hint = f" (transport names are case-sensitive: write {scheme.lower()!r})"
-            raise SocketError(
-                f"invalid socket {_shown(socket)!r}: unknown transport {scheme!r}{hint}", 0
-            )
         with self._lock:
             if self._closed:
                 raise RuntimeError("the Event Interface is closed")
             t = self._transports.get(scheme)
             if t is None:
-                t = self._transports[scheme] = factory(self._context)
+                t = self._transports[scheme] = self._factories[scheme](self._context)
             return t
 
     def _remove(self, ev: _Event, scheme: str, dest: Destination) -> bool:
@@ -678,12 +702,6 @@ def _unknown(name: object) -> EventKafkaError:
     # Only on the not-found path: a published name is valid by construction.
     problem = event_name_problem(name)
     return EventNameError(problem) if problem is not None else UnknownEventError(str(name))
-
-
-def _shown(socket: str) -> str:
-    # Property values may be secrets: quote a rejected socket without its query part.
-    head, q, _ = socket.partition("?")
-    return head + ("?..." if q else "")
 
 
 def _tn(value: object) -> str:

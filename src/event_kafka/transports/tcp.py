@@ -47,6 +47,7 @@ from typing import Any
 from .. import forksafe
 from ..errors import SocketError
 from ..jsonstream import StreamError, StreamSplitter
+from ..kafka_socket import mask_secrets
 from ..payload import INT_MAX, Params, build_payload, build_payload_with_id
 from ..ratelimit import RateLimitedLog
 from .base import Destination, Transport
@@ -60,9 +61,6 @@ _CONNECTION_COUNTERS = (
     "accepted", "overflow", "written", "acked", "failed", "error_replies", "timeouts",
     "connects", "connect_failures", "disconnects", "bad_replies",
 )  # fmt: skip
-
-
-from ..kafka_socket import _masked  # noqa: E402
 
 
 class TcpTransport(Transport):
@@ -131,7 +129,7 @@ class TcpTransport(Transport):
             if not method:
                 at = len(self.scheme) + 1 + len(text)
                 raise SocketError(
-                    f"invalid tcp socket {_masked('tcp:' + text, 0)!r}: empty method after '/' "
+                    f"invalid tcp socket {mask_secrets('tcp:' + text)!r}: empty method after '/' "
                     f"at position {at}: write tcp:host:port or tcp:host:port/method",
                     at,
                 )
