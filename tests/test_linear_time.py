@@ -17,12 +17,12 @@ from contextlib import contextmanager, suppress
 
 import pytest
 
+from event_kafka.cjson import loads_json
 from event_kafka.jsonstream import StreamSplitter
 from event_kafka.kafka_socket import mask_secrets, parse_broker_id, parse_socket
 from event_kafka.properties import redact
 from event_kafka.service.config import KeyLines, load_config_text
 from event_kafka.service.ingest import parse_notification
-from event_kafka.service.mi import loads_json
 from event_kafka.sip import callid_of
 from event_kafka.transports.tcp import _ReplyBuffer
 

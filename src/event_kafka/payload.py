@@ -23,11 +23,12 @@ exact (slower) path, which still escapes every piece of text with orjson.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
 
 import orjson
+
+from .cjson import INT_MAX, INT_MIN, cjson_bytes_string
 
 __all__ = [
     "INT_MAX",
@@ -49,8 +50,6 @@ kept), a sequence of values (positional), or ``None``. See :func:`build_payload`
 ``Sequence`` of a union rather than a union of ``Sequence`` types, so that mypy accepts a
 literal like ``[3, "5"]``.)"""
 
-INT_MIN = -2147483648
-INT_MAX = 2147483647
 
 _dumps = orjson.dumps
 _NOT_SEQUENCES = (str, bytes, bytearray, memoryview)
@@ -249,23 +248,9 @@ def _build(
         raise  # pragma: no cover - _find_bad_text always raises
 
 
-_CJSON_ESCAPE = re.compile(rb'["\\\x00-\x1f]')
-_BYTE_ESCAPES = {
-    ord('"'): b'\\"',
-    ord("\\"): b"\\\\",
-    ord("\b"): b"\\b",
-    ord("\f"): b"\\f",
-    ord("\n"): b"\\n",
-    ord("\r"): b"\\r",
-    ord("\t"): b"\\t",
-}
-
-
 def _bytes_string(s: str) -> bytes:
     """cJSON ``print_string_ptr`` over the raw bytes ``s`` stands for (surrogateescape)."""
-    raw = s.encode("utf-8", "surrogateescape")
-    esc = _CJSON_ESCAPE.sub(lambda m: _BYTE_ESCAPES.get(m[0][0], b"\\u%04x" % m[0][0]), raw)
-    return b'"' + esc + b'"'
+    return cjson_bytes_string(s.encode("utf-8", "surrogateescape"))
 
 
 def _bytes_value(v: ParamValue) -> bytes:

@@ -284,6 +284,7 @@ def worker(target: str, n: int, seed: int, out: Path, stats_path: Path) -> None:
     import atheris
 
     with atheris.instrument_imports(include=["event_kafka"]):
+        import event_kafka.cjson
         import event_kafka.kafka_socket
         import event_kafka.service.config
         import event_kafka.service.ingest

@@ -36,6 +36,7 @@ import orjson
 
 from event_kafka import EventKafka
 from event_kafka.errors import ConfigError, SocketError
+from event_kafka.jsonstream import StreamError, StreamSplitter
 from event_kafka.kafka_socket import check_command, parse_broker_id, parse_socket
 from event_kafka.payload import build_payload
 from event_kafka.properties import is_sensitive
@@ -43,13 +44,11 @@ from event_kafka.service.config import ServiceSettings, load_config_text
 from event_kafka.service.ingest import (
     IngestError,
     RaiseOutcome,
-    StreamError,
-    StreamSplitter,
     TcpIngestServer,
     UdpIngestServer,
-    _TcpProtocol,
     parse_notification,
 )
+from event_kafka.service.ingest.tcp import _TcpProtocol
 from event_kafka.service.mi import MIDispatcher, service_commands
 
 __all__ = [

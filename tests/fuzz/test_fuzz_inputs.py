@@ -45,15 +45,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from event_kafka.errors import ConfigError, SocketError
+from event_kafka.jsonstream import StreamSplitter
 from event_kafka.kafka_socket import parse_broker_id, parse_socket
 from event_kafka.service.config import load_config_text, parse_listen
-from event_kafka.service.ingest import (
-    RaiseOutcome,
-    StreamSplitter,
-    TcpIngestServer,
-    UdpIngestServer,
-    _TcpProtocol,
-)
+from event_kafka.service.ingest import RaiseOutcome, TcpIngestServer, UdpIngestServer
+from event_kafka.service.ingest.tcp import _TcpProtocol
 
 from . import targets as T
 

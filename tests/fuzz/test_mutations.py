@@ -22,9 +22,10 @@ from typing import Any
 import pytest
 from hypothesis import Phase, settings
 
+import event_kafka.cjson
 import event_kafka.kafka_socket
 import event_kafka.service.config
-import event_kafka.service.mi
+import event_kafka.service.ingest.notification
 
 from . import longrun
 from . import targets as T
@@ -101,7 +102,7 @@ def test_without_the_json_depth_guard_the_mi_fuzz_fails(
     monkeypatch: pytest.MonkeyPatch, mi_env: T.MIEnv
 ) -> None:
     """Nesting the decoder accepts but a recursive encoder cannot print again."""
-    mutate(monkeypatch, event_kafka.service.mi, "MAX_JSON_DEPTH", sys.maxsize)
+    mutate(monkeypatch, event_kafka.cjson, "MAX_JSON_DEPTH", sys.maxsize)
     got = must_fail(F.test_mi_deep_nesting, mi_env=mi_env, method="raise_event")
     assert "-32000" in got, got  # a command that failed internally
     with pytest.raises(AssertionError):
@@ -112,7 +113,7 @@ def test_without_the_lone_surrogate_check_the_mi_fuzz_fails(
     monkeypatch: pytest.MonkeyPatch, mi_env: T.MIEnv
 ) -> None:
     """A \\uD800 escape decoded to a str that cannot be encoded again (reply, record)."""
-    mutate(monkeypatch, event_kafka.service.mi, "_SURROGATE_ESCAPE", re.compile(r"(?!)"))
+    mutate(monkeypatch, event_kafka.cjson, "_SURROGATE_ESCAPE", re.compile(r"(?!)"))
     for test in (F.test_mi_random_json, F.test_mi_generated_requests):
         got = must_fail(test, mi_env=mi_env)
         assert "serialisable" in got or "-32000" in got, got
@@ -178,10 +179,10 @@ def test_without_the_json_guards_the_ingest_fuzz_fails(monkeypatch: pytest.Monke
     with its own guards: a depth limit (deeper params crash the handler when a payload must
     be rebuilt) and a check that names and ids are valid UTF-8 (a lone surrogate cannot be
     echoed in a reply)."""
-    mutate(monkeypatch, event_kafka.service.ingest, "MAX_DEPTH", sys.maxsize)
+    mutate(monkeypatch, event_kafka.service.ingest.notification, "MAX_DEPTH", sys.maxsize)
     got = must_fail(F.test_datagram_deep_nesting_below_and_far_above_any_limit, depth=500)
     assert "RecursionError" in got, got
     monkeypatch.undo()
-    mutate(monkeypatch, event_kafka.service.ingest, "_is_text", lambda s: True)
+    mutate(monkeypatch, event_kafka.service.ingest.notification, "_is_text", lambda s: True)
     got = must_fail(F.test_notifications_generated)
     assert got.startswith(("ingest:", "udp:")), got

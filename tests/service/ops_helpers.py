@@ -14,7 +14,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from event_kafka.service.config import load_config
-from event_kafka.service.daemon import Service
+from event_kafka.service.service import Service
 
 
 @contextlib.asynccontextmanager

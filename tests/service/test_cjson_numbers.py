@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from event_kafka.service.mi import compact_json, loads_json
+from event_kafka.cjson import compact_json, loads_json
 
 TABLE = [
     # rule 1, 2

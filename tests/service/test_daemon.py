@@ -24,10 +24,10 @@ import pytest
 from mi_http import MIHttpClient
 
 from event_kafka.devkafka import Record, consume_all, create_topic, free_port
+from event_kafka.jsonstream import StreamSplitter
 from event_kafka.payload import build_payload, build_payload_with_id
 from event_kafka.service.config import load_config_text
-from event_kafka.service.daemon import Service
-from event_kafka.service.ingest import StreamSplitter
+from event_kafka.service.service import Service
 
 BIN = Path(sys.executable).parent
 EVENT_KAFKA = str(BIN / "event-kafka")
@@ -796,8 +796,8 @@ listen = "127.0.0.1:0"
         names = [e.name for e in service.ek.evi.list_events()]
         assert names == ["E_AUTO_SEEN", "E_AUTO_1", "E_AUTO_2"]  # the third is over the bound
         assert service.udp.counters.malformed == 1
-        assert service.unknown_events["udp"] == 1
-        assert service.auto_published == 2
+        assert service.raiser.unknown_events["udp"] == 1
+        assert service.raiser.auto_published == 2
         assert sink.recv(65535) == build_payload("E_AUTO_SEEN", {"n": 1})
         groups = service.statistics()
         assert groups["ingest_udp"]["unknown_event"] == 1
@@ -813,7 +813,7 @@ def test_json_logging(capsys: pytest.CaptureFixture[str]) -> None:
     import logging
 
     from event_kafka.service.config import LoggingSection
-    from event_kafka.service.daemon import setup_logging
+    from event_kafka.service.log_setup import setup_logging
 
     root = logging.getLogger()
     level, handlers = root.level, list(root.handlers)
@@ -958,7 +958,7 @@ async def test_reloads_are_coalesced_and_a_stuck_one_blocks_nothing(
     import logging
     import threading
 
-    from event_kafka.service import daemon
+    from event_kafka.service import reload
 
     caplog.set_level(logging.INFO, "event_kafka.service")
     settings = load_config_text('[mi]\nlisten = "127.0.0.1:0"\n')
@@ -970,7 +970,7 @@ async def test_reloads_are_coalesced_and_a_stuck_one_blocks_nothing(
         gate.wait(30)
         return settings, {}
 
-    monkeypatch.setattr(daemon, "_load_for_reload", slow_load)
+    monkeypatch.setattr(reload, "_load_for_reload", slow_load)
     service = Service(settings)
     await service.start()
     loop = asyncio.get_running_loop()
@@ -992,7 +992,7 @@ async def test_reloads_are_coalesced_and_a_stuck_one_blocks_nothing(
         assert len(calls) == 2
         # A reload stuck for good: refused after its budget; the next one says why it waits.
         gate.clear()
-        monkeypatch.setattr(daemon, "_RELOAD_BUDGET", 0.2)
+        monkeypatch.setattr(reload, "_RELOAD_BUDGET", 0.2)
         service.request_reload()
         await until(lambda: service.reloads["error"] == 1, "the stuck reload refused")
         assert "took more than 0.2 s" in caplog.text

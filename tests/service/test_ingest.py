@@ -11,13 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from event_kafka.jsonstream import StreamError, StreamSplitter
 from event_kafka.payload import INT_MAX, INT_MIN, build_payload, build_payload_with_id
 from event_kafka.service.ingest import (
     IngestError,
     Notification,
     RaiseOutcome,
-    StreamError,
-    StreamSplitter,
     TcpIngestServer,
     UdpIngestServer,
     parse_notification,

@@ -15,15 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from event_kafka import EventKafka
+from event_kafka.cjson import FloatText, JObject, compact_json, loads_json
 from event_kafka.payload import Params
 from event_kafka.service.mi import (
     Command,
-    FloatText,
-    JObject,
     MIDispatcher,
     Recipe,
-    compact_json,
-    loads_json,
     raise_event_params,
     service_commands,
 )

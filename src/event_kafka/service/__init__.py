@@ -3,6 +3,8 @@
 One TOML file configures it (:mod:`.config`); opensips-cli drives it over the management
 interface (:mod:`.mi`, served by :mod:`.http`); a real OpenSIPS feeds it events through
 ``udp:``/``tcp:`` subscriptions (:mod:`.ingest`); Prometheus scrapes it (:mod:`.metrics`).
+:class:`~.service.Service` builds, starts and stops all of it (:mod:`.reload`,
+:mod:`.readiness`); :mod:`.daemon` is the process around it (signals, logging, exit status).
 :func:`run` starts it and returns the exit status::
 
     from event_kafka.service import run

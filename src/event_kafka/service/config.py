@@ -64,6 +64,7 @@ from pydantic import (
     ValidationError,
 )
 
+from ..address import format_address
 from ..errors import ConfigError
 from ..event_name import check_event_name
 from ..kafka_socket import KafkaSocket, mask_secrets, parse_broker_id, parse_socket
@@ -104,7 +105,7 @@ class ListenAddress:
     port: int
 
     def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return format_address(self.host, self.port)
 
 
 def parse_listen(text: str) -> ListenAddress:

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..ratelimit import RateLimitedLog
 from ..report import Report
 from .config import ReportRouteConfig
+from .counters import counter_dict
 
 if TYPE_CHECKING:
     from ..connector import EventKafka
@@ -45,12 +47,25 @@ DEAD_LETTER_PREFIX = "_dead_letter:"
 (configured route names cannot start with ``_``)."""
 
 
+@dataclass
+class RouteCounters:
+    """What one report route's actions did (the route's ``count``ed reports and its
+    dead-letter copies)."""
+
+    delivered: int = 0
+    failed: int = 0
+    dead_letter_published: int = 0
+    """Copies accepted by the dead-letter broker_id."""
+    dead_letter_rejected: int = 0
+    """Copies refused at once (lost, logged)."""
+    dead_letter_delivered: int = 0
+    dead_letter_failed: int = 0
+
+
 class ReportActions:
     """The actions of one configured report route, callable as the route itself.
 
-    Counters (read by :mod:`.metrics`): ``delivered``, ``failed``, and for dead-letter copies
-    ``dead_letter_published`` (accepted), ``dead_letter_rejected`` (refused at once),
-    ``dead_letter_delivered`` and ``dead_letter_failed`` (their own reports).
+    Its counters (:class:`RouteCounters`, read by :mod:`.metrics`) are ``stats``.
     """
 
     def __init__(
@@ -67,12 +82,7 @@ class ReportActions:
         self.dead_letter_route = DEAD_LETTER_PREFIX + name
         self._fail_log = RateLimitedLog(log, log_interval)
         self._lock = threading.Lock()
-        self.delivered = 0
-        self.failed = 0
-        self.dead_letter_published = 0
-        self.dead_letter_rejected = 0
-        self.dead_letter_delivered = 0
-        self.dead_letter_failed = 0
+        self.stats = RouteCounters()
 
     def install(self) -> None:
         """Register (or replace) this route, and its dead-letter route, in the EventKafka."""
@@ -85,9 +95,9 @@ class ReportActions:
         if cfg.count:
             with self._lock:
                 if report.ok:
-                    self.delivered += 1
+                    self.stats.delivered += 1
                 else:
-                    self.failed += 1
+                    self.stats.failed += 1
         if cfg.log == "all":
             log.info("report route %s: %s", self.name, describe(report))
         elif cfg.log == "failure" and not report.ok:
@@ -100,9 +110,9 @@ class ReportActions:
         rc = self.ek.kafka_publish(target, message, report.key, self.dead_letter_route)
         with self._lock:
             if rc == 1:
-                self.dead_letter_published += 1
+                self.stats.dead_letter_published += 1
             else:
-                self.dead_letter_rejected += 1
+                self.stats.dead_letter_rejected += 1
         if rc != 1:
             self._fail_log.error(
                 "report route %s: dead-letter broker_id [%s] refused the copy, message lost "
@@ -115,9 +125,9 @@ class ReportActions:
     def _dead_letter_report(self, report: Report) -> None:
         with self._lock:
             if report.ok:
-                self.dead_letter_delivered += 1
+                self.stats.dead_letter_delivered += 1
             else:
-                self.dead_letter_failed += 1
+                self.stats.dead_letter_failed += 1
         if not report.ok:
             self._fail_log.error(
                 "report route %s: dead-letter copy failed too, message lost: %s",
@@ -127,14 +137,7 @@ class ReportActions:
 
     def counters(self) -> dict[str, int]:
         with self._lock:
-            return {
-                "delivered": self.delivered,
-                "failed": self.failed,
-                "dead_letter_published": self.dead_letter_published,
-                "dead_letter_rejected": self.dead_letter_rejected,
-                "dead_letter_delivered": self.dead_letter_delivered,
-                "dead_letter_failed": self.dead_letter_failed,
-            }
+            return counter_dict(self.stats)
 
 
 def describe(report: Report) -> str:

@@ -1,13 +1,5 @@
-"""The HTTP side: ``POST /mi`` (OpenSIPS mi_http compatible), ``/metrics``, ``/health/*``.
+"""The HTTP listener: aiohttp behind a guard that cuts off slow and idle clients.
 
-``/mi`` behaves as OpenSIPS's mi_http: POST only (405 otherwise), an empty body is 400, a
-JSON-RPC notification is answered 202 with no body, everything else 200 with the JSON-RPC
-response (errors included). In front of it:
-
-* **bearer token** (optional): ``Authorization: Bearer <token>`` or 401; compared in
-  constant time, never logged;
-* **size limit**: a body over ``max_request_bytes`` is 413 (with a JSON-RPC error body),
-  without being read;
 * **slow clients**: a connection has ``read_timeout`` seconds to deliver each whole request
   (headers and body), and is closed when idle that long between requests;
 * **connection cap**: at most ``max_connections`` connections are open at once. At the cap a
@@ -15,40 +7,23 @@ response (errors included). In front of it:
   (idle, or still sending its request): idle or slow clients can never lock out a health
   probe, a scrape or an MI caller. Only when every connection has a request being handled
   (an MI command, bounded by ``mi.command_timeout``) is the new one closed at once.
-
-``/metrics`` (Prometheus text format) and ``/health/live`` / ``/health/ready`` need no token;
-serve them on a separate listener (``metrics.listen``) to expose them beyond loopback
-without exposing the MI.
-
-Example::
-
-    app = make_app(HttpConfig(mi_path="/mi"), mi=dispatcher, registry=registry, ready=ready)
-    server = HttpServer(app, "127.0.0.1", 8888, read_timeout=10.0, max_connections=64)
-    await server.start()
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.registry import CollectorRegistry
 
-from .mi import INVALID_REQUEST, MIDispatcher, error_response
+from ...address import bound_address
+from ..counters import counter_dict
 
-__all__ = ["HttpConfig", "HttpCounters", "HttpServer", "ReadyCheck", "make_app"]
+__all__ = ["HttpCounters", "HttpServer", "guard_middleware", "read_body"]
 
 log = logging.getLogger("event_kafka.service.http")
-
-ReadyCheck = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
-"""``() -> (ready, details)`` for ``/health/ready``."""
 
 
 @dataclass
@@ -61,118 +36,14 @@ class HttpCounters:
     overload: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class HttpConfig:
-    """What :func:`make_app` serves. ``token`` is read on every request (a reload may change
-    it); ``None`` means no authentication."""
-
-    mi_path: str | None = "/mi"
-    token: Callable[[], str | None] = lambda: None
-    max_request_bytes: int = 65536
-    read_timeout: float = 10.0
-    metrics: bool = True
-    counters: HttpCounters = field(default_factory=HttpCounters)
-
-
-def make_app(
-    config: HttpConfig,
-    *,
-    mi: MIDispatcher | None,
-    registry: CollectorRegistry | None,
-    ready: ReadyCheck | None,
-) -> web.Application:
-    """The aiohttp application: the MI (when ``mi`` and ``config.mi_path``), metrics (when
-    ``registry``) and health endpoints (when ``ready``)."""
-    app = web.Application(client_max_size=config.max_request_bytes, middlewares=[_guard_middleware])
-    counters = config.counters
-
-    if mi is not None and config.mi_path:
-
-        async def handle_mi(request: web.Request) -> web.StreamResponse:
-            token = config.token()
-            if token is not None and not _authorized(request, token):
-                counters.unauthorized += 1
-                return web.Response(
-                    status=401,
-                    text="401: Unauthorized\n",
-                    headers={"WWW-Authenticate": 'Bearer realm="event-kafka"'},
-                )
-            length = request.content_length
-            if length is not None and length > config.max_request_bytes:
-                counters.too_large += 1
-                return _too_large(config.max_request_bytes)
-            try:
-                body = await asyncio.wait_for(_read_body(request), config.read_timeout)
-            except TimeoutError:
-                counters.timeout += 1
-                return web.Response(status=408, text="408: Request Timeout\n", headers=_CLOSE)
-            except web.HTTPRequestEntityTooLarge:
-                counters.too_large += 1
-                return _too_large(config.max_request_bytes)
-            if not body:
-                return web.Response(status=400, text="400: Bad Request (empty body)\n")
-            reply = await mi.handle(body)
-            if reply is None:
-                return web.Response(status=202)
-            return web.Response(body=orjson.dumps(reply), content_type="application/json")
-
-        app.router.add_post(config.mi_path, handle_mi)
-
-    if registry is not None and config.metrics:
-        reg = registry
-
-        async def handle_metrics(request: web.Request) -> web.StreamResponse:
-            data = generate_latest(reg)
-            return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-        app.router.add_get("/metrics", handle_metrics)
-
-    if ready is not None:
-        check = ready
-
-        async def handle_live(request: web.Request) -> web.StreamResponse:
-            return web.json_response({"status": "ok"}, dumps=_dumps)
-
-        async def handle_ready(request: web.Request) -> web.StreamResponse:
-            ok, details = await check()
-            body = {"status": "ok" if ok else "not ready", **details}
-            return web.json_response(body, status=200 if ok else 503, dumps=_dumps)
-
-        app.router.add_get("/health/live", handle_live)
-        app.router.add_get("/health/ready", handle_ready)
-    return app
-
-
-_CLOSE = {"Connection": "close"}
-
-
-def _dumps(obj: Any) -> str:
-    return orjson.dumps(obj).decode()
-
-
-def _too_large(limit: int) -> web.Response:
-    body = error_response(*INVALID_REQUEST, f"request larger than {limit} bytes")
-    return web.Response(
-        status=413, body=orjson.dumps(body), content_type="application/json", headers=_CLOSE
-    )
-
-
-def _authorized(request: web.Request, token: str) -> bool:
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    # Constant time: the comparison must not reveal how much of a guess was right.
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+        return counter_dict(self)
 
 
 @web.middleware
-async def _guard_middleware(
+async def guard_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
+    """Marks the connection busy while its request is handled (not evictable, no deadline)."""
     guard = _Guard.of(request.transport)
     if guard is not None:
         guard.enter()
@@ -183,7 +54,8 @@ async def _guard_middleware(
             guard.leave()
 
 
-async def _read_body(request: web.Request) -> bytes:
+async def read_body(request: web.Request) -> bytes:
+    """The request body; while it is still arriving the connection counts as waiting."""
     # Still receiving the request: the connection may be evicted at the cap, like an idle one.
     guard = _Guard.of(request.transport)
     if guard is not None:
@@ -327,8 +199,7 @@ class HttpServer:
     def address(self) -> tuple[str, int]:
         """The bound address (the real port when 0 was asked for)."""
         assert self._server is not None and self._server.sockets
-        sockname = self._server.sockets[0].getsockname()
-        return str(sockname[0]), int(sockname[1])
+        return bound_address(self._server.sockets[0])
 
     async def start(self) -> None:
         # No access log: one line per scrape or MI call would drown the useful lines.
