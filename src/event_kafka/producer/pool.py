@@ -313,7 +313,8 @@ class ProducerPool:
                     "name": sp.name,
                     "brokers": sp.label,
                     "lanes": sp.lanes,
-                    "queue_length": sp.queue_length,
+                    # Messages, not len(producer): that counts queued error and log events too.
+                    "queue_length": sp._in_flight(),
                     "down": sp.down,
                     "down_for": time.monotonic() - sp.down_since if sp.down else 0.0,
                     "config": describe_config(sp.key),
