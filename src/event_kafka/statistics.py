@@ -1,7 +1,8 @@
 """Typed statistics: who owns a counter, the counters of a lane, and their one aggregation.
 
-An owner is a value of one kind — a ``broker_id``, an event, a report route or a producer —
-never a bare string: a broker_id ``E1`` and an event ``E1`` are two different owners. Lane
+A lane's owner is a value of one kind — a ``broker_id`` or an event — never a bare string: a
+broker_id ``E1`` and an event ``E1`` are two different owners. (Producers and report routes
+have sections of their own in ``EventKafka.stats()``, keyed by their names.) Lane
 counters (:class:`LaneCounters`) add up with ``+``; :func:`group` is the one place that sums
 them (per owner, per ``(owner, topic)``, per subscriber socket...).
 """
@@ -24,9 +25,6 @@ __all__ = [
     "LaneCounters",
     "LaneOwner",
     "LaneStats",
-    "Owner",
-    "ProducerOwner",
-    "RouteOwner",
     "Tally",
     "group",
 ]
@@ -54,30 +52,8 @@ class EventOwner:
         return self.event
 
 
-@dataclass(frozen=True, slots=True)
-class RouteOwner:
-    """A report route."""
-
-    route: str
-
-    @property
-    def name(self) -> str:
-        return self.route
-
-
-@dataclass(frozen=True, slots=True)
-class ProducerOwner:
-    """A shared producer (its non-secret name, see ``producer_name``)."""
-
-    producer: str
-
-    @property
-    def name(self) -> str:
-        return self.producer
-
-
 LaneOwner = BrokerOwner | EventOwner
-Owner = BrokerOwner | EventOwner | RouteOwner | ProducerOwner
+"""Who publishes through a lane: a ``broker_id`` (``kafka_publish``) or an event."""
 
 REJECT_REASONS = ("queue_full", "too_large", "fatal", "closed", "other")
 """Why ``publish`` refused a message at once (``rejected_<reason>`` counters)."""
