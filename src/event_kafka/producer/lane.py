@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException
 
@@ -25,16 +25,26 @@ from .shared import _PURGED, SharedProducer, _Closed, log
 
 if TYPE_CHECKING:
     from ..kafka_socket import KafkaSocket
-    from .pool import ProducerPool
 
-__all__ = ["Lane"]
+__all__ = ["Lane", "LaneHost"]
+
+
+class LaneHost(Protocol):
+    """What a lane needs from the pool that made it."""
+
+    callbacks: RouteWorker  # runs per-message ``on_report`` callables
+    queue_full_wait: float  # seconds ``publish`` may wait on a full producer queue
+
+    def forget(self, lane: Lane) -> None:
+        """Drop a released lane whose last report has come."""
+        ...
 
 
 class Lane:
     """A user's view of a shared producer: one topic, its counters, its report route.
 
-    Created by :meth:`ProducerPool.lane`; ``publish`` is the hot path. Counters that several
-    threads bump (publishers, the poller, a closing thread, route workers) are
+    Created by :meth:`~event_kafka.producer.ProducerPool.lane`; ``publish`` is the hot path.
+    Counters that several threads bump (publishers, the poller, a closing thread, route workers) are
     :class:`~event_kafka.statistics.Tally`. For report routes it is a
     :class:`~event_kafka.report.ReportSource`: its ``kafka_id``, and where a route's failure
     is counted.
@@ -42,7 +52,7 @@ class Lane:
 
     def __init__(
         self,
-        pool: ProducerPool,
+        pool: LaneHost,
         sp: SharedProducer,
         socket: KafkaSocket,
         owner: LaneOwner,
