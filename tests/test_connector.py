@@ -376,7 +376,7 @@ def test_event_named_like_a_broker_id_is_not_counted_as_kafka_publish(
 
 
 def test_report_future_resolves_with_the_report(kafka_broker: Broker, topic: str) -> None:
-    from event_kafka.report import report_future
+    from event_kafka import report_future
 
     with EventKafka([f"[k]{kafka_broker.bootstrap}/{topic}", f"[dead]{dead_broker()}/t"]) as ek:
         fut, on_report = report_future()

@@ -137,6 +137,9 @@ class Lane:
     ) -> int:
         wait = self.pool.queue_full_wait
         if wait > 0:
+            # A short bounded retry: librdkafka signals freed queue space only through
+            # delivery callbacks (on the poller), and notifying on each of them would put a
+            # lock on every delivery for the sake of this rare, opt-in wait.
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline:
                 time.sleep(0.0005)

@@ -24,7 +24,7 @@ from .udp import InetAddress
 __all__ = ["Connection", "ConnectionCounters", "ConnectionOwner", "shutdown"]
 
 
-@dataclass(eq=False)  # a Connection is compared by identity (it sits in sets)
+@dataclass(eq=False)  # a Connection is compared by identity: one per address
 class ConnectionCounters:
     """Counters of one destination address (see :meth:`TcpTransport.stats`)."""
 
