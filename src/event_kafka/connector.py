@@ -315,23 +315,26 @@ class EventKafka:
     def in_flight(self) -> int:
         """Accepted messages whose report has not run yet (report routes included)."""
         lanes = sum(ln.stats.in_flight for ln in self.pool.lanes)
-        routes = sum(int(w["pending"]) for w in self.pool.stats()["report_routes"].values())
-        return lanes + routes + self.pool.callbacks.pending
+        return lanes + sum(w.pending for w in self.pool.workers())
 
     def flush(self, timeout: float = 10.0) -> int:
         """Wait up to ``timeout`` until every accepted message was reported; returns how many
         are still in flight. It keeps accepting meanwhile.
 
-        It waits by sleeping in small steps, which lets the delivery and report-route threads
-        run even in hosts whose calling thread otherwise never releases the GIL (Kamailio 5.6
-        workers between requests): call it before a planned stop of such a host.
+        It blocks on conditions (deliveries, then report routes), which releases the GIL and
+        so lets the delivery and report-route threads run even in hosts whose calling thread
+        otherwise never releases it (Kamailio 5.6 workers between requests): call it before a
+        planned stop of such a host.
         """
         deadline = time.monotonic() + timeout
         while True:
             left = self.in_flight()
             if left == 0 or time.monotonic() >= deadline:
                 return left
-            time.sleep(0.005)
+            # Routes may publish again from their reports: hence the loop.
+            self.pool.wait_delivered(max(deadline - time.monotonic(), 0.0))
+            for w in self.pool.workers():
+                w.drain(max(deadline - time.monotonic(), 0.0))
 
     def close(self, timeout: float | None = None) -> int:
         """Stop accepting, flush for ``timeout`` (default ``flush_timeout``), then fail the rest.

@@ -34,6 +34,11 @@ class LaneHost(Protocol):
 
     callbacks: RouteWorker  # runs per-message ``on_report`` callables
     queue_full_wait: float  # seconds ``publish`` may wait on a full producer queue
+    flushing: int  # threads waiting for deliveries (then each one is notified)
+
+    def note_delivery(self) -> None:
+        """A delivery report came while someone waits for deliveries."""
+        ...
 
     def forget(self, lane: Lane) -> None:
         """Drop a released lane whose last report has come."""
@@ -188,6 +193,8 @@ class Lane:
             )
         if self.released and self.accepted == self.delivered + self.failed:
             self.pool.forget(self)
+        if self.pool.flushing:
+            self.pool.note_delivery()
 
     def _dr_route(self, err: KafkaError | None, msg: Any) -> None:
         self._dr_count(err, msg)

@@ -82,6 +82,9 @@ class ProducerPool:
         self._lock = forksafe.rlock()
         # Notified when a released lane's last report came or a released producer closed.
         self._changed = forksafe.condition(self._lock)
+        # Notified on each delivery while someone waits in wait_delivered() (flushing > 0).
+        self._delivered = forksafe.condition()
+        self.flushing = 0
         self.closed = False
         forksafe.register(self)
 
@@ -291,6 +294,28 @@ class ProducerPool:
         with self._lock:
             return list(self._producers.values())
 
+    def workers(self) -> list[RouteWorker]:
+        """Every report-route worker, and the ``on_report`` one."""
+        with self._lock:
+            return [*self._routes.values(), self.callbacks]
+
+    def note_delivery(self) -> None:
+        """A lane got a delivery report while someone waits in :meth:`wait_delivered`."""
+        with self._delivered:
+            self._delivered.notify_all()
+
+    def wait_delivered(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` until no lane has a message without its delivery report
+        (report routes may still be running them); True if none has."""
+        with self._delivered:
+            self.flushing += 1
+            try:
+                return self._delivered.wait_for(
+                    lambda: not any(ln.stats.in_flight for ln in self.lanes), timeout
+                )
+            finally:
+                self.flushing -= 1
+
     def in_flight_of(self, sp: SharedProducer) -> int:
         """Messages accepted through ``sp`` whose report has not come yet."""
         return sum(ln.stats.in_flight for ln in self.lanes if ln.sp is sp)
@@ -342,3 +367,4 @@ class ProducerPool:
         self._releasing = set()  # the parent's background closes, not ours
         self._release_items = []
         self._releaser = None
+        self.flushing = 0
