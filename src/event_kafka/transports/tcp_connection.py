@@ -376,6 +376,8 @@ async def shutdown(conns: list[Connection], timeout: float) -> None:
     deadline = loop.time() + timeout
     for conn in conns:
         conn.service()
+    # Checked every 10 ms, at close only: asyncio has no "write buffer now empty" signal
+    # (pause/resume_writing fire at the high-water marks, not at zero).
     while any(not c.idle() for c in conns) and loop.time() < deadline:
         await asyncio.sleep(0.01)
     for conn in conns:
