@@ -339,3 +339,52 @@ def test_flush_returns_what_is_left_on_timeout() -> None:
     assert ek.flush(0.3) == 1
     assert 0.25 <= time.monotonic() - t0 < 2
     assert ek.close(0.1) == 1
+
+
+def test_event_named_like_a_broker_id_is_not_counted_as_kafka_publish(
+    kafka_broker: Broker, make_topic: Callable[..., str], consume: Consume
+) -> None:
+    """Issue 13: broker_id ``E1`` and an event ``E1`` are two owners, not one string."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from event_kafka.service.metrics import Snapshot, make_registry, statistics_groups
+
+    bid_topic, ev_topic = make_topic(), make_topic()
+    with EventKafka([f"[E1]{kafka_broker.bootstrap}/{bid_topic}"]) as ek:
+        ek.publish_event("E1")
+        assert ek.subscribe("E1", f"kafka:{kafka_broker.bootstrap}/{ev_topic}")
+        assert ek.raise_event("E1", {"n": 1}) == 1
+        assert len(consume(ev_topic, expect=1)) == 1
+        assert ek.flush(30) == 0
+        stats = ek.stats()
+        assert stats["broker_ids"]["E1"]["accepted"] == 0
+        assert stats["events"]["E1"].accepted == 1
+        snap = Snapshot(ek=stats, broker_topics={"E1": bid_topic})
+    groups = statistics_groups(snap)
+    assert groups["broker_E1"]["accepted"] == 0
+    assert groups["event_kafka"]["accepted"] == 1
+    accepted = {
+        (s.labels["broker_id"], s.labels["event"], s.labels["topic"]): s.value
+        for fam in text_string_to_metric_families(
+            generate_latest(make_registry(lambda: snap)).decode()
+        )
+        for s in fam.samples
+        if s.name == "event_kafka_messages_accepted_total"
+    }
+    assert accepted == {("E1", "", bid_topic): 0.0, ("", "E1", ev_topic): 1.0}
+
+
+def test_report_future_resolves_with_the_report(kafka_broker: Broker, topic: str) -> None:
+    from event_kafka import report_future
+
+    with EventKafka([f"[k]{kafka_broker.bootstrap}/{topic}", f"[dead]{dead_broker()}/t"]) as ek:
+        fut, on_report = report_future()
+        assert ek.kafka_publish("k", "m", key="c1", on_report=on_report) == 1
+        r = fut.result(timeout=30)
+        assert (r.ok, r.kafka_id, r.kafka_key, r.topic) == (True, "k", "c1", topic)
+        lost, on_lost = report_future()
+        assert ek.kafka_publish("dead", "m", on_report=on_lost) == 1
+        ek.close(0)
+        r = lost.result(timeout=30)
+    assert (r.ok, r.kafka_id, r.reason) == (False, "dead", "not delivered before shutdown")

@@ -22,13 +22,10 @@ from event_kafka.event_interface import (
 from event_kafka.payload import Params, build_payload
 from event_kafka.sip import CallId, SipMessageError
 from event_kafka.transports import (
+    BUILTIN_TRANSPORTS,
     Destination,
     Transport,
     TransportContext,
-    register_transport,
-    registered_schemes,
-    transport_factory,
-    unregister_transport,
 )
 
 INVITE = (
@@ -524,7 +521,7 @@ def test_close_closes_transports_before_destinations(fake: FakeTransport) -> Non
     assert order == ["transport", "destination"]
 
 
-def test_default_transports_come_from_the_registry(clock: FakeClock) -> None:
+def test_transports_are_chosen_per_instance(clock: FakeClock) -> None:
     made: list[TransportContext] = []
     fake = FakeTransport()
     fake.scheme = "fake2"
@@ -533,28 +530,30 @@ def test_default_transports_come_from_the_registry(clock: FakeClock) -> None:
         made.append(ctx)
         return fake
 
-    register_transport("fake2", factory)
-    try:
-        assert "fake2" in registered_schemes()
+    with EventInterface(clock=clock) as evi, EventInterface(clock=clock) as other:
+        evi.register_transport("fake2", factory)
+        assert "fake2" in evi.transport_schemes()
         with pytest.raises(ValueError, match="already registered"):
-            register_transport("fake2", factory)
-        with EventInterface(clock=clock) as evi:
-            evi.publish_event("E")
-            evi.subscribe("E", "fake2:x")
-            evi.subscribe("E", "fake2:y")
-            assert evi.raise_event("E") == 2
-        assert len(made) == 1 and made[0].pool is None  # one instance per interface
-        assert fake.transport_closed == 1
-    finally:
-        unregister_transport("fake2")
-    assert transport_factory("fake2") is None
-    assert {"kafka", "tcp", "udp"} <= set(registered_schemes())
+            evi.register_transport("fake2", factory)
+        evi.publish_event("E")
+        evi.subscribe("E", "fake2:x")
+        evi.subscribe("E", "fake2:y")
+        assert evi.raise_event("E") == 2
+        # Another instance knows only the built-ins: nothing is process-wide.
+        assert other.transport_schemes() == sorted(BUILTIN_TRANSPORTS) == ["kafka", "tcp", "udp"]
+        other.publish_event("E")
+        with pytest.raises(SocketError, match="unknown transport 'fake2'"):
+            other.subscribe("E", "fake2:x")
+    assert len(made) == 1 and made[0].pool is None  # one instance per interface
+    assert fake.transport_closed == 1
+    with EventInterface(clock=clock, factories={"fake2": factory}) as third:
+        assert "fake2" in third.transport_schemes()
 
 
 @pytest.mark.parametrize("bad", ["", "a:b", 3])
 def test_register_transport_rejects_bad_schemes(bad: Any) -> None:
-    with pytest.raises(ValueError, match="non-empty str without ':'"):
-        register_transport(bad, lambda ctx: FakeTransport())
+    with EventInterface() as evi, pytest.raises(ValueError, match="non-empty str without ':'"):
+        evi.register_transport(bad, lambda ctx: FakeTransport())
 
 
 def test_concurrent_subscribe_and_raise(evi: EventInterface, fake: FakeTransport) -> None:

@@ -24,7 +24,7 @@ from event_kafka.properties import redact
 from event_kafka.service.config import KeyLines, load_config_text
 from event_kafka.service.ingest import parse_notification
 from event_kafka.sip import callid_of
-from event_kafka.transports.tcp import _ReplyBuffer
+from event_kafka.transports.tcp_connection import _ReplyBuffer
 
 SMALL, LARGE = 1024, 64 * 1024
 FACTOR = 8

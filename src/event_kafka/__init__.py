@@ -13,7 +13,7 @@ from .forksafe import after_fork
 from .kafka_socket import KafkaSocket, parse_broker_id, parse_socket
 from .payload import build_payload
 from .producer import ProducerLimitError
-from .report import Report
+from .report import Report, report_future
 from .sip import CallId, SipMessageError
 
 __all__ = [
@@ -34,4 +34,5 @@ __all__ = [
     "build_payload",
     "parse_broker_id",
     "parse_socket",
+    "report_future",
 ]

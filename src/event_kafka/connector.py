@@ -30,6 +30,7 @@ from .kafka_socket import KafkaSocket, parse_broker_id
 from .producer import Lane, ProducerLimitError, ProducerPool
 from .ratelimit import RateLimitedLog
 from .report import Report, RouteWorker
+from .statistics import BrokerOwner, LaneCounters, group
 
 if TYPE_CHECKING:
     from .event_interface import EventInfo, EventInterface, EventSubscribers
@@ -232,7 +233,7 @@ class EventKafka:
             lane = self._lanes.get((broker_id, route_name))
             if lane is None:
                 try:
-                    lane = self.pool.lane(sock, broker_id, route)
+                    lane = self.pool.lane(sock, BrokerOwner(broker_id), route)
                 except ProducerLimitError as exc:
                     self.rejected_producer_limit += 1
                     self._unknown_log.warning("kafka_publish to [%s]: %s", broker_id, exc)
@@ -297,16 +298,11 @@ class EventKafka:
     def stats(self) -> dict[str, Any]:
         """Counters per broker id, per producer, per report route (and per event)."""
         pool = self.pool.stats()
-        per_id: dict[str, dict[str, int]] = {}
-        for lane in pool["lanes"]:
-            if lane["owner"] not in self.brokers:
-                continue
-            agg = per_id.setdefault(lane["owner"], {})
-            for k, v in lane.items():
-                if isinstance(v, int) and not isinstance(v, bool):
-                    agg[k] = agg.get(k, 0) + v
+        per_id = group((ln.owner, ln.counters) for ln in pool["lanes"])
         out: dict[str, Any] = {
-            "broker_ids": {bid: per_id.get(bid, _zero()) for bid in self.brokers},
+            "broker_ids": {
+                bid: per_id.get(BrokerOwner(bid), LaneCounters()).as_dict() for bid in self.brokers
+            },
             "unknown_broker_id": self.unknown_broker_id,
             "rejected_after_close": self.rejected_after_close,
             "rejected_producer_limit": self.rejected_producer_limit,
@@ -319,23 +315,26 @@ class EventKafka:
     def in_flight(self) -> int:
         """Accepted messages whose report has not run yet (report routes included)."""
         lanes = sum(ln.stats.in_flight for ln in self.pool.lanes)
-        routes = sum(int(w["pending"]) for w in self.pool.stats()["report_routes"].values())
-        return lanes + routes + self.pool.callbacks.pending
+        return lanes + sum(w.pending for w in self.pool.workers())
 
     def flush(self, timeout: float = 10.0) -> int:
         """Wait up to ``timeout`` until every accepted message was reported; returns how many
         are still in flight. It keeps accepting meanwhile.
 
-        It waits by sleeping in small steps, which lets the delivery and report-route threads
-        run even in hosts whose calling thread otherwise never releases the GIL (Kamailio 5.6
-        workers between requests): call it before a planned stop of such a host.
+        It blocks on conditions (deliveries, then report routes), which releases the GIL and
+        so lets the delivery and report-route threads run even in hosts whose calling thread
+        otherwise never releases it (Kamailio 5.6 workers between requests): call it before a
+        planned stop of such a host.
         """
         deadline = time.monotonic() + timeout
         while True:
             left = self.in_flight()
             if left == 0 or time.monotonic() >= deadline:
                 return left
-            time.sleep(0.005)
+            # Routes may publish again from their reports: hence the loop.
+            self.pool.wait_delivered(max(deadline - time.monotonic(), 0.0))
+            for w in self.pool.workers():
+                w.drain(max(deadline - time.monotonic(), 0.0))
 
     def close(self, timeout: float | None = None) -> int:
         """Stop accepting, flush for ``timeout`` (default ``flush_timeout``), then fail the rest.
@@ -406,20 +405,3 @@ def _parse_broker_ids(entries: Iterable[str]) -> dict[str, KafkaSocket]:
             raise ConfigError(f"Broker ID [{bid}] already defined")
         brokers[bid] = sock
     return brokers
-
-
-def _zero() -> dict[str, int]:
-    keys = (
-        "accepted",
-        "delivered",
-        "failed",
-        "in_flight",
-        "rejected",
-        "rejected_queue_full",
-        "rejected_too_large",
-        "rejected_fatal",
-        "rejected_closed",
-        "rejected_other",
-        "route_errors",
-    )
-    return dict.fromkeys(keys, 0)

@@ -36,24 +36,40 @@ Records sent to Kafka subscribers carry a header ``event`` = the event name; see
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import forksafe
-from .errors import EventKafkaError, SocketError
+from .errors import EventKafkaError
 from .event_name import MAX_EVENT_NAME, EventNameError, check_event_name, event_name_problem
+from .events import (
+    INF,
+    Event,
+    EventInfo,
+    EventStats,
+    EventSubscribers,
+    Subscriber,
+    SubscriberInfo,
+    UnknownEventError,
+    subscriber_info,
+)
 from .kafka_socket import using_policy
 from .payload import Params, build_payload
 from .properties import PropertyPolicy
 from .ratelimit import RateLimitedLog
 from .sip import key_for
-from .transports import Transport, TransportContext, transport_factory
-from .transports.base import Destination, SendFunction
+from .transports import (
+    BUILTIN_TRANSPORTS,
+    Transport,
+    TransportContext,
+    TransportFactory,
+    split_socket,
+)
+from .transports import check_scheme as _check_scheme
+from .transports.base import Destination
 
 if TYPE_CHECKING:
     from .producer import ProducerPool
@@ -70,143 +86,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("event_kafka.event_interface")
-
-_INF = math.inf
-
-
-class UnknownEventError(EventKafkaError, LookupError):
-    """The event was never published ("Event not published").
-
-    Attributes:
-        event: the name asked for.
-    """
-
-    def __init__(self, event: str) -> None:
-        super().__init__(f"Event not published: {event!r}")
-        self.event = event
-
-
-@dataclass(frozen=True, slots=True)
-class EventInfo:
-    """A published event, as MI ``events_list`` shows it."""
-
-    name: str
-    id: int
-
-    def to_mi(self) -> dict[str, object]:
-        """``{"name": ..., "id": ...}``."""
-        return {"name": self.name, "id": self.id}
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriberInfo:
-    """One subscriber, as MI ``subscribers_list`` shows it.
-
-    Attributes:
-        socket: ``<transport>:<print form>`` (e.g. ``kafka:127.0.0.1:9092/topic``; Kafka
-            properties are never shown).
-        expire: seconds, or ``None`` when it never expires.
-        ttl: whole seconds left (rounded up, at least 1) while not expired; ``None`` when it
-            never expires or has expired.
-        expired: the expiry time has been reached (it is removed at the next check).
-        subscribed_at: wall-clock time of the (last) subscription.
-    """
-
-    socket: str
-    expire: int | None
-    ttl: int | None
-    expired: bool
-    subscribed_at: float
-
-    def to_mi(self) -> dict[str, object]:
-        """OpenSIPS's shape: ``{"socket", "expire": int | "never", "ttl": int | "expired"}``
-        (no ``ttl`` when it never expires)."""
-        if self.expire is None:
-            return {"socket": self.socket, "expire": "never"}
-        ttl: object = "expired" if self.expired else self.ttl
-        return {"socket": self.socket, "expire": self.expire, "ttl": ttl}
-
-
-@dataclass(frozen=True, slots=True)
-class EventSubscribers:
-    """A published event with its live subscribers, newest first."""
-
-    name: str
-    id: int
-    subscribers: tuple[SubscriberInfo, ...]
-
-    def to_mi(self) -> dict[str, object]:
-        """``{"name", "id", "Subscribers": [...]}`` (OpenSIPS's capitalisation)."""
-        return {
-            "name": self.name,
-            "id": self.id,
-            "Subscribers": [s.to_mi() for s in self.subscribers],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class EventStats:
-    """Counters of one event.
-
-    Attributes:
-        subscribers: live subscribers now.
-        raised: successful ``raise_event`` calls (with or without subscribers).
-        accepted: subscriber sends that accepted the event.
-        failed: subscriber sends that did not (queue full, send error...).
-    """
-
-    name: str
-    id: int
-    subscribers: int
-    raised: int
-    accepted: int
-    failed: int
-
-
-class _Subscriber:
-    __slots__ = ("dest", "expire", "scheme", "since", "socket")
-
-    def __init__(self, scheme: str, dest: Destination, expire: int | None, since: float) -> None:
-        self.scheme = scheme
-        self.dest = dest
-        self.socket = f"{scheme}:{dest.print()}"
-        self.expire = expire
-        self.since = since
-
-    @property
-    def deadline(self) -> float:
-        return _INF if self.expire is None else self.since + self.expire
-
-
-_Snapshot = tuple[tuple[tuple[SendFunction, bool], ...], bool, float]
-"""What ``raise_event`` reads, replaced as a whole under the lock so it needs none:
-((bound send, wants the Call-ID) newest first, whether any wants it, earliest deadline)."""
-
-_EMPTY: _Snapshot = ((), False, _INF)
-
-
-class _Event:
-    __slots__ = ("accepted", "failed", "id", "index", "name", "raised", "snap", "subs")
-
-    def __init__(self, name: str, id_: int) -> None:
-        self.name = name
-        self.id = id_
-        self.subs: tuple[_Subscriber, ...] = ()  # newest first
-        self.index: dict[tuple[str, Destination], _Subscriber] = {}
-        self.snap: _Snapshot = _EMPTY
-        # Counters are updated without a lock: under the GIL an attribute += is not
-        # interrupted by another Python thread between its load and store in practice.
-        self.raised = 0
-        self.accepted = 0
-        self.failed = 0
-
-    def set_subs(self, subs: tuple[_Subscriber, ...]) -> None:
-        self.subs = subs
-        self.snap = (
-            tuple((s.dest.send, s.dest.needs_callid) for s in subs),
-            any(s.dest.needs_callid for s in subs),
-            min((s.deadline for s in subs), default=_INF),
-        )
 
 
 class EventInterface:
@@ -231,8 +110,11 @@ class EventInterface:
     Args:
         pool: the producer pool Kafka subscribers use (shared with ``kafka_publish``);
             ``None``: the Kafka transport creates and owns one.
-        transports: transport instances to use instead of the registered ones for their
+        transports: transport instances to use instead of the built-in ones for their
             schemes (e.g. ``[TcpTransport(reliable=True)]``); closed by :meth:`close`.
+        factories: more transport factories by scheme, beside (or replacing)
+            :data:`~event_kafka.transports.BUILTIN_TRANSPORTS`; each is called once, when
+            a socket first names its scheme (see also :meth:`register_transport`).
         clock: wall-clock seconds (``time.time``), injectable for tests.
         expiry_interval: seconds between timer sweeps of expired subscribers; ``0`` or less
             disables the timer (removal is then only lazy, as in OpenSIPS).
@@ -245,21 +127,50 @@ class EventInterface:
         pool: ProducerPool | None = None,
         *,
         transports: Iterable[Transport] = (),
+        factories: Mapping[str, TransportFactory] | None = None,
         clock: Callable[[], float] = time.time,
         expiry_interval: float = 1.0,
         event_header: bool = True,
     ) -> None:
         self._context = TransportContext(pool, event_header)
         self._transports: dict[str, Transport] = {t.scheme: t for t in transports}
+        self._factories: dict[str, TransportFactory] = dict(BUILTIN_TRANSPORTS)
+        for scheme, factory in (factories or {}).items():
+            self._factories[_check_scheme(scheme)] = factory
         self._clock = clock
         self._expiry_interval = expiry_interval
-        self._events: dict[str, _Event] = {}
+        self._events: dict[str, Event] = {}
         self._lock = forksafe.rlock()
         self._timer: threading.Thread | None = None
         self._timer_stop = forksafe.event()
         self._closed = False
         self._log = RateLimitedLog(log, 10.0)
         forksafe.register(self)
+
+    def register_transport(
+        self, scheme: str, factory: TransportFactory, *, replace: bool = False
+    ) -> None:
+        """Make this interface's sockets ``<scheme>:...`` use the transport ``factory`` makes.
+
+        Only this instance: ``evi.register_transport("list", lambda ctx: ListTransport())``.
+        The factory is called once, with a :class:`~event_kafka.transports.TransportContext`,
+        when a socket first names the scheme.
+
+        Raises:
+            ValueError: a bad scheme (empty, with ``:``), or one this interface knows
+                already (a built-in, injected or registered one) and ``replace`` is false.
+        """
+        _check_scheme(scheme)
+        with self._lock:
+            known = scheme in self._factories or scheme in self._transports
+            if known and not replace:
+                raise ValueError(f"transport {scheme!r} is already registered")
+            self._factories[scheme] = factory
+
+    def transport_schemes(self) -> list[str]:
+        """The schemes this interface knows (built-in, injected, registered), sorted."""
+        with self._lock:
+            return sorted(self._factories.keys() | self._transports.keys())
 
     # -- events ------------------------------------------------------------------------------
 
@@ -275,7 +186,7 @@ class EventInterface:
         with self._lock:
             ev = self._events.get(name)
             if ev is None:
-                ev = self._events[name] = _Event(name, len(self._events))
+                ev = self._events[name] = Event(name, len(self._events))
             return ev.id
 
     def event_id(self, name: str) -> int:
@@ -344,7 +255,7 @@ class EventInterface:
                 ev.set_subs(ev.subs)  # the deadline moved
             else:
                 dest.admit()  # may refuse (e.g. max_producers): nothing changed yet
-                sub = ev.index[(scheme, dest)] = _Subscriber(scheme, dest, expire, now)
+                sub = ev.index[(scheme, dest)] = Subscriber(scheme, dest, expire, now)
                 ev.set_subs((sub, *ev.subs))
             if sub.expire is not None:
                 self._ensure_timer()
@@ -382,7 +293,7 @@ class EventInterface:
         out = []
         for ev in events:
             self._purge(ev, now)
-            subs = tuple(_info(s, now) for s in ev.subs)
+            subs = tuple(subscriber_info(s, now) for s in ev.subs)
             if subs or event is not None:
                 out.append(EventSubscribers(ev.name, ev.id, subs))
         return out
@@ -402,7 +313,7 @@ class EventInterface:
         now = self._clock()
         self._purge(ev, now)
         sub = ev.index.get((scheme, dest))
-        return None if sub is None else _info(sub, now)
+        return None if sub is None else subscriber_info(sub, now)
 
     def subscriber_count(self, event: str) -> int:
         """How many subscribers ``event`` has now (expired ones not yet removed included)."""
@@ -474,7 +385,7 @@ class EventInterface:
         if sip_msg is not None and not isinstance(sip_msg, str | bytes):
             raise TypeError(f"sip_msg must be str, bytes, CallId or None, not {_tn(sip_msg)}")
         senders, needs_callid, deadline = ev.snap
-        if deadline != _INF and deadline < self._clock():
+        if deadline != INF and deadline < self._clock():
             self._purge(ev, self._clock())
             senders, needs_callid, deadline = ev.snap
         if not senders:
@@ -549,7 +460,7 @@ class EventInterface:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _event(self, name: str) -> _Event:
+    def _event(self, name: str) -> Event:
         if not isinstance(name, str):
             raise TypeError(f"event must be str, not {_tn(name)}")
         ev = self._events.get(name)
@@ -558,41 +469,26 @@ class EventInterface:
         return ev
 
     def _parse(self, socket: str, policy: PropertyPolicy | None = None) -> tuple[str, Destination]:
-        if not isinstance(socket, str):
-            raise TypeError(f"socket must be str, not {type(socket).__name__}")
-        colon = socket.find(":")
-        if colon <= 0:
-            what = "missing transport" if colon < 0 else "empty transport name"
-            raise SocketError(
-                f"invalid socket {_shown(socket)!r}: {what}: expected <transport>:<address>",
-                max(colon, 0),
-            )
-        scheme = socket[:colon]
-        transport = self._transport(scheme, socket)
+        with self._lock:
+            known = self._factories.keys() | self._transports.keys()
+        scheme, address = split_socket(socket, known)
+        transport = self._transport(scheme)
         with using_policy(policy):  # what the kafka transport's parse_socket applies
-            return scheme, transport.parse(socket[colon + 1 :])
+            return scheme, transport.parse(address)
 
-    def _transport(self, scheme: str, socket: str) -> Transport:
+    def _transport(self, scheme: str) -> Transport:
         t = self._transports.get(scheme)
         if t is not None:
             return t
-        factory = transport_factory(scheme)
-        if factory is None:
-            hint = ""
-            if transport_factory(scheme.lower()) is not None:
-                hint = f" (transport names are case-sensitive: write {scheme.lower()!r})"
-            raise SocketError(
-                f"invalid socket {_shown(socket)!r}: unknown transport {scheme!r}{hint}", 0
-            )
         with self._lock:
             if self._closed:
                 raise RuntimeError("the Event Interface is closed")
             t = self._transports.get(scheme)
             if t is None:
-                t = self._transports[scheme] = factory(self._context)
+                t = self._transports[scheme] = self._factories[scheme](self._context)
             return t
 
-    def _remove(self, ev: _Event, scheme: str, dest: Destination) -> bool:
+    def _remove(self, ev: Event, scheme: str, dest: Destination) -> bool:
         with self._lock:
             sub = ev.index.pop((scheme, dest), None)
             if sub is not None:
@@ -603,7 +499,7 @@ class EventInterface:
         _close(sub.dest)
         return True
 
-    def _purge(self, ev: _Event, now: float) -> int:
+    def _purge(self, ev: Event, now: float) -> int:
         """Remove ``ev``'s subscribers expired at ``now``; closes them outside the lock."""
         if ev.snap[2] >= now:
             return 0
@@ -613,7 +509,7 @@ class EventInterface:
                 for s in gone:
                     del ev.index[(s.scheme, s.dest)]
                 ev.set_subs(tuple(s for s in ev.subs if s.deadline >= now))
-            if self._timer is None and ev.snap[2] != _INF:
+            if self._timer is None and ev.snap[2] != INF:
                 self._ensure_timer()  # e.g. in a forked child, whose timer is gone
         for s in gone:
             _close(s.dest)
@@ -654,15 +550,6 @@ def _expiry_loop(
         del evi
 
 
-def _info(sub: _Subscriber, now: float) -> SubscriberInfo:
-    if sub.expire is None:
-        return SubscriberInfo(sub.socket, None, None, False, sub.since)
-    left = sub.since + sub.expire - now
-    if left > 0:
-        return SubscriberInfo(sub.socket, sub.expire, math.ceil(left), False, sub.since)
-    return SubscriberInfo(sub.socket, sub.expire, None, True, sub.since)
-
-
 def _close(dest: Destination) -> None:
     try:
         dest.close()
@@ -678,12 +565,6 @@ def _unknown(name: object) -> EventKafkaError:
     # Only on the not-found path: a published name is valid by construction.
     problem = event_name_problem(name)
     return EventNameError(problem) if problem is not None else UnknownEventError(str(name))
-
-
-def _shown(socket: str) -> str:
-    # Property values may be secrets: quote a rejected socket without its query part.
-    head, q, _ = socket.partition("?")
-    return head + ("?..." if q else "")
 
 
 def _tn(value: object) -> str:

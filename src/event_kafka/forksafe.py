@@ -56,6 +56,14 @@ def event() -> threading.Event:
     return ev
 
 
+def condition(lock: threading.Lock | threading.RLock | None = None) -> threading.Condition:
+    """A ``threading.Condition`` (on ``lock``, default a new one) re-initialised, lock and
+    waiters, in a forked child."""
+    cond = threading.Condition(lock if lock is not None else threading.Lock())
+    _primitives.add(cond)
+    return cond
+
+
 def register(obj: ForkAware) -> None:
     """Call ``obj._after_fork_in_child()`` in forked children while ``obj`` lives."""
     _objects.add(obj)

@@ -8,17 +8,21 @@ the error reason, topic, partition and offset.
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from confluent_kafka import KafkaError
 
 from . import forksafe
 from .poller import guarded
 from .ratelimit import RateLimitedLog
+from .statistics import Tally
 
 log = logging.getLogger("event_kafka.report")
 
@@ -69,6 +73,33 @@ class Report:
         self.partition = partition
         self.offset = offset
 
+    @classmethod
+    def from_delivery(cls, d: Delivery) -> Report:
+        """The report of delivery ``d`` (built on a route worker, off the poller)."""
+        msg = d.message
+        if d.error is None:
+            return cls(
+                d.source.kafka_id,
+                STATUS_SUCCESS,
+                msg.key(),
+                msg.value(),
+                None,
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+            )
+        part = msg.partition()
+        return cls(
+            d.source.kafka_id,
+            STATUS_FAIL,
+            msg.key(),
+            msg.value(),
+            d.reason or d.error.str(),
+            msg.topic(),
+            part if part is not None and part >= 0 else None,
+            None,
+        )
+
     @property
     def ok(self) -> bool:
         return self.kafka_status == STATUS_SUCCESS
@@ -111,10 +142,55 @@ class Report:
 
 ReportRoute = Callable[[Report], object]
 
-# What the poller hands to a route worker: the lane (counters to blame, report context), the
-# raw librdkafka results, the failure reason resolved at delivery time, and the callable to
-# run (None: the worker's route). The Report is built in the worker, off the poller.
-Job = tuple[Any, Any, Any, str | None, ReportRoute | None]
+
+class ReportSource(Protocol):
+    """Where a reported message came from (a producer lane), as report routes need it."""
+
+    @property
+    def kafka_id(self) -> str:
+        """The broker_id, or the event of a Kafka subscriber."""
+        ...
+
+    def route_failed(self) -> None:
+        """Count that a report route (or ``on_report``) raised for one of its messages."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message's outcome as librdkafka gave it, handed by the poller to a route worker.
+
+    The :class:`Report` is built from it on the worker (:meth:`Report.from_delivery`), off
+    the poller. ``reason`` is resolved at delivery time (a purge's reason is only known
+    then); ``callback`` is a per-message ``on_report`` (``None``: the worker's route).
+    """
+
+    source: ReportSource
+    error: KafkaError | None
+    message: Any  # confluent_kafka.Message
+    reason: str | None
+    callback: ReportRoute | None = None
+
+
+def report_future() -> tuple[Future[Report], Callable[[Report], None]]:
+    """A future for one message's report, and the ``on_report`` callback that resolves it.
+
+    >>> fut, on_report = report_future()                               # doctest: +SKIP
+    >>> ek.kafka_publish("cdr", "msg", on_report=on_report)
+    1
+    >>> fut.result(timeout=5).ok                    # or: await asyncio.wrap_future(fut)
+    True
+
+    Only pass ``on_report`` with a publish that returned 1: a refused message (-1) gets no
+    report, so its future never resolves.
+    """
+    fut: Future[Report] = Future()
+
+    def resolve(report: Report) -> None:
+        with contextlib.suppress(InvalidStateError):  # the waiter cancelled it
+            fut.set_result(report)
+
+    return fut, resolve
 
 
 class RouteWorker:
@@ -133,9 +209,11 @@ class RouteWorker:
         self.max_pending = max_pending
         self.errors = 0
         self.ran = 0  # the worker thread alone writes it
-        self._reserved = itertools.count()
-        self._submitted = itertools.count()  # the poller and closing threads submit
-        self._q: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._reserved = Tally()
+        self._submitted = Tally()  # the poller and closing threads submit
+        self._q: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
+        self._ran_cond = forksafe.condition()  # drain() waits on it
+        self._draining = 0
         self._thread: threading.Thread | None = None
         self._lock = forksafe.lock()
         self._errlog = RateLimitedLog(log, interval=10.0)
@@ -144,18 +222,18 @@ class RouteWorker:
 
     def full(self) -> bool:
         """Messages accepted for this worker whose report has not run yet reach the bound."""
-        return _count_value(self._reserved) - self.ran >= self.max_pending
+        return self._reserved.value - self.ran >= self.max_pending
 
     def reserve(self) -> None:
         """One more accepted message will be reported through this worker."""
-        next(self._reserved)
+        self._reserved.bump()
 
     # -- poller side -------------------------------------------------------------------------
 
-    def submit(self, job: Job) -> None:
+    def submit(self, d: Delivery) -> None:
         """Queue one report; never blocks (the bound is enforced at :meth:`full`)."""
-        next(self._submitted)
-        self._q.put(job)
+        self._submitted.bump()
+        self._q.put(d)
         # After the put: a worker that is ending re-checks the queue under the lock.
         if self._thread is None:
             self._start()
@@ -170,30 +248,32 @@ class RouteWorker:
     def _run(self) -> None:
         get = self._q.get
         while True:
-            job = get()
-            if job is None:  # stop(): end once nothing is queued any more
+            d = get()
+            if d is None:  # stop(): end once nothing is queued any more
                 with self._lock:
                     if self._q.empty():
                         self._thread = None
                         return
                 continue
-            lane, err, msg, reason, fn = job
             try:
-                (fn or self.route)(lane.make_report(err, msg, reason))  # type: ignore[misc]
+                (d.callback or self.route)(Report.from_delivery(d))  # type: ignore[misc]
             except BaseException as exc:  # user code: nothing it raises may end this thread
-                self._failed(lane, exc)
+                self._failed(d.source, exc)
             self.ran += 1
+            if self._draining:
+                with self._ran_cond:
+                    self._ran_cond.notify_all()
 
-    def _failed(self, lane: Any, exc: BaseException) -> None:
+    def _failed(self, source: ReportSource, exc: BaseException) -> None:
         self.errors += 1
-        lane.route_failed()
+        source.route_failed()
         guarded(self._errlog.error, "report route %r raised %s: %s", self.name, _tn(exc), exc)
 
     # -- life cycle --------------------------------------------------------------------------
 
     @property
     def submitted(self) -> int:
-        return _count_value(self._submitted)
+        return self._submitted.value
 
     @property
     def pending(self) -> int:
@@ -207,9 +287,14 @@ class RouteWorker:
 
     def drain(self, timeout: float) -> bool:
         """Wait until every submitted report ran (or ``timeout``); True if all ran."""
-        deadline = time.monotonic() + timeout
-        while self.ran < self.submitted and time.monotonic() < deadline:
-            time.sleep(0.005)
+        with self._ran_cond:
+            self._draining += 1
+            try:
+                # The worker notifies after each report while someone drains; the timeout
+                # bounds the wait if its thread is gone (it left reports for a new thread).
+                self._ran_cond.wait_for(lambda: self.ran >= self.submitted, timeout)
+            finally:
+                self._draining -= 1
         return self.ran >= self.submitted
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -226,15 +311,10 @@ class RouteWorker:
         self._q = queue.SimpleQueue()
         self._thread = None
         self.errors = self.ran = 0
-        self._reserved = itertools.count()
-        self._submitted = itertools.count()
+        self._reserved = Tally()
+        self._submitted = Tally()
+        self._draining = 0
 
 
 def _tn(value: object) -> str:
     return type(value).__name__
-
-
-def _count_value(c: itertools.count[int]) -> int:
-    # itertools.count is the one counter that is atomic across threads at no cost (a C call);
-    # its repr is "count(N)".
-    return int(repr(c)[6:-1])

@@ -276,8 +276,8 @@ def lane_totals(ek: EventKafka, topic: str) -> dict[str, int]:
     """Counters summed over every lane on ``topic`` (broker ids and event subscribers)."""
     out: Counter[str] = Counter()
     for lane in ek.stats()["lanes"]:
-        if lane["topic"] == topic:
-            out.update({k: v for k, v in lane.items() if isinstance(v, int)})
+        if lane.topic == topic:
+            out.update(lane.counters.as_dict())
     return dict(out)
 
 

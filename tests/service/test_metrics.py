@@ -2,35 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from event_kafka import EventKafka
 from event_kafka.event_interface import EventStats
 from event_kafka.service.metrics import Snapshot, make_registry, statistics_groups
+from event_kafka.statistics import BrokerOwner, EventOwner, LaneCounters, LaneOwner, LaneStats
 
 
-def lane(owner: str, topic: str, **counts: int) -> dict[str, Any]:
-    base = dict.fromkeys(
-        (
-            "accepted", "delivered", "failed", "rejected_queue_full", "rejected_too_large",
-            "rejected_fatal", "rejected_closed", "rejected_other", "route_errors", "in_flight",
-            "rejected",
-        ),
-        0,
-    )  # fmt: skip
-    base.update(counts)
-    return {"owner": owner, "topic": topic, "brokers": "h:1", **base}
+def lane(owner: LaneOwner, topic: str, **counts: int) -> LaneStats:
+    return LaneStats(owner, topic, "h:1", LaneCounters(**counts))
 
 
 SNAP = Snapshot(
     ek={
         "lanes": [
-            lane("k1", "t1", accepted=5, delivered=3, failed=1, in_flight=1),
-            lane("k1", "t1", accepted=2, delivered=2),  # same broker_id, another report route
-            lane("E_CDR", "cdr", accepted=4, delivered=4, rejected_queue_full=2, rejected=2),
+            lane(BrokerOwner("k1"), "t1", accepted=5, delivered=3, failed=1),
+            lane(
+                BrokerOwner("k1"), "t1", accepted=2, delivered=2
+            ),  # same broker_id, another report route
+            lane(EventOwner("E_CDR"), "cdr", accepted=4, delivered=4, rejected_queue_full=2),
         ],
         "producers": [
             {

@@ -24,12 +24,7 @@ from event_kafka.service.mi import (
     raise_event_params,
     service_commands,
 )
-from event_kafka.transports import (
-    Destination,
-    Transport,
-    register_transport,
-    unregister_transport,
-)
+from event_kafka.transports import Destination, Transport
 
 # -- fixtures ---------------------------------------------------------------------------------
 
@@ -60,13 +55,6 @@ class CaptureTransport(Transport):
 
     def parse(self, text: str) -> Destination:
         return CaptureDestination(text, SINK)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def capture_transport() -> Iterator[None]:
-    register_transport("cap", lambda ctx: CaptureTransport(), replace=True)
-    yield
-    unregister_transport("cap")
 
 
 class FakeService:
@@ -100,6 +88,7 @@ def service() -> Iterator[FakeService]:
         broker_ids=["[k1]127.0.0.1:1/t1?t.message.timeout.ms=300", "[k2]127.0.0.1:1/t2"],
         flush_timeout=0.0,
     )
+    ek.evi.register_transport("cap", lambda ctx: CaptureTransport())
     ek.evi.publish_event("E_TEST")
     ek.evi.publish_event("E_OTHER")
     SINK.clear()

@@ -15,6 +15,7 @@ from event_kafka.errors import SocketError
 from event_kafka.kafka_socket import parse_broker_id, parse_socket
 from event_kafka.producer import ProducerPool, producer_name
 from event_kafka.service.metrics import Snapshot, make_registry
+from event_kafka.statistics import EventOwner
 
 SECRET = "Sn0wy-0wl-pw-77"
 
@@ -140,7 +141,7 @@ def test_librdkafka_statistics_are_exported(kafka_broker: Any, topic: str) -> No
 
 def test_statistics_off_by_default(kafka_broker: Any, topic: str) -> None:
     pool = ProducerPool(flush_timeout=5)
-    lane = pool.lane(parse_socket(f"kafka:{kafka_broker.bootstrap}/{topic}"), owner="x")
+    lane = pool.lane(parse_socket(f"kafka:{kafka_broker.bootstrap}/{topic}"), owner=EventOwner("x"))
     try:
         assert lane.publish(b"m") == 1
         deadline = time.monotonic() + 30

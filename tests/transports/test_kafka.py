@@ -16,6 +16,7 @@ from event_kafka.event_interface import EventInterface
 from event_kafka.kafka_socket import KafkaSocket
 from event_kafka.producer import ProducerPool
 from event_kafka.sip import SipMessageError
+from event_kafka.statistics import EventOwner
 from event_kafka.transports.kafka import KafkaDestination, KafkaTransport
 
 Broker = LocalKafka | TansuBroker
@@ -50,7 +51,7 @@ class FakeClock:
 
 
 class FakeLane:
-    def __init__(self, socket: KafkaSocket, owner: str, ok: bool = True) -> None:
+    def __init__(self, socket: KafkaSocket, owner: EventOwner, ok: bool = True) -> None:
         self.socket, self.owner, self.ok = socket, owner, ok
         self.published: list[tuple[Any, Any, Any]] = []
 
@@ -65,7 +66,7 @@ class FakePool:
         self.released: list[FakeLane] = []
         self.ok = True
 
-    def lane(self, socket: KafkaSocket, owner: str) -> FakeLane:
+    def lane(self, socket: KafkaSocket, owner: EventOwner) -> FakeLane:
         lane = FakeLane(socket, owner, self.ok)
         self.lanes.append(lane)
         return lane
@@ -117,7 +118,7 @@ def test_lane_is_taken_on_first_event_and_given_back(kafka: KafkaTransport, pool
     assert d.send(b"{1}", "E_CALL", None, b"cid") is True
     assert d.send(b"{2}", "E_CALL", None, None) is True
     [lane] = pool.lanes
-    assert (lane.owner, lane.socket) == ("E_CALL", d.socket)
+    assert (lane.owner, lane.socket) == (EventOwner("E_CALL"), d.socket)
     assert lane.published == [
         (b"{1}", b"cid", [("event", b"E_CALL")]),
         (b"{2}", None, [("event", b"E_CALL")]),
@@ -286,7 +287,11 @@ def test_identical_configuration_shares_one_producer(
         [producer] = real_pool.producers
         assert producer.lanes == 3
         lanes = real_pool.stats()["lanes"]
-        assert sorted(ln["owner"] for ln in lanes) == ["E_CALL_END", "E_CALL_START", "E_CALL_START"]
+        assert sorted(ln.owner.name for ln in lanes) == [
+            "E_CALL_END",
+            "E_CALL_START",
+            "E_CALL_START",
+        ]
         dests = [cast(KafkaDestination, s.dest) for ev in evi._events.values() for s in ev.subs]
         assert len({id(d.lane.sp) for d in dests if d.lane is not None}) == 1
         assert all(d.lane is not None for d in dests)

@@ -65,11 +65,11 @@ from pydantic import (
 )
 
 from ..address import format_address
-from ..errors import ConfigError, SocketError
+from ..errors import ConfigError
 from ..event_name import check_event_name
 from ..kafka_socket import KafkaSocket, mask_secrets, parse_broker_id, parse_socket
 from ..properties import PropertyPolicy, redact, untrusted_policy
-from ..transports import TransportContext, registered_schemes, transport_factory
+from ..transports import BUILTIN_TRANSPORTS, TransportContext, split_socket
 from .sources import apply_environment, apply_overrides, resolve_references
 
 __all__ = [
@@ -626,21 +626,16 @@ def check_subscriber_socket(text: str) -> tuple[str, object]:
     denote the same subscriber (the transport's *match*).
 
     ``kafka:`` sockets go through :func:`~event_kafka.kafka_socket.parse_socket` (with its
-    librdkafka property checks); other schemes through the registered Event Interface
+    librdkafka property checks); other schemes through the built-in Event Interface
     transport (``udp:``, ``tcp:``...), which resolves the host. Nothing is opened.
 
     Raises:
         SocketError: with a message that hides secret values.
     """
-    if text.startswith("kafka:"):
+    scheme, rest = split_socket(text, BUILTIN_TRANSPORTS)
+    if scheme == "kafka":
         return "kafka", parse_socket(text)
-    scheme, colon, rest = text.partition(":")
-    factory = transport_factory(scheme) if colon and scheme else None
-    if factory is None:
-        known = ", ".join(f"{s}:" for s in registered_schemes())
-        where = _shown(text.partition("?")[0])
-        raise SocketError(f"unknown transport in {where!r} (known: {known})", 0)
-    transport = factory(TransportContext())
+    transport = BUILTIN_TRANSPORTS[scheme](TransportContext())
     try:
         dest = transport.parse(rest)
         dest.close()

@@ -96,11 +96,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from ..statistics import REJECT_REASONS, BrokerOwner, LaneCounters, LaneStats, group
+
 __all__ = ["ServiceCollector", "Snapshot", "make_registry", "statistics_groups"]
 
 _P = "event_kafka_"
 _LANE_LABELS = ["broker_id", "event", "topic"]
-_REJECT_REASONS = ("queue_full", "too_large", "fatal", "closed", "other")
 
 
 @dataclass
@@ -132,22 +133,19 @@ class Snapshot:
     version: str = ""
 
 
-def _lane_rows(snap: Snapshot) -> dict[tuple[str, str, str], dict[str, int]]:
+def _lane_key(ln: LaneStats) -> tuple[str, str, str]:
+    if isinstance(ln.owner, BrokerOwner):
+        return (ln.owner.broker_id, "", ln.topic)
+    return ("", ln.owner.event, ln.topic)
+
+
+def _lane_rows(snap: Snapshot) -> dict[tuple[str, str, str], LaneCounters]:
     """Lane counters summed per (broker_id, event, topic): a broker_id has one lane per report
     route, an event one per Kafka subscriber socket."""
-    rows: dict[tuple[str, str, str], dict[str, int]] = {}
-    for lane in snap.ek.get("lanes", ()):
-        owner = str(lane.get("owner", ""))
-        key = (owner, "", str(lane.get("topic", "")))
-        if owner not in snap.broker_topics:
-            key = ("", owner, key[2])
-        agg = rows.setdefault(key, {})
-        for k, v in lane.items():
-            if isinstance(v, int) and not isinstance(v, bool):
-                agg[k] = agg.get(k, 0) + v
+    rows = group((_lane_key(ln), ln.counters) for ln in snap.ek.get("lanes", ()))
     # Configured broker IDs show up (as zeros) before their first message.
     for bid, topic in snap.broker_topics.items():
-        rows.setdefault((bid, "", topic), {})
+        rows.setdefault((bid, "", topic), LaneCounters())
     return rows
 
 
@@ -178,7 +176,7 @@ def _lane_metrics(snap: Snapshot) -> Iterator[Metric]:
         metric = "report_route_errors" if name == "route_errors" else f"messages_{name}"
         fam = CounterMetricFamily(_P + metric, doc, labels=_LANE_LABELS)
         for key, c in rows.items():
-            fam.add_metric(list(key), c.get(name, 0))
+            fam.add_metric(list(key), getattr(c, name))
         yield fam
     rejected = CounterMetricFamily(
         _P + "messages_rejected",
@@ -186,14 +184,14 @@ def _lane_metrics(snap: Snapshot) -> Iterator[Metric]:
         labels=[*_LANE_LABELS, "reason"],
     )
     for key, c in rows.items():
-        for reason in _REJECT_REASONS:
-            rejected.add_metric([*key, reason], c.get(f"rejected_{reason}", 0))
+        for reason in REJECT_REASONS:
+            rejected.add_metric([*key, reason], getattr(c, f"rejected_{reason}"))
     yield rejected
     inflight = GaugeMetricFamily(
         _P + "messages_in_flight", "Accepted messages without a report yet.", labels=_LANE_LABELS
     )
     for key, c in rows.items():
-        inflight.add_metric(list(key), c.get("in_flight", 0))
+        inflight.add_metric(list(key), c.in_flight)
     yield inflight
     yield CounterMetricFamily(
         _P + "unknown_broker_id",
@@ -447,23 +445,15 @@ def statistics_groups(snap: Snapshot) -> dict[str, dict[str, int | float]]:
     MI ``get_statistics`` prints them as ``group:name``.
     """
     groups: dict[str, dict[str, int | float]] = {}
+    rows = _lane_rows(snap)
     totals: dict[str, int | float] = {}
-    per_broker: dict[str, dict[str, int | float]] = {}
-    for (bid, _event, _topic), c in _lane_rows(snap).items():
-        for k in ("accepted", "delivered", "failed", "rejected", "in_flight", "route_errors"):
-            totals[k] = totals.get(k, 0) + c.get(k, 0)
-            if bid:
-                b = per_broker.setdefault(bid, {})
-                b[k] = b.get(k, 0) + c.get(k, 0)
-    for k in ("accepted", "delivered", "failed", "rejected", "in_flight", "route_errors"):
-        totals.setdefault(k, 0)
+    totals.update(sum(rows.values(), LaneCounters()).summary())
     totals["unknown_broker_id"] = int(snap.ek.get("unknown_broker_id", 0))
     totals["rejected_after_close"] = int(snap.ek.get("rejected_after_close", 0))
     groups["event_kafka"] = totals
+    per_broker = group((BrokerOwner(bid), c) for (bid, _ev, _t), c in rows.items() if bid)
     for bid in snap.broker_topics:
-        groups[f"broker_{bid}"] = per_broker.get(bid) or dict.fromkeys(
-            ("accepted", "delivered", "failed", "rejected", "in_flight", "route_errors"), 0
-        )
+        groups[f"broker_{bid}"] = dict(per_broker.get(BrokerOwner(bid), LaneCounters()).summary())
     for name, ev in snap.ek.get("events", {}).items():
         groups[f"event_{name}"] = {
             k: _attr(ev, k) for k in ("raised", "subscribers", "accepted", "failed")

@@ -341,7 +341,7 @@ class Service:
 
 
 def _log_shutdown(before: Mapping[str, Any], after: Mapping[str, Any], left: int) -> None:
-    in_flight = sum(int(ln.get("in_flight", 0)) for ln in before.get("lanes", ()))
+    in_flight = sum(ln.counters.in_flight for ln in before.get("lanes", ()))
     if left:
         log.warning(
             "stopped: %d message(s) were not delivered before the flush timeout; each got a "

@@ -14,13 +14,19 @@ scheme      socket                                        sends
                                                           persistent connection (event_stream)
 ==========  ============================================  ==================================
 
-Add one with :func:`register_transport`; see :mod:`event_kafka.transports.base` for the
-interface and an example.
+Transports are chosen per Event Interface, never process-wide: it starts from
+:data:`BUILTIN_TRANSPORTS` and takes others by injection (``EventInterface(transports=[...])``
+for instances, ``factories={...}`` or ``evi.register_transport(scheme, factory)`` for
+factories). See :mod:`event_kafka.transports.base` for the interface and an example.
 """
 
 from __future__ import annotations
 
-from .. import forksafe
+from collections.abc import Collection, Mapping
+from types import MappingProxyType
+
+from ..errors import SocketError
+from ..kafka_socket import mask_secrets
 from .base import (
     Destination,
     SendFunction,
@@ -30,59 +36,65 @@ from .base import (
 )
 
 __all__ = [
+    "BUILTIN_TRANSPORTS",
     "Destination",
     "SendFunction",
     "Transport",
     "TransportContext",
     "TransportFactory",
-    "register_transport",
-    "registered_schemes",
-    "transport_factory",
-    "unregister_transport",
+    "check_scheme",
+    "split_socket",
 ]
 
-_lock = forksafe.lock()
-_registry: dict[str, TransportFactory] = {}
 
-
-def register_transport(scheme: str, factory: TransportFactory, *, replace: bool = False) -> None:
-    """Make sockets ``<scheme>:...`` use the transport ``factory`` creates.
-
-    Affects Event Interfaces when they first meet the scheme. Example::
-
-        register_transport("list", lambda ctx: ListTransport())
-
-    Args:
-        scheme: non-empty, without ``:``; case-sensitive.
-        factory: called once per Event Interface with a :class:`TransportContext`.
-        replace: allow replacing an existing registration (built-ins included).
+def check_scheme(scheme: object) -> str:
+    """``scheme`` if it can name a transport (a non-empty str without ``:``).
 
     Raises:
-        ValueError: a bad scheme, or one already registered and ``replace`` is false.
+        ValueError: it cannot.
     """
     if not isinstance(scheme, str) or not scheme or ":" in scheme:
         raise ValueError(f"transport scheme must be a non-empty str without ':', not {scheme!r}")
-    with _lock:
-        if scheme in _registry and not replace:
-            raise ValueError(f"transport {scheme!r} is already registered")
-        _registry[scheme] = factory
+    return scheme
 
 
-def unregister_transport(scheme: str) -> None:
-    """Forget ``scheme`` (no error if unknown). Existing Event Interfaces keep theirs."""
-    with _lock:
-        _registry.pop(scheme, None)
+def split_socket(socket: str, known: Collection[str]) -> tuple[str, str]:
+    """``(scheme, address)`` of subscriber socket ``<scheme>:<address>``, the one place a
+    socket's transport is picked; ``known``: the schemes that may be used.
+
+    Raises:
+        TypeError: ``socket`` is not a str.
+        SocketError: no scheme, or one not in ``known`` (the message quotes the socket
+            without its query part and with secret-looking values masked).
+    """
+    if not isinstance(socket, str):
+        raise TypeError(f"socket must be str, not {type(socket).__name__}")
+    shown = _shown(socket)
+    colon = socket.find(":")
+    if colon <= 0:
+        what = "missing transport" if colon < 0 else "empty transport name"
+        raise SocketError(
+            f"invalid socket {shown!r}: {what}: expected <transport>:<address>", max(colon, 0)
+        )
+    scheme = socket[:colon]
+    if scheme not in known:
+        hint = ""
+        if scheme.lower() in known:
+            hint = f" (transport names are case-sensitive: write {scheme.lower()!r})"
+        names = ", ".join(f"{s}:" for s in sorted(known))
+        raise SocketError(
+            f"invalid socket {shown!r}: unknown transport {mask_secrets(scheme)!r}{hint} "
+            f"(known: {names})",
+            0,
+        )
+    return scheme, socket[colon + 1 :]
 
 
-def transport_factory(scheme: str) -> TransportFactory | None:
-    """The factory registered for ``scheme``, or ``None``."""
-    return _registry.get(scheme)
-
-
-def registered_schemes() -> list[str]:
-    """The registered schemes, sorted."""
-    with _lock:
-        return sorted(_registry)
+def _shown(socket: str) -> str:
+    # Property values may be secrets: quote a rejected socket without its query part, and
+    # what looks like a secret before it (a socket pasted with its scheme missing) masked.
+    head, q, _ = socket.partition("?")
+    return mask_secrets(head) + ("?..." if q else "")
 
 
 # Built-ins, imported on first use so that e.g. a udp-only user never loads the others.
@@ -104,6 +116,7 @@ def _tcp(ctx: TransportContext) -> Transport:
     return TcpTransport()
 
 
-register_transport("kafka", _kafka)
-register_transport("udp", _udp)
-register_transport("tcp", _tcp)
+BUILTIN_TRANSPORTS: Mapping[str, TransportFactory] = MappingProxyType(
+    {"kafka": _kafka, "udp": _udp, "tcp": _tcp}
+)
+"""The transports every Event Interface knows, by scheme (read-only)."""

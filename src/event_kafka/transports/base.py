@@ -47,7 +47,8 @@ Example: a transport that appends every event to a list::
         def parse(self, text: str) -> Destination:
             return ListDestination(text, self.sink)
 
-    register_transport("list", lambda ctx: ListTransport())   # event_kafka.transports
+    evi = EventInterface(transports=[ListTransport()])     # one instance, injected
+    evi.register_transport("list", lambda ctx: ListTransport())  # or: a factory
 """
 
 from __future__ import annotations
@@ -183,4 +184,4 @@ class Transport(ABC):
 
 
 TransportFactory: TypeAlias = Callable[[TransportContext], Transport]
-"""Creates a transport for one Event Interface; see :func:`register_transport`."""
+"""Creates a transport for one Event Interface; see ``EventInterface.register_transport``."""

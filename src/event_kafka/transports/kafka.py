@@ -38,6 +38,7 @@ from ..kafka_socket import PREFIX, KafkaSocket, parse_socket
 from ..payload import Params
 from ..producer import Lane, ProducerLimitError, ProducerPool
 from ..ratelimit import RateLimitedLog
+from ..statistics import EventOwner, group
 from .base import Destination, Transport
 
 __all__ = ["EVENT_HEADER", "KafkaDestination", "KafkaTransport", "param_key"]
@@ -120,17 +121,11 @@ class KafkaTransport(Transport):
             self._pool.close()
 
     def stats(self) -> dict[str, object]:
-        """Lane counters (:class:`~event_kafka.producer.LaneStats`) summed per
+        """Lane counters (:class:`~event_kafka.statistics.LaneCounters` as dicts) summed per
         ``kafka:brokers/topic``, over subscribers that have sent at least one event."""
-        out: dict[str, dict[str, int]] = {}
-        for d in list(self._dests.values()):
-            lane = d.lane
-            if lane is None:
-                continue
-            agg = out.setdefault(f"kafka:{d.print()}", {})
-            for name, value in lane.stats.as_dict().items():
-                agg[name] = agg.get(name, 0) + value
-        return dict(out)
+        dests = list(self._dests.values())
+        sums = group((f"kafka:{d.print()}", d.lane.stats) for d in dests if d.lane is not None)
+        return {k: c.as_dict() for k, c in sums.items()}
 
 
 class KafkaDestination(Destination):
@@ -191,7 +186,7 @@ class KafkaDestination(Destination):
         with self._lock:
             if self._lane is None and not self._closed:
                 try:
-                    self._lane = self.transport.pool.lane(self.socket, event)
+                    self._lane = self.transport.pool.lane(self.socket, EventOwner(event))
                 except (ProducerLimitError, RuntimeError) as exc:
                     _log.error("kafka:%s: %s", self.print(), exc)
                     self._closed = True  # refused for good: later sends count as failed

@@ -32,6 +32,7 @@ from typing import Any
 
 from .. import forksafe
 from ..errors import SocketError
+from ..kafka_socket import mask_secrets
 from ..payload import Params
 from .base import Destination, Transport
 
@@ -63,9 +64,6 @@ class InetAddress:
         return f"{host}:{self.port}"
 
 
-from ..kafka_socket import _masked  # noqa: E402
-
-
 def parse_inet(
     scheme: str, text: str, *, rest_starts: str = "", socktype: int = socket.SOCK_DGRAM
 ) -> InetAddress:
@@ -82,7 +80,8 @@ def parse_inet(
     def error(what: str, at: int, detail: str = "") -> SocketError:
         detail = f": {detail}" if detail else ""
         return SocketError(
-            f"invalid {scheme} socket {_masked(full, 0)!r}: {what} at position {base + at}{detail}",
+            f"invalid {scheme} socket {mask_secrets(full)!r}: {what} at position "
+            f"{base + at}{detail}",
             base + at,
         )
 
@@ -127,7 +126,7 @@ def parse_inet(
         kind = "IPv6" if family == socket.AF_INET6 else "IPv4"
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise error(
-            f"cannot resolve host {_masked(host, 0)!r} to an {kind} address", 0, reason
+            f"cannot resolve host {mask_secrets(host)!r} to an {kind} address", 0, reason
         ) from None
     return InetAddress(host, port, family, infos[0][4], text[end:])
 

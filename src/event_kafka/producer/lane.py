@@ -1,0 +1,265 @@
+"""A lane: one owner's use of a shared producer (one topic, its counters, its report route).
+
+A ``broker_id`` has one lane per report route it publishes with; an Event Interface Kafka
+subscriber has one. ``publish`` is the hot path: it only enqueues (never blocks on the
+network), returns 1 or -1, and counts every refusal by reason. The delivery callbacks here
+run on the poller thread: they count, and hand a :class:`~event_kafka.report.Delivery` to a
+report-route worker; user code never runs on the poller.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
+
+from confluent_kafka import KafkaError, KafkaException
+
+from ..poller import POLLER
+from ..poller import guarded as _guarded
+from ..ratelimit import RateLimitedLog
+from ..report import Delivery, Report, RouteWorker
+from ..statistics import LaneCounters, LaneOwner, Tally
+from .shared import _PURGED, SharedProducer, _Closed, log
+
+if TYPE_CHECKING:
+    from ..kafka_socket import KafkaSocket
+
+__all__ = ["Lane", "LaneHost"]
+
+
+class LaneHost(Protocol):
+    """What a lane needs from the pool that made it."""
+
+    callbacks: RouteWorker  # runs per-message ``on_report`` callables
+    queue_full_wait: float  # seconds ``publish`` may wait on a full producer queue
+    flushing: int  # threads waiting for deliveries (then each one is notified)
+
+    def note_delivery(self) -> None:
+        """A delivery report came while someone waits for deliveries."""
+        ...
+
+    def forget(self, lane: Lane) -> None:
+        """Drop a released lane whose last report has come."""
+        ...
+
+
+class Lane:
+    """A user's view of a shared producer: one topic, its counters, its report route.
+
+    Created by :meth:`~event_kafka.producer.ProducerPool.lane`; ``publish`` is the hot path.
+    Counters that several threads bump (publishers, the poller, a closing thread, route workers) are
+    :class:`~event_kafka.statistics.Tally`. For report routes it is a
+    :class:`~event_kafka.report.ReportSource`: its ``kafka_id``, and where a route's failure
+    is counted.
+    """
+
+    def __init__(
+        self,
+        pool: LaneHost,
+        sp: SharedProducer,
+        socket: KafkaSocket,
+        owner: LaneOwner,
+        route: RouteWorker | None,
+    ) -> None:
+        self.pool = pool
+        self.sp = sp
+        self.socket = socket
+        self.topic = socket.topic
+        self.owner = owner
+        self.route = route
+        self.kafka_id = owner.name
+        self._new_counters()
+        self.released = False
+        self._dr = self._dr_route if route is not None else self._dr_count
+        self._failog = RateLimitedLog(log, 10.0)
+
+    # -- hot path ----------------------------------------------------------------------------
+
+    def publish(
+        self,
+        value: bytes | str | None,
+        key: bytes | str | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+        on_report: Callable[[Report], object] | None = None,
+    ) -> int:
+        """Enqueue one record; 1 if accepted (a report will follow), -1 if not (counted)."""
+        route = self.route
+        if on_report is None:
+            dr = self._dr
+            if route is not None and route.full():
+                return self._backlog_full(route)
+        else:
+            cbw = self.pool.callbacks
+            if cbw.full():
+                return self._backlog_full(cbw)
+            if route is not None and route.full():
+                return self._backlog_full(route)
+            dr = partial(self._dr_once, on_report)
+        try:
+            if headers is None:
+                self.sp.produce(self.topic, value, key, on_delivery=dr)
+            else:
+                self.sp.produce(self.topic, value, key, on_delivery=dr, headers=headers)
+        except BufferError:
+            return self._queue_full(value, key, headers, dr, on_report)
+        except KafkaException as exc:
+            return self._rejected(exc)
+        except _Closed:
+            self.rejected_closed += 1
+            return -1
+        except TypeError as exc:
+            raise TypeError(f"message and key must be str or bytes: {exc}") from None
+        self._took(on_report)
+        return 1
+
+    def _took(self, on_report: object) -> None:
+        self._accepted.bump()
+        if self.route is not None:
+            self.route.reserve()
+        if on_report is not None:
+            self.pool.callbacks.reserve()
+        POLLER.kick()
+
+    def _backlog_full(self, w: RouteWorker) -> int:
+        self.rejected_queue_full += 1
+        self._failog.warning(
+            "[%s] report backlog of %r full (%d reports pending): message rejected",
+            self.owner.name,
+            w.name,
+            w.max_pending,
+        )
+        return -1
+
+    def _queue_full(
+        self,
+        value: bytes | str | None,
+        key: bytes | str | None,
+        headers: Any,
+        dr: Any,
+        on_report: object,
+    ) -> int:
+        wait = self.pool.queue_full_wait
+        if wait > 0:
+            # A short bounded retry: librdkafka signals freed queue space only through
+            # delivery callbacks (on the poller), and notifying on each of them would put a
+            # lock on every delivery for the sake of this rare, opt-in wait.
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                time.sleep(0.0005)
+                try:
+                    self.sp.produce(self.topic, value, key, on_delivery=dr, headers=headers)
+                except BufferError:
+                    continue
+                except (KafkaException, _Closed):
+                    break
+                self._took(on_report)
+                return 1
+        self.rejected_queue_full += 1
+        self._failog.warning(
+            "[%s] producer queue full: message rejected (queue.buffering.max.messages)",
+            self.owner.name,
+        )
+        return -1
+
+    def _rejected(self, exc: KafkaException) -> int:
+        err = exc.args[0] if exc.args else None
+        code = err.code() if isinstance(err, KafkaError) else None
+        if code == KafkaError.MSG_SIZE_TOO_LARGE:
+            self.rejected_too_large += 1
+        elif code == KafkaError._FATAL or (isinstance(err, KafkaError) and err.fatal()):
+            self.rejected_fatal += 1
+            if self.sp.fatal_pending is None:
+                self.sp.fatal_pending = "producer in fatal state"
+        else:
+            self.rejected_other += 1
+        self._failog.warning("[%s] message rejected: %s", self.owner.name, self.sp.scrub(str(err)))
+        return -1
+
+    # -- delivery callbacks (poller thread; library code only, never raises) -----------------
+
+    def _dr_count(self, err: KafkaError | None, msg: Any) -> None:
+        if err is None:
+            self._delivered.bump()
+            if self.sp.down:
+                self.sp.mark_up()
+            if self.sp.last_error is not None:
+                self.sp.last_error = None
+        else:
+            self._failed.bump()
+            _guarded(
+                self._failog.warning, "[%s] delivery failed: %s", self.owner.name, self.reason(err)
+            )
+        if self.released and self.accepted == self.delivered + self.failed:
+            self.pool.forget(self)
+        if self.pool.flushing:
+            self.pool.note_delivery()
+
+    def _dr_route(self, err: KafkaError | None, msg: Any) -> None:
+        self._dr_count(err, msg)
+        # The reason is resolved now: purge_reason is only valid while this purge runs.
+        reason = None if err is None else self.reason(err)
+        self.route.submit(Delivery(self, err, msg, reason))  # type: ignore[union-attr]
+
+    def _dr_once(self, on_report: Callable[[Report], object], err: Any, msg: Any) -> None:
+        self._dr(err, msg)
+        reason = None if err is None else self.reason(err)
+        # On a worker, not here: user code never runs on the poller.
+        self.pool.callbacks.submit(Delivery(self, err, msg, reason, on_report))
+
+    def route_failed(self) -> None:
+        """A report route or ``on_report`` raised for one of this lane's messages."""
+        self._route_errors.bump()
+
+    def reason(self, err: KafkaError) -> str:
+        code = err.code()
+        if code in _PURGED:
+            return self.sp.purge_reason
+        text = f"{err.name()}: {err.str()}"
+        if code == KafkaError._MSG_TIMED_OUT and self.sp.last_error:
+            text += f" (last broker error: {self.sp.last_error})"
+        return self.sp.scrub(text)
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    @property
+    def accepted(self) -> int:
+        return self._accepted.value
+
+    @property
+    def delivered(self) -> int:
+        return self._delivered.value
+
+    @property
+    def failed(self) -> int:
+        return self._failed.value
+
+    @property
+    def route_errors(self) -> int:
+        return self._route_errors.value
+
+    @property
+    def stats(self) -> LaneCounters:
+        return LaneCounters(
+            self.accepted,
+            self.delivered,
+            self.failed,
+            self.rejected_queue_full,
+            self.rejected_too_large,
+            self.rejected_fatal,
+            self.rejected_closed,
+            self.rejected_other,
+            self.route_errors,
+        )
+
+    def _new_counters(self) -> None:
+        self._accepted = Tally()
+        self._delivered = Tally()
+        self._failed = Tally()
+        self._route_errors = Tally()
+        self.rejected_queue_full = self.rejected_too_large = self.rejected_fatal = 0
+        self.rejected_closed = self.rejected_other = 0
+
+    def reset_after_fork(self) -> None:
+        self._new_counters()
