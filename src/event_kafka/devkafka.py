@@ -701,23 +701,30 @@ def create_topic(
     config: dict[str, str] | None = None,
     timeout: float = 30.0,
 ) -> None:
-    """Create ``name`` and wait until its metadata shows every partition with a leader."""
+    """Create ``name`` and wait until the metadata of every server in ``bootstrap`` shows
+    every partition with a leader (each broker answers from its own metadata cache, which
+    catches up a moment later than the controller's)."""
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": _quiet_logger()}
-    admin = AdminClient(conf)
-    fut = admin.create_topics(
+    def admin_for(servers: str) -> Any:
+        conf: dict[str, Any] = {"bootstrap.servers": servers, "logger": _quiet_logger()}
+        return AdminClient(conf)
+
+    fut = admin_for(bootstrap).create_topics(
         [NewTopic(name, partitions, replication, config=config or {})], operation_timeout=timeout
     )[name]
     fut.result(timeout)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        t = admin.list_topics(name, timeout=5).topics.get(name)
-        parts = t.partitions if t and t.error is None else {}
-        if len(parts) == partitions and all(p.leader >= 0 for p in parts.values()):
-            return
-        time.sleep(0.1)
-    raise DevKafkaError(f"topic {name} has no leaders after {timeout}s")
+    for server in bootstrap.split(","):
+        admin = admin_for(server)
+        while True:
+            t = admin.list_topics(name, timeout=5).topics.get(name)
+            parts = t.partitions if t and t.error is None else {}
+            if len(parts) == partitions and all(p.leader >= 0 for p in parts.values()):
+                break
+            if time.monotonic() > deadline:
+                raise DevKafkaError(f"topic {name} has no leaders on {server} after {timeout}s")
+            time.sleep(0.1)
 
 
 @dataclass(frozen=True)
