@@ -54,8 +54,7 @@ from event_kafka.service.ingest import (
     UdpIngestServer,
     _TcpProtocol,
 )
-
-from . import targets as T
+from tests.fuzz import targets as T
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -25,10 +25,9 @@ from hypothesis import Phase, settings
 import event_kafka.kafka_socket
 import event_kafka.service.config
 import event_kafka.service.mi
-
-from . import longrun
-from . import targets as T
-from . import test_fuzz_inputs as F
+from tests.fuzz import longrun
+from tests.fuzz import targets as T
+from tests.fuzz import test_fuzz_inputs as F
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -36,12 +36,11 @@ from typing import Any
 
 import orjson
 import pytest
-from mi_http import MIHttpClient
 
 from event_kafka.devkafka import consume_all, create_topic, free_port
 from event_kafka.service.ingest import IngestError, parse_notification
-
-from . import targets as T
+from tests.fuzz import targets as T
+from tests.support import MIHttpClient
 
 pytestmark = pytest.mark.timeout(600)
 

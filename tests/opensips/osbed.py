@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from mi_http import MIHttpClient
 
 from event_kafka.devkafka import Record, consume_all, free_port
+from tests.support import MIHttpClient
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-opensips.sh"

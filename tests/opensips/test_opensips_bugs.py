@@ -10,8 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from heldproxy import HeldProxy
-from osbed import (
+
+from event_kafka import EventKafka
+from event_kafka.devkafka import consume_all, create_topic
+from event_kafka.report import Report
+from tests.opensips.heldproxy import HeldProxy
+from tests.opensips.osbed import (
     Pair,
     Scripted,
     make_opensips,
@@ -22,10 +26,6 @@ from osbed import (
     unique,
     wait_until,
 )
-
-from event_kafka import EventKafka
-from event_kafka.devkafka import consume_all, create_topic
-from event_kafka.report import Report
 
 pytestmark = pytest.mark.opensips
 

@@ -20,8 +20,7 @@ import pytest
 
 from event_kafka.demo import example_config, free_ports
 from event_kafka.devkafka import LocalKafka, TansuBroker, wait_until
-
-from .conftest import ROOT, Built, run_timed
+from tests.release.conftest import ROOT, Built, run_timed
 
 pytestmark = pytest.mark.packaging
 

@@ -21,13 +21,13 @@ from typing import Any
 
 import orjson
 import pytest
-from mi_http import MIHttpClient
 
 from event_kafka.devkafka import Record, consume_all, create_topic, free_port
 from event_kafka.payload import build_payload, build_payload_with_id
 from event_kafka.service.config import load_config_text
 from event_kafka.service.daemon import Service
 from event_kafka.service.ingest import StreamSplitter
+from tests.support import MIHttpClient
 
 BIN = Path(sys.executable).parent
 EVENT_KAFKA = str(BIN / "event-kafka")

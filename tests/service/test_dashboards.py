@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 import pytest
-from ops_helpers import get, parse_series, running_service, wait_for
 
 from event_kafka.payload import build_payload
+from tests.service.ops_helpers import get, parse_series, running_service, wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RULES = EXAMPLES / "prometheus-alerts.yml"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import orjson
 import pytest
-from ops_helpers import get, running_service, wait_for
 
 from event_kafka.devkafka import LocalKafka
+from tests.service.ops_helpers import get, running_service, wait_for
 
 
 @pytest.fixture(scope="module")

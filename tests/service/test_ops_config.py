@@ -16,11 +16,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-from ops_helpers import get, running_service
 
 from event_kafka.devkafka import free_port
 from event_kafka.service.config import ConfigError, LoggingSection, load_config_text
 from event_kafka.service.daemon import setup_logging
+from tests.service.ops_helpers import get, running_service
 
 SECRET = "Gr3y-H3r0n-Secret-51"
 EVENT_KAFKA = str(Path(sys.executable).parent / "event-kafka")

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ops_helpers import get, parse_series, running_service, wait_for
 from prometheus_client import generate_latest
 
 from event_kafka import EventKafka
@@ -15,6 +14,7 @@ from event_kafka.errors import SocketError
 from event_kafka.kafka_socket import parse_broker_id, parse_socket
 from event_kafka.producer import ProducerPool, producer_name
 from event_kafka.service.metrics import Snapshot, make_registry
+from tests.service.ops_helpers import get, parse_series, running_service, wait_for
 
 SECRET = "Sn0wy-0wl-pw-77"
 
