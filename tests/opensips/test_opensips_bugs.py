@@ -114,7 +114,7 @@ def test_kafka_publish_without_key_crashes_the_worker(
         assert ek.flush(10) == 0
     (rec,) = consume_all(kafka_broker.bootstrap, topic, expect=1)
     assert rec.key is None and rec.value == b"no key"
-    wait_until(lambda: len(reports) == 1, what="the report")
+    wait_until(lambda: len(reports) == 1, 20, "the report")
     assert reports[0].avp == {
         "kafka_id": "k1",
         "kafka_status": 0,

@@ -12,15 +12,15 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from event_kafka.demo import example_config, free_ports
-from event_kafka.devkafka import LocalKafka, TansuBroker, wait_until
+from event_kafka.devkafka import LocalKafka, TansuBroker
 from tests.release.conftest import ROOT, Built, run_timed
+from tests.support import http_status, wait_until
 
 pytestmark = pytest.mark.packaging
 
@@ -136,7 +136,7 @@ def test_service_runs_as_an_unprivileged_user(
     )
     try:
         ready = f"http://127.0.0.1:{ports['metrics']}/health/ready"
-        assert wait_until(lambda: _status(ready) == 200 or svc.poll() is not None, 60)
+        wait_until(lambda: http_status(ready) == 200 or svc.poll() is not None, 60, ready)
         assert svc.poll() is None, svc.communicate()[0]
         status = Path(f"/proc/{svc.pid}/status").read_text()  # setpriv exec()s the service
         assert re.search(rf"^Uid:\s+{NOBODY}\s", status, re.MULTILINE), status
@@ -163,11 +163,3 @@ def test_config_unreadable_by_the_service_user_is_exit_78(install_root: Path) ->
     )
     assert res.returncode == 78, res
     assert "ermission denied" in res.stdout + res.stderr
-
-
-def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return int(resp.status)
-    except OSError:
-        return 0

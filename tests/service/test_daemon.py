@@ -27,85 +27,14 @@ from event_kafka.payload import build_payload, build_payload_with_id
 from event_kafka.service.config import load_config_text
 from event_kafka.service.daemon import Service
 from event_kafka.service.ingest import StreamSplitter
-from tests.support import MIHttpClient
+from tests.support import EVENT_KAFKA, ServeProcess, wait_until
 
 BIN = Path(sys.executable).parent
-EVENT_KAFKA = str(BIN / "event-kafka")
 OPENSIPS_CLI = str(BIN / "opensips-cli")
 OPENSIPS_EVENT = str(BIN / "opensips-event")
 
 
-# -- a daemon under test ---------------------------------------------------------------------------
-
-
-class Daemon(MIHttpClient):
-    """One ``event-kafka serve`` process (stderr in a file, stopped by PID)."""
-
-    def __init__(self, workdir: Path, config: str) -> None:
-        self.workdir = workdir
-        self.config_path = workdir / "event-kafka.toml"
-        self.config_path.write_text(config)
-        self.log_path = workdir / "serve.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.mi_port = 0
-
-    def start(
-        self, mi_port: int, timeout: float = 30.0, env: dict[str, str] | None = None
-    ) -> Daemon:
-        self.mi_port = mi_port
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [EVENT_KAFKA, "serve", "-c", str(self.config_path)],
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, **(env or {})},
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited {self.proc.returncode}:\n{self.log()}")
-            if "started (pid" in self.log():
-                return self
-            time.sleep(0.05)
-        raise AssertionError(f"serve did not start:\n{self.log()}")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.mi_port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def send_signal(self, sig: int) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, sig)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-            raise AssertionError(f"serve did not stop in {timeout}s:\n{self.log()}") from None
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-def wait_until(cond: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+# -- names ----------------------------------------------------------------------------------------
 
 
 def topic_name() -> str:
@@ -117,7 +46,7 @@ def topic_name() -> str:
 
 class Svc:
     def __init__(
-        self, daemon: Daemon, bootstrap: str, topics: dict[str, str], ports: dict[str, int]
+        self, daemon: ServeProcess, bootstrap: str, topics: dict[str, str], ports: dict[str, int]
     ):
         self.d = daemon
         self.bootstrap = bootstrap
@@ -169,7 +98,9 @@ check_brokers = true
 [logging]
 level = "INFO"
 """
-    daemon = Daemon(tmp_path_factory.mktemp("svc"), config)
+    daemon = ServeProcess(
+        tmp_path_factory.mktemp("svc"), config, listeners=(ports["udp"], ports["tcp"])
+    )
     try:
         daemon.start(ports["mi"])
         yield Svc(daemon, bootstrap, topics, ports)
@@ -635,7 +566,7 @@ def test_sigterm_with_messages_in_flight_loses_nothing(kafka_broker: Any, tmp_pa
     create_topic(kafka_broker.bootstrap, topic, 1)
     port, udp = free_port(), free_port()
     # linger.ms=5000: everything is still queued in librdkafka when SIGTERM arrives.
-    d = Daemon(
+    d = ServeProcess(
         tmp_path,
         f"""
 broker_ids = ["[k1]{kafka_broker.bootstrap}/{topic}?g.linger.ms=5000&t.acks=all"]
@@ -649,6 +580,7 @@ listen = "127.0.0.1:{port}"
 [ingest.udp]
 listen = "127.0.0.1:{udp}"
 """,
+        listeners=(udp,),
     )
     try:
         d.start(port)
@@ -680,7 +612,7 @@ listen = "127.0.0.1:{udp}"
 
 def test_sigterm_reports_what_could_not_be_delivered(tmp_path: Path) -> None:
     port = free_port()
-    d = Daemon(
+    d = ServeProcess(
         tmp_path,
         f"""
 broker_ids = ["[k1]127.0.0.1:1/t"]
@@ -720,7 +652,7 @@ publish = ["E_A"]
 [mi]
 listen = "127.0.0.1:{port}"
 """
-    d = Daemon(tmp_path, base)
+    d = ServeProcess(tmp_path, base)
     try:
         d.start(port)
         assert d.mi("events_list")["result"] == {"Events": [{"name": "E_A", "id": 0}]}
@@ -887,7 +819,7 @@ token = "{token}"
 """
     auth = {"Authorization": f"Bearer {token}"}
     version = b'{"jsonrpc":"2.0","id":1,"method":"version"}'
-    d = Daemon(tmp_path, base)
+    d = ServeProcess(tmp_path, base)
 
     def refused() -> int:
         return d.log().count("reload refused, keeping the running configuration")
@@ -939,7 +871,7 @@ token = "{token}"
 
 def test_sigterm_exits_even_with_a_fifo_config(tmp_path: Path) -> None:
     port = free_port()
-    d = Daemon(tmp_path, f'[mi]\nlisten = "127.0.0.1:{port}"\n')
+    d = ServeProcess(tmp_path, f'[mi]\nlisten = "127.0.0.1:{port}"\n')
     try:
         d.start(port)
         d.config_path.unlink()
@@ -1009,7 +941,7 @@ async def test_reloads_are_coalesced_and_a_stuck_one_blocks_nothing(
 
 def test_idle_connections_never_starve_health_or_the_mi(tmp_path: Path) -> None:
     port = free_port()
-    d = Daemon(tmp_path, f'[mi]\nlisten = "127.0.0.1:{port}"\nmax_connections = 64\n')
+    d = ServeProcess(tmp_path, f'[mi]\nlisten = "127.0.0.1:{port}"\nmax_connections = 64\n')
     idle: list[socket.socket] = []
     try:
         d.start(port)

@@ -9,7 +9,7 @@
 
 from .brokers import Broker, Consume, MakeTopic
 from .mi_client import MIHttpClient
-from .serve import EVENT_KAFKA, ServeProcess, http_status
+from .serve import EVENT_KAFKA, ServeProcess, bound, http_status
 from .sip import CALL_ID, INVITE, invite
 from .waiting import await_until, settle, wait_event, wait_until
 
@@ -23,6 +23,7 @@ __all__ = [
     "MakeTopic",
     "ServeProcess",
     "await_until",
+    "bound",
     "http_status",
     "invite",
     "settle",

@@ -6,12 +6,14 @@ stopped by its PID (SIGTERM, then SIGKILL after a deadline).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -20,6 +22,19 @@ from .waiting import wait_until
 
 BIN = Path(sys.executable).parent
 EVENT_KAFKA = str(BIN / "event-kafka")
+
+
+def bound(port: int) -> bool:
+    """Something listens on loopback TCP ``port`` or holds loopback UDP ``port`` (read from
+    /proc/net: no connection is made, so a datagram service sees no probe)."""
+    hexport = f":{port:04X}"
+    for proto, listening in (("tcp", "0A"), ("tcp6", "0A"), ("udp", "07"), ("udp6", "07")):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/net/{proto}").read_text().splitlines()[1:]:
+                f = line.split()
+                if f[1].endswith(hexport) and f[3] == listening:
+                    return True
+    return False
 
 
 def http_status(url: str, timeout: float = 2.0) -> int:
@@ -38,11 +53,17 @@ class ServeProcess(MIHttpClient):
 
     ``mi_port`` is where the MI listens; ``health_port`` where ``/health/*`` is served (the
     ``[metrics]`` listener when the config has one, else the MI's). Subclasses may change
-    :meth:`command` (to run it as another user, say).
+    :meth:`command` (to run it as another user, say). ``listeners``: ingest ports that must be
+    bound too before it counts as started (the HTTP side answers before ingest binds).
     """
 
     def __init__(
-        self, workdir: Path, config: str, mi_port: int = 0, health_port: int | None = None
+        self,
+        workdir: Path,
+        config: str,
+        mi_port: int = 0,
+        health_port: int | None = None,
+        listeners: Sequence[int] = (),
     ) -> None:
         self.workdir = workdir
         self.config_path = workdir / "event-kafka.toml"
@@ -50,6 +71,7 @@ class ServeProcess(MIHttpClient):
         self.log_path = workdir / "serve.log"
         self.mi_port = mi_port
         self.health_port = health_port
+        self.listeners = tuple(listeners)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -84,7 +106,8 @@ class ServeProcess(MIHttpClient):
         if not self.alive:
             assert self.proc is not None
             raise AssertionError(f"serve exited {self.proc.returncode}:\n{self.tail()}")
-        return http_status(self.health_url + "/live") == 200
+        live = http_status(self.health_url + "/live") == 200
+        return live and all(bound(port) for port in self.listeners)
 
     def ready(self) -> bool:
         """``/health/ready`` answers 200."""
