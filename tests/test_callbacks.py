@@ -16,7 +16,8 @@ from collections.abc import Callable
 import pytest
 
 from event_kafka import EventKafka, Report
-from event_kafka.devkafka import LocalKafka, TansuBroker, free_port, wait_until
+from event_kafka.devkafka import LocalKafka, TansuBroker, free_port
+from tests.support import wait_until
 
 Broker = LocalKafka | TansuBroker
 

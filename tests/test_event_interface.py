@@ -30,6 +30,7 @@ from event_kafka.transports import (
     transport_factory,
     unregister_transport,
 )
+from tests.support import wait_until
 
 INVITE = (
     "INVITE sip:bob@biloxi.com SIP/2.0\r\n"
@@ -127,15 +128,6 @@ def evi(clock: FakeClock, fake: FakeTransport) -> Iterator[EventInterface]:
 def names(evi: EventInterface, event: str) -> list[str]:
     [entry] = evi.list_subscribers(event)
     return [s.socket for s in entry.subscribers]
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.005)
-    return cond()
 
 
 # -- events -----------------------------------------------------------------------------------
@@ -353,7 +345,7 @@ def test_expiry_timer_removes_without_raise_or_listing(
         time.sleep(0.05)
         assert evi.subscriber_count("E") == 2
         clock.now += 31
-        assert wait_for(lambda: evi.subscriber_count("E") == 1)
+        assert wait_until(lambda: evi.subscriber_count("E") == 1)
         assert fake.closed == ["a"]
     assert not timer.is_alive()  # close() stopped it
 
@@ -367,7 +359,7 @@ def test_timer_thread_does_not_keep_the_interface_alive(
     timer = evi._timer
     assert timer is not None
     del evi
-    assert wait_for(lambda: not timer.is_alive())
+    assert wait_until(lambda: not timer.is_alive())
 
 
 def test_purge_expired(evi: EventInterface, clock: FakeClock) -> None:
@@ -599,7 +591,7 @@ def test_fork_child_gets_a_fresh_timer(clock: FakeClock, fake: FakeTransport) ->
                 ok = ok and evi.raise_event("E") == 1  # lazy removal still works
                 ok = ok and evi._timer is not None and evi._timer is not parent_timer
                 clock.now += 30
-                ok = ok and wait_for(lambda: evi.subscriber_count("E") == 0, 5)
+                ok = ok and wait_until(lambda: evi.subscriber_count("E") == 0, 5)
                 code = 0 if ok else 1
             except BaseException:
                 code = 2

@@ -8,7 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from event_kafka import EventKafka, ProducerLimitError, Report
-from event_kafka.devkafka import LocalKafka, Record, TansuBroker, wait_until
+from event_kafka.devkafka import LocalKafka, Record, TansuBroker
+from tests.support import wait_until
 
 Broker = LocalKafka | TansuBroker
 Consume = Callable[..., list[Record]]

@@ -14,7 +14,8 @@ from event_kafka.errors import SocketError
 from event_kafka.kafka_socket import parse_broker_id, parse_socket
 from event_kafka.producer import ProducerPool, producer_name
 from event_kafka.service.metrics import Snapshot, make_registry
-from tests.service.ops_helpers import get, parse_series, running_service, wait_for
+from tests.service.ops_helpers import get, parse_series, running_service
+from tests.support import await_until
 
 SECRET = "Sn0wy-0wl-pw-77"
 
@@ -173,7 +174,7 @@ statistics_interval_ms = 100
             _, text = await get(svc, "/metrics")
             return "event_kafka_rdkafka_broker_up{" in text
 
-        await wait_for(stats_in, 30, "librdkafka statistics on /metrics")
+        await await_until(stats_in, 30, "librdkafka statistics on /metrics")
         status, text = await get(svc, "/metrics")
         assert status == 200
         series = parse_series(text)
