@@ -30,19 +30,7 @@ from event_kafka.transports import (
     transport_factory,
     unregister_transport,
 )
-from tests.support import wait_until
-
-INVITE = (
-    "INVITE sip:bob@biloxi.com SIP/2.0\r\n"
-    "Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds\r\n"
-    "Max-Forwards: 70\r\n"
-    "To: Bob <sip:bob@biloxi.com>\r\n"
-    "From: Alice <sip:alice@atlanta.com>;tag=1928301774\r\n"
-    "Call-ID: a84b4c76e66710@pc33.atlanta.com\r\n"
-    "CSeq: 314159 INVITE\r\n"
-    "Contact: <sip:alice@pc33.atlanta.com>\r\n"
-    "Content-Length: 0\r\n\r\n"
-)
+from tests.support import INVITE, wait_until
 
 
 class FakeClock:

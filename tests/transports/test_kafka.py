@@ -17,26 +17,10 @@ from event_kafka.kafka_socket import KafkaSocket
 from event_kafka.producer import ProducerPool
 from event_kafka.sip import SipMessageError
 from event_kafka.transports.kafka import KafkaDestination, KafkaTransport
-from tests.support import wait_until
+from tests.support import CALL_ID, INVITE, wait_until
 
 Broker = LocalKafka | TansuBroker
 Consume = Callable[..., list[Record]]
-
-CALL_ID = "a84b4c76e66710@pc33.atlanta.com"
-INVITE = (
-    "INVITE sip:bob@biloxi.com SIP/2.0\r\n"
-    "Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds\r\n"
-    "Max-Forwards: 70\r\n"
-    "To: Bob <sip:bob@biloxi.com>\r\n"
-    "From: Alice <sip:alice@atlanta.com>;tag=1928301774\r\n"
-    f"Call-ID: {CALL_ID}\r\n"
-    "CSeq: 314159 INVITE\r\n"
-    "Contact: <sip:alice@pc33.atlanta.com>\r\n"
-    "Content-Type: application/sdp\r\n"
-    "Content-Length: 4\r\n"
-    "\r\n"
-    "v=0\n"
-)
 
 
 class FakeClock:
