@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -36,8 +35,10 @@ from tests.support import INVITE, wait_until
 class FakeClock:
     def __init__(self, now: float = 1_000_000.0) -> None:
         self.now = now
+        self.reads = 0  # how often it was read: the expiry timer reads it on every sweep
 
     def __call__(self) -> float:
+        self.reads += 1
         return self.now
 
 
@@ -330,7 +331,8 @@ def test_expiry_timer_removes_without_raise_or_listing(
         evi.subscribe("E", "fake:a", expire=30)
         timer = evi._timer
         assert timer is not None and timer.daemon and timer.is_alive()
-        time.sleep(0.05)
+        reads = clock.reads
+        wait_until(lambda: clock.reads >= reads + 3, 5, "three sweeps of the expiry timer")
         assert evi.subscriber_count("E") == 2
         clock.now += 31
         assert wait_until(lambda: evi.subscriber_count("E") == 1)

@@ -17,7 +17,7 @@ from event_kafka.errors import SocketError
 from event_kafka.event_interface import EventInterface
 from event_kafka.payload import build_payload
 from event_kafka.transports.tcp import TcpTransport
-from tests.support import wait_until
+from tests.support import wait_event, wait_until
 
 Reply = Callable[[dict[str, Any]], bytes | None]
 
@@ -90,7 +90,7 @@ class StreamServer:
                 return
             for i in range(0, len(out), 3):  # three bytes per segment, with pauses
                 conn.sendall(out[i : i + 3])
-                time.sleep(0.001)
+                time.sleep(0.001)  # the pause is the behaviour under test: separate segments
         except OSError:
             pass
 
@@ -247,8 +247,10 @@ def test_two_subscribers_of_one_address_share_the_connection(server: StreamServe
         assert [o["method"] for o in server.objects] == ["E_TEST", "other"]
         # The last subscriber of the address gone: the connection is closed.
         evi.unsubscribe("E_TEST", f"tcp:127.0.0.1:{server.port}")
-        time.sleep(0.05)
-        assert server.eofs == 0
+        # A sentinel after the unsubscribe: it still travels on the first connection.
+        evi.raise_event("E_OTHER")
+        server.wait_objects(3)
+        assert server.eofs == 0 and len(server.raw) == 1
         evi.unsubscribe("E_OTHER", f"tcp:127.0.0.1:{server.port}/other")
         assert wait_until(lambda: server.eofs == 1)
         assert wait_until(lambda: t.stats() == {})
@@ -372,8 +374,14 @@ def test_queue_overflow_while_the_sender_is_busy(server: StreamServer) -> None:
         # Hold the sender thread: nothing leaves the queue meanwhile.
         release = threading.Event()
         assert t._loop is not None
-        t._loop.call_soon_threadsafe(release.wait, 5)
-        time.sleep(0.05)
+        held = threading.Event()
+
+        def hold() -> None:
+            held.set()
+            release.wait(5)
+
+        t._loop.call_soon_threadsafe(hold)
+        wait_event(held, 5, "the sender thread held")
         accepted = sum(evi.raise_event("E_TEST", {"i": i}) for i in range(25))
         release.set()
         assert accepted == 10
