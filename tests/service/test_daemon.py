@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from event_kafka.payload import build_payload, build_payload_with_id
 from event_kafka.service.config import load_config_text
 from event_kafka.service.daemon import Service
 from event_kafka.service.ingest import StreamSplitter
-from tests.support import EVENT_KAFKA, ServeProcess, wait_until
+from tests.support import EVENT_KAFKA, ServeProcess, await_until, wait_until
 
 BIN = Path(sys.executable).parent
 OPENSIPS_CLI = str(BIN / "opensips-cli")
@@ -341,8 +341,7 @@ def test_udp_ingest_lands_byte_identical(svc: Svc) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.sendto(b"not json", ("127.0.0.1", svc.ports["udp"]))
         for raw in sent:
-            s.sendto(raw, ("127.0.0.1", svc.ports["udp"]))
-            time.sleep(0.01)
+            s.sendto(raw, ("127.0.0.1", svc.ports["udp"]))  # a few: loopback buffers hold them
     records = svc.consume("udp", expect=len(sent))
     assert sorted(r.value or b"" for r in records) == sorted(sent)
     assert all(r.key is None for r in records)
@@ -359,7 +358,7 @@ def test_tcp_ingest_reliable_mode_lands_byte_identical(svc: Svc) -> None:
     with socket.create_connection(("127.0.0.1", svc.ports["tcp"]), timeout=10) as s:
         for i in range(0, len(stream), 1000):  # split across many segments
             s.sendall(stream[i : i + 1000])
-            time.sleep(0.001)
+            time.sleep(0.001)  # the pause is the behaviour under test: separate segments
         splitter = StreamSplitter()
         replies: list[Any] = []
         while len(replies) < 4:
@@ -384,8 +383,7 @@ def test_both_ingest_paths_agree(svc: Svc) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.sendto(raw, ("127.0.0.1", svc.ports["udp"]))
     with socket.create_connection(("127.0.0.1", svc.ports["tcp"]), timeout=10) as s:
-        s.sendall(raw)
-        time.sleep(0.2)
+        s.sendall(raw)  # closing at once loses nothing: the two records are awaited below
     records = svc.consume("mix", expect=2)
     assert [r.value for r in records] == [raw, raw]
 
@@ -721,10 +719,8 @@ listen = "127.0.0.1:0"
             s.sendto(build_payload("E_AUTO\nINJECTED", {"n": 1}), service.udp.address)
             for name in ("E_AUTO_SEEN", "E_AUTO_1", "E_AUTO_2", "E_AUTO_3", "E_AUTO_1"):
                 s.sendto(build_payload(name, {"n": 1}), service.udp.address)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 5
-        while service.udp.counters.received < 6 and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+        udp = service.udp
+        await await_until(lambda: udp.counters.received >= 6, 10, "the six datagrams")
         names = [e.name for e in service.ek.evi.list_events()]
         assert names == ["E_AUTO_SEEN", "E_AUTO_1", "E_AUTO_2"]  # the third is over the bound
         assert service.udp.counters.malformed == 1
@@ -790,10 +786,8 @@ listen = "127.0.0.1:0"
         assert service.udp is not None
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.sendto(raw, service.udp.address)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while service.udp.counters.raised < 1 and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+        udp = service.udp
+        await await_until(lambda: udp.counters.raised >= 1, 10, "the datagram raised")
     finally:
         await service.shutdown()
     [r] = await asyncio.to_thread(consume_all, kafka_broker.bootstrap, topic, 30, 1)
@@ -907,29 +901,23 @@ async def test_reloads_are_coalesced_and_a_stuck_one_blocks_nothing(
     await service.start()
     loop = asyncio.get_running_loop()
 
-    async def until(cond: Callable[[], bool], what: str) -> None:
-        deadline = loop.time() + 10
-        while not cond():
-            assert loop.time() < deadline, what
-            await asyncio.sleep(0.01)
-
     try:
         for _ in range(3):
             service.request_reload()
         assert "the file will be read again after it" in caplog.text
         assert "another is already queued" in caplog.text
         gate.set()
-        await until(lambda: service.reloads["ok"] == 2, "two reloads for three SIGHUPs")
-        await asyncio.sleep(0)
+        await await_until(lambda: service.reloads["ok"] == 2, 10, "two reloads for three SIGHUPs")
+        await asyncio.sleep(0)  # one loop turn (not a wait on time) for a third reload to start
         assert len(calls) == 2
         # A reload stuck for good: refused after its budget; the next one says why it waits.
         gate.clear()
         monkeypatch.setattr(daemon, "_RELOAD_BUDGET", 0.2)
         service.request_reload()
-        await until(lambda: service.reloads["error"] == 1, "the stuck reload refused")
+        await await_until(lambda: service.reloads["error"] == 1, 10, "the stuck reload refused")
         assert "took more than 0.2 s" in caplog.text
         service.request_reload()
-        await until(lambda: service.reloads["error"] == 2, "the second one refused")
+        await await_until(lambda: service.reloads["error"] == 2, 10, "the second one refused")
         assert "still stuck reading the file" in caplog.text
         assert len(calls) == 3
     finally:
@@ -995,7 +983,10 @@ async def test_a_slow_mi_command_never_stalls_health() -> None:
 
     try:
         slow = [asyncio.create_task(asyncio.to_thread(post)) for _ in range(6)]
-        await asyncio.sleep(0.2)  # let them reach the workers
+        workers = service.workers
+        await await_until(
+            lambda: workers.pending + workers.busy >= 6, 10, "the six requests at the workers"
+        )
         latencies = [await asyncio.to_thread(live) for _ in range(5)]
         assert max(latencies) < 0.5, latencies
         replies = [orjson.loads(b) for b in await asyncio.gather(*slow)]

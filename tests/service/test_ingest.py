@@ -344,7 +344,7 @@ async def test_tcp_reliable_mode_split_across_segments() -> None:
         for i in range(0, len(stream), 7):  # 7-byte segments
             writer.write(stream[i : i + 7])
             await writer.drain()
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # a loop turn: the server reads each segment on its own
         replies = await read_replies(reader, 4)
         assert replies == [
             {"jsonrpc": "2.0", "result": "OK", "id": 1},
