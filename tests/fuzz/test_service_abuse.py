@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import random
+import select
 import signal
 import socket
 import time
@@ -483,7 +484,7 @@ def test_slow_loris_up_to_the_limit_then_cut_off(svc: Svc) -> None:
     threads = s.status("Threads")
     slow = [_slow_loris(port) for _ in range(MI_MAX_CONNECTIONS - 1)]
     try:
-        time.sleep(0.3)
+        wait_until(lambda: s.accepted(port) >= len(slow), 10, "the slow clients accepted")
         # One slot is left: a normal request is answered at once.
         t0 = time.monotonic()
         status, body = s.post(b'{"jsonrpc":"2.0","id":1,"method":"version"}')
@@ -494,7 +495,7 @@ def test_slow_loris_up_to_the_limit_then_cut_off(svc: Svc) -> None:
         # Fill the last slot, then more: slow clients never lock anyone out (issue 12 item 9):
         # each newcomer is answered and closes the longest-waiting slow client instead.
         slow.append(_slow_loris(port))
-        time.sleep(0.2)
+        wait_until(lambda: s.accepted(port) >= len(slow), 10, "the last slot taken")
         extra = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(5)]
         for c in extra:
             c.settimeout(5)
@@ -518,7 +519,7 @@ def test_slow_loris_up_to_the_limit_then_cut_off(svc: Svc) -> None:
             for c in slow:
                 with contextlib.suppress(OSError):
                     c.sendall(b"X")
-            time.sleep(0.5)
+            time.sleep(0.5)  # the trickle is the behaviour under test: a byte every 0.5 s
         for c in slow:
             with contextlib.suppress(ConnectionResetError):
                 assert c.recv(100) in (b"",)
@@ -556,7 +557,7 @@ def _send_until_refused(port: int, head: bytes, chunk: bytes, limit: int) -> tup
             try:
                 sent += c.send(chunk)
             except BlockingIOError:
-                time.sleep(0.01)
+                select.select([c], [c], [], 0.5)  # until it can read or write again
             except (BrokenPipeError, ConnectionResetError):
                 break
         c.setblocking(True)
@@ -683,7 +684,7 @@ def test_secrets_never_leak(svc: Svc) -> None:
     os.kill(s.proc.pid, signal.SIGHUP)
     wait_until(lambda: s.log().count("reload refused") > before, 30, "the refused reload")
     s.config_path.write_text(good_config)
-    time.sleep(1.0)  # librdkafka debug lines and delivery reports are written
+    wait_until(lambda: "report route r:" in s.log(), 30, "the secret-check's report logged")
     s.get("/metrics")
     haystack = [s.log(), *(r.decode("utf-8", "replace") for r in s.replies)]
     leaks = [

@@ -152,6 +152,24 @@ class ServeProcess(MIHttpClient):
                 return int(line.split()[1])
         raise AssertionError(f"no {field} in /proc/{self.proc.pid}/status")
 
+    def accepted(self, port: int) -> int:
+        """How many TCP connections to local ``port`` the process has accepted (holds an fd
+        for: a connection still in the listen backlog is not counted)."""
+        assert self.proc is not None
+        inodes = set()
+        for fd in Path(f"/proc/{self.proc.pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        hexport = f":{port:04X}"
+        n = 0
+        for proto in ("tcp", "tcp6"):
+            for line in Path(f"/proc/{self.proc.pid}/net/{proto}").read_text().splitlines()[1:]:
+                f = line.split()
+                n += f[1].endswith(hexport) and f[3] == "01" and f[9] in inodes  # ESTABLISHED
+        return n
+
     def __enter__(self) -> ServeProcess:
         return self
 
