@@ -279,15 +279,6 @@ def test_config_file_not_utf8_and_huge(tmp_path: Path) -> None:
 # (c) MI dispatch
 
 
-@pytest.fixture(scope="module")
-def mi_env() -> Iterator[T.MIEnv]:
-    env = T.MIEnv()
-    try:
-        yield env
-    finally:
-        env.close()
-
-
 _COMMANDS: dict[str, list[tuple[str, ...]]] = {}
 
 

@@ -39,15 +39,6 @@ def _quiet() -> Iterator[None]:
     restore()
 
 
-@pytest.fixture(scope="module")
-def mi_env() -> Iterator[T.MIEnv]:
-    env = T.MIEnv()
-    try:
-        yield env
-    finally:
-        env.close()
-
-
 def mutate(monkeypatch: pytest.MonkeyPatch, module: Any, name: str, value: Any) -> None:
     """Replace ``module.name`` for this test; a clear error when the guard has moved."""
     if not hasattr(module, name):
