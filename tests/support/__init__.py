@@ -11,7 +11,7 @@ from .brokers import Broker, Consume, MakeTopic
 from .mi_client import MIHttpClient
 from .serve import EVENT_KAFKA, ServeProcess, bound, http_status
 from .sip import CALL_ID, INVITE, invite
-from .waiting import await_until, settle, wait_event, wait_until
+from .waiting import await_until, wait_event, wait_until
 
 __all__ = [
     "CALL_ID",
@@ -26,7 +26,6 @@ __all__ = [
     "bound",
     "http_status",
     "invite",
-    "settle",
     "wait_event",
     "wait_until",
 ]

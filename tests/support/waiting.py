@@ -58,13 +58,3 @@ def wait_event(event: threading.Event, timeout: float = 15.0, what: str = "event
     """Wait for ``event`` to be set, or fail naming ``what``."""
     if not event.wait(timeout):
         raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def settle(loop_turns: int = 1) -> Awaitable[None]:
-    """Let the event loop run other ready tasks (a yield, not a wait on time)."""
-
-    async def turns() -> None:
-        for _ in range(loop_turns):
-            await asyncio.sleep(0)
-
-    return turns()
