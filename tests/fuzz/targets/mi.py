@@ -85,7 +85,7 @@ class MIEnv:
         return self.loop.run_until_complete(self.dispatcher.handle(body))
 
     def close(self) -> None:
-        self.loop.run_until_complete(asyncio.sleep(0))
+        self.loop.run_until_complete(asyncio.sleep(0))  # one loop turn: callbacks run, no wait
         self.loop.close()
         self.ek.close(0.0)
 
