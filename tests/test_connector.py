@@ -11,11 +11,8 @@ from collections.abc import Callable
 import pytest
 
 from event_kafka import ConfigError, EventKafka, Report, SocketError, UnknownReportRouteError
-from event_kafka.devkafka import LocalKafka, Record, TansuBroker, free_port
-from tests.support import wait_until
-
-Broker = LocalKafka | TansuBroker
-Consume = Callable[..., list[Record]]
+from event_kafka.devkafka import free_port
+from tests.support import Broker, Consume, wait_until
 
 
 def dead_broker() -> str:

@@ -26,10 +26,7 @@ from collections.abc import Callable
 import pytest
 
 from event_kafka import CallId, EventKafka, Report, after_fork, forksafe
-from event_kafka.devkafka import LocalKafka, Record, TansuBroker
-
-Broker = LocalKafka | TansuBroker
-Consume = Callable[..., list[Record]]
+from tests.support import Broker, Consume
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 

@@ -10,17 +10,13 @@ from typing import Any, cast
 
 import pytest
 
-from event_kafka.devkafka import LocalKafka, Record, TansuBroker
 from event_kafka.errors import SocketError
 from event_kafka.event_interface import EventInterface
 from event_kafka.kafka_socket import KafkaSocket
 from event_kafka.producer import ProducerPool
 from event_kafka.sip import SipMessageError
 from event_kafka.transports.kafka import KafkaDestination, KafkaTransport
-from tests.support import CALL_ID, INVITE, wait_until
-
-Broker = LocalKafka | TansuBroker
-Consume = Callable[..., list[Record]]
+from tests.support import CALL_ID, INVITE, Broker, Consume, wait_until
 
 
 class FakeClock:
