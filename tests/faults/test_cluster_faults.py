@@ -53,6 +53,14 @@ def new_topic(kafka: LocalKafka, partitions: int = 3) -> str:
     """A fresh topic replicated on all three nodes."""
     name = f"f-{uuid.uuid4().hex[:10]}"
     create_topic(kafka.bootstrap, name, partitions, replication=3, timeout=60)
+
+    def led() -> bool:  # the metadata of a new topic reaches every node a moment later
+        with contextlib.suppress(Exception):
+            state = partition_state(kafka, name)
+            return len(state) == partitions and all(ldr > 0 for ldr, _ in state.values())
+        return False
+
+    wait_until(led, 30, f"a leader for every partition of {name}", step=0.1)
     return name
 
 
