@@ -16,9 +16,8 @@ from collections.abc import Callable
 import pytest
 
 from event_kafka import EventKafka, Report
-from event_kafka.devkafka import LocalKafka, TansuBroker, free_port, wait_until
-
-Broker = LocalKafka | TansuBroker
+from event_kafka.devkafka import free_port
+from tests.support import Broker, wait_until
 
 N = 20  # messages per broker_id, as in issue 12
 FATAL = [SystemExit, KeyboardInterrupt, GeneratorExit, RuntimeError]

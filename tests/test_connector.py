@@ -11,10 +11,8 @@ from collections.abc import Callable
 import pytest
 
 from event_kafka import ConfigError, EventKafka, Report, SocketError, UnknownReportRouteError
-from event_kafka.devkafka import LocalKafka, Record, TansuBroker, free_port, wait_until
-
-Broker = LocalKafka | TansuBroker
-Consume = Callable[..., list[Record]]
+from event_kafka.devkafka import free_port
+from tests.support import Broker, Consume, wait_until
 
 
 def dead_broker() -> str:
@@ -184,7 +182,7 @@ def test_raising_and_slow_routes_do_not_lose_or_stall_others(
 
         @ek.report_route("slow")
         def slow_route(r: Report) -> None:
-            time.sleep(0.3)
+            time.sleep(0.3)  # the slow route under test, not a wait
             slow.append(r)
 
         ek.add_report_route("fast", fast.append)
@@ -276,7 +274,10 @@ def test_broker_down_is_logged_once_not_flooded(caplog: pytest.LogCaptureFixture
     backoff = "g.reconnect.backoff.ms=10&g.reconnect.backoff.max.ms=50"
     ek = EventKafka([f"[d]{dead_broker()}/t?{backoff}"])
     ek.kafka_publish("d", "x")
-    time.sleep(3)
+    # Down errors keep coming (reconnects every <= 50 ms): wait for several, each one a
+    # chance to log again.
+    sp = ek.pool.producers[0]
+    wait_until(lambda: sp.down and sp.down_errors >= 5, 20, "repeated broker-down errors")
     ek.close(0.1)
     down = [r for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(down) == 1
@@ -293,9 +294,10 @@ def test_secret_never_in_logs_or_stats(caplog: pytest.LogCaptureFixture) -> None
             f"&g.sasl.username=u&g.sasl.password={secret}&t.message.timeout.ms=1000"
         ]
     )
-    ek.add_report_route("r", lambda r: None)
+    reports: list[Report] = []
+    ek.add_report_route("r", reports.append)
     ek.kafka_publish("s", "x", report_route="r")
-    time.sleep(2)
+    wait_until(lambda: reports, 20, "the message's timeout report")  # the debug lines logged
     ek.close(0.1)
     assert secret not in caplog.text
     assert secret not in repr(ek.stats())
@@ -323,7 +325,7 @@ def test_set_broker_ids_applies_changes_and_keeps_what_was_accepted(
 def test_flush_waits_for_reports_and_keeps_accepting(kafka_broker: Broker, topic: str) -> None:
     reports: list[Report] = []
     ek = EventKafka([f"[k]{kafka_broker.bootstrap}/{topic}"])
-    ek.add_report_route("r", lambda r: (time.sleep(0.001), reports.append(r)))
+    ek.add_report_route("r", lambda r: (time.sleep(0.001), reports.append(r)))  # a slow route
     for i in range(200):
         ek.kafka_publish("k", f"m{i}", report_route="r")
     assert ek.flush(30) == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,25 +26,16 @@ from event_kafka.transports import (
     Transport,
     TransportContext,
 )
-
-INVITE = (
-    "INVITE sip:bob@biloxi.com SIP/2.0\r\n"
-    "Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds\r\n"
-    "Max-Forwards: 70\r\n"
-    "To: Bob <sip:bob@biloxi.com>\r\n"
-    "From: Alice <sip:alice@atlanta.com>;tag=1928301774\r\n"
-    "Call-ID: a84b4c76e66710@pc33.atlanta.com\r\n"
-    "CSeq: 314159 INVITE\r\n"
-    "Contact: <sip:alice@pc33.atlanta.com>\r\n"
-    "Content-Length: 0\r\n\r\n"
-)
+from tests.support import INVITE, wait_until
 
 
 class FakeClock:
     def __init__(self, now: float = 1_000_000.0) -> None:
         self.now = now
+        self.reads = 0  # how often it was read: the expiry timer reads it on every sweep
 
     def __call__(self) -> float:
+        self.reads += 1
         return self.now
 
 
@@ -124,15 +114,6 @@ def evi(clock: FakeClock, fake: FakeTransport) -> Iterator[EventInterface]:
 def names(evi: EventInterface, event: str) -> list[str]:
     [entry] = evi.list_subscribers(event)
     return [s.socket for s in entry.subscribers]
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.005)
-    return cond()
 
 
 # -- events -----------------------------------------------------------------------------------
@@ -347,10 +328,11 @@ def test_expiry_timer_removes_without_raise_or_listing(
         evi.subscribe("E", "fake:a", expire=30)
         timer = evi._timer
         assert timer is not None and timer.daemon and timer.is_alive()
-        time.sleep(0.05)
+        reads = clock.reads
+        wait_until(lambda: clock.reads >= reads + 3, 5, "three sweeps of the expiry timer")
         assert evi.subscriber_count("E") == 2
         clock.now += 31
-        assert wait_for(lambda: evi.subscriber_count("E") == 1)
+        assert wait_until(lambda: evi.subscriber_count("E") == 1)
         assert fake.closed == ["a"]
     assert not timer.is_alive()  # close() stopped it
 
@@ -364,7 +346,7 @@ def test_timer_thread_does_not_keep_the_interface_alive(
     timer = evi._timer
     assert timer is not None
     del evi
-    assert wait_for(lambda: not timer.is_alive())
+    assert wait_until(lambda: not timer.is_alive())
 
 
 def test_purge_expired(evi: EventInterface, clock: FakeClock) -> None:
@@ -598,7 +580,7 @@ def test_fork_child_gets_a_fresh_timer(clock: FakeClock, fake: FakeTransport) ->
                 ok = ok and evi.raise_event("E") == 1  # lazy removal still works
                 ok = ok and evi._timer is not None and evi._timer is not parent_timer
                 clock.now += 30
-                ok = ok and wait_for(lambda: evi.subscriber_count("E") == 0, 5)
+                ok = ok and wait_until(lambda: evi.subscriber_count("E") == 0, 5)
                 code = 0 if ok else 1
             except BaseException:
                 code = 2

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import select
 import signal
 import threading
 import time
@@ -25,10 +26,7 @@ from collections.abc import Callable
 import pytest
 
 from event_kafka import CallId, EventKafka, Report, after_fork, forksafe
-from event_kafka.devkafka import LocalKafka, Record, TansuBroker
-
-Broker = LocalKafka | TansuBroker
-Consume = Callable[..., list[Record]]
+from tests.support import Broker, Consume
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 
@@ -80,7 +78,7 @@ def test_fork_while_threads_hold_every_lock(
         ek.kafka_publish("k", b"p", report_route="r")
         ek.kafka_publish("k2", b"q", on_report=lambda r: None)
         if n % 10 == 0:
-            time.sleep(0.002)  # let the producer's queue drain
+            time.sleep(0.002)  # pacing of the stress load (the queue drains), not a wait
 
     def subscribe(n: int) -> None:
         # Same brokers and properties as [k]: its producer, no new one.
@@ -91,7 +89,7 @@ def test_fork_while_threads_hold_every_lock(
         ek.raise_event("E_FORK", {"n": n}, sip_msg=CallId(f"c{n}"))
         ek.unsubscribe("E_FORK", udp)
         ek.unsubscribe("E_FORK", kafka)  # releases a lane: pool lock, EVI lock
-        time.sleep(0.001)
+        time.sleep(0.001)  # pacing of the stress load, not a wait
 
     def routes(n: int) -> None:
         ek.add_report_route("x", lambda r: None)  # EventKafka._lock, lanes dropped
@@ -107,7 +105,7 @@ def test_fork_while_threads_hold_every_lock(
     def instances(n: int) -> None:
         if n < len(others):  # flush, route workers stopped, lanes released
             assert others[n].close() == 0
-        time.sleep(0.1)
+        time.sleep(0.1)  # pacing: the closes spread over the forks, not a wait
 
     # Every producer (and so every librdkafka thread) exists and has delivered before forking.
     assert ek.kafka_publish("k2", "parent") == 1
@@ -130,7 +128,7 @@ def test_fork_while_threads_hold_every_lock(
         for i in range(FORKS):
             while len(alive) >= PARALLEL:
                 _reap(alive, results, took)
-            time.sleep(0.002)  # the threads move on between forks
+            time.sleep(0.002)  # pacing: the threads move on between forks, not a wait
             pid = os.fork()
             if pid == 0:
                 code = 1
@@ -163,6 +161,7 @@ def test_fork_while_threads_hold_every_lock(
 
 
 def _reap(alive: dict[int, tuple[int, float]], results: dict[int, int], took: list[float]) -> None:
+    _exited(list(alive), min(t0 for _, t0 in alive.values()) + CHILD_DEADLINE - time.monotonic())
     for pid, (i, t0) in list(alive.items()):
         done, status = os.waitpid(pid, os.WNOHANG)
         now = time.monotonic()
@@ -176,17 +175,22 @@ def _reap(alive: dict[int, tuple[int, float]], results: dict[int, int], took: li
             results[i] = -9
             took.append(now - t0)
             del alive[pid]
-    time.sleep(0.005)
+
+
+def _exited(pids: list[int], timeout: float) -> bool:
+    """Wait until one of ``pids`` (our children) exits, at most ``timeout`` s; True if one did."""
+    fds = [os.pidfd_open(pid) for pid in pids]
+    try:
+        return bool(select.select(fds, [], [], max(timeout, 0.0))[0])
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _wait(pid: int, timeout: float) -> int:
     """The child's exit code; kills it (by PID) and fails the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.02)
+    if _exited([pid], timeout):
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     pytest.fail(f"child {pid} did not finish within {timeout}s (deadlocked?)")

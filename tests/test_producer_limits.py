@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 
 import pytest
 
 from event_kafka import EventKafka, ProducerLimitError, Report
-from event_kafka.devkafka import LocalKafka, Record, TansuBroker, wait_until
-
-Broker = LocalKafka | TansuBroker
-Consume = Callable[..., list[Record]]
+from tests.support import Broker, Consume, wait_until
 
 SUBSCRIBERS = 30
 

@@ -11,11 +11,9 @@ import orjson
 import pytest
 
 from event_kafka import EventKafka, Report
-from event_kafka.devkafka import LocalKafka, Record, TansuBroker, free_port
+from event_kafka.devkafka import free_port
 from event_kafka.service.mi import MIDispatcher, service_commands
-
-Broker = LocalKafka | TansuBroker
-Consume = Callable[..., list[Record]]
+from tests.support import Broker, Consume
 
 
 @pytest.fixture

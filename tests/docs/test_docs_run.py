@@ -22,10 +22,8 @@ import doctest
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +31,8 @@ from pathlib import Path
 import pytest
 
 from event_kafka.demo import example_config, free_ports
-from event_kafka.devkafka import LocalKafka, TansuBroker, free_port, wait_until
+from event_kafka.devkafka import LocalKafka, TansuBroker, free_port
+from tests.support import ServeProcess, wait_until
 
 pytestmark = pytest.mark.docs
 
@@ -137,38 +136,25 @@ def service(
 ) -> Iterator[Service]:
     home = tmp_path_factory.mktemp("docs-home")
     ports = free_ports()
-    cfg = home / "event-kafka.toml"
-    cfg.write_text(example_config(kafka_broker.bootstrap, ports))
     bindir = Path(sys.executable).parent
     env = {**os.environ, "HOME": str(home), "PATH": f"{bindir}:{os.environ.get('PATH', '')}"}
-    log = (home / "serve.log").open("wb")
-    svc = subprocess.Popen(
-        [str(bindir / "event-kafka"), "serve", "-c", str(cfg)], stdout=log, stderr=log, env=env
+    svc = ServeProcess(
+        home,
+        example_config(kafka_broker.bootstrap, ports),
+        mi_port=ports["mi"],
+        health_port=ports["metrics"],
+        listeners=(ports["udp"], ports["tcp"]),
     )
     try:
-        ready = f"http://127.0.0.1:{ports['metrics']}/health/ready"
-        assert wait_until(lambda: _ok(ready) or svc.poll() is not None, 60)
-        assert svc.poll() is None, (home / "serve.log").read_text()
+        svc.start(timeout=60, env=env)
+        wait_until(svc.ready, 60, "the example service's /health/ready")
         replacements = {"127.0.0.1:9092": kafka_broker.bootstrap}
         for name, port in EXAMPLE_ADDRESSES.items():
             replacements[f"127.0.0.1:{port}"] = f"127.0.0.1:{ports[name]}"
         yield Service(replacements, env)
     finally:
-        svc.send_signal(signal.SIGTERM)
-        try:
-            svc.wait(60)
-        except subprocess.TimeoutExpired:
-            svc.kill()
-            svc.wait(10)
-        log.close()
-
-
-def _ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
+        if svc.alive:
+            svc.stop()
 
 
 def _replace(text: str, replacements: dict[str, str]) -> str:

@@ -36,6 +36,7 @@ from confluent_kafka.admin import AdminClient
 
 from event_kafka import EventKafka, Report
 from event_kafka.devkafka import DevKafkaError, LocalKafka, Record, consume_all, create_topic
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
@@ -52,6 +53,14 @@ def new_topic(kafka: LocalKafka, partitions: int = 3) -> str:
     """A fresh topic replicated on all three nodes."""
     name = f"f-{uuid.uuid4().hex[:10]}"
     create_topic(kafka.bootstrap, name, partitions, replication=3, timeout=60)
+
+    def led() -> bool:  # the metadata of a new topic reaches every node a moment later
+        with contextlib.suppress(Exception):
+            state = partition_state(kafka, name)
+            return len(state) == partitions and all(ldr > 0 for ldr, _ in state.values())
+        return False
+
+    wait_until(led, 30, f"a leader for every partition of {name}", step=0.1)
     return name
 
 
@@ -74,15 +83,18 @@ def heal(kafka: LocalKafka, topic: str | None = None, timeout: float = 90.0) -> 
     kafka.wait_ready(timeout)
     if topic is None:
         return
-    deadline = time.monotonic() + timeout
     state: dict[int, tuple[int, list[int]]] = {}
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
+
+    def in_sync() -> bool:
+        nonlocal state
+        with contextlib.suppress(Exception):  # a node still starting: ask again
             state = partition_state(kafka, topic)
-            if state and all(len(isr) == 3 and leader > 0 for leader, isr in state.values()):
-                return
-        time.sleep(0.5)
-    raise DevKafkaError(f"{topic} not back in sync after {timeout}s: {state}")
+        return bool(state) and all(len(isr) == 3 and ldr > 0 for ldr, isr in state.values())
+
+    try:
+        wait_until(in_sync, timeout, f"{topic} back in sync", step=0.5)
+    except AssertionError:
+        raise DevKafkaError(f"{topic} not back in sync after {timeout}s: {state}") from None
 
 
 _quiet = logging.getLogger("tests.faults.admin")
@@ -173,7 +185,7 @@ class Ledger:
             if seq % 250 == 0:
                 ahead = t0 + (seq - first) / rate - time.monotonic()
                 if ahead > 0:
-                    time.sleep(ahead)
+                    time.sleep(ahead)  # the offered rate is part of the scenario, not a wait
             action = at.get(seq)
             if action is not None:
                 threading.Thread(target=action, name=f"fault@{seq}", daemon=True).start()
@@ -282,14 +294,16 @@ def lane_totals(ek: EventKafka, topic: str) -> dict[str, int]:
 
 
 def wait_reports(ek: EventKafka, topic: str, timeout: float) -> dict[str, int]:
-    """Wait until nothing on ``topic`` is in flight and every report route has run."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        tot = lane_totals(ek, topic)
+    """Wait until nothing on ``topic`` is in flight and every report route has run; the
+    totals then (or at ``timeout``: the callers' assertions say what is missing)."""
+
+    def settled() -> bool:
         routes = ek.stats()["report_routes"]
-        if tot.get("in_flight", 1) == 0 and all(r["pending"] == 0 for r in routes.values()):
-            return tot
-        time.sleep(0.1)
+        in_flight = lane_totals(ek, topic).get("in_flight", 1)
+        return in_flight == 0 and all(r["pending"] == 0 for r in routes.values())
+
+    with contextlib.suppress(AssertionError):
+        wait_until(settled, timeout, f"every report of {topic}", step=0.1)
     return lane_totals(ek, topic)
 
 
@@ -300,10 +314,7 @@ def longest_gap(times: list[float], after: float) -> float:
 
 
 def wait_until_mark(marks: dict[str, float], name: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while name not in marks and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return name in marks
+    return bool(wait_until(lambda: name in marks, timeout, f"the mark {name!r}"))
 
 
 # -- publishers: the kafka_publish path and the raise_event path ----------------------------------
@@ -362,16 +373,18 @@ def test_kill_leader_mid_stream_exactly_once_in_order_one_report(
         def kill_then_restart() -> None:
             marks["kill"] = time.monotonic()
             cluster.kill_node(victim)
+
             # Failover as the cluster sees it: the partition has another leader.
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                with contextlib.suppress(Exception):
+            def new_leader() -> bool:
+                with contextlib.suppress(Exception):  # the metadata request may fail meanwhile
                     leader = partition_state(cluster, topic)[victim_partition][0]
                     if leader not in (-1, victim):
                         marks["new_leader"] = time.monotonic()
-                        break
-                time.sleep(0.1)
-            time.sleep(2.0)  # "later": keep streaming on two nodes for a while
+                return "new_leader" in marks
+
+            with contextlib.suppress(AssertionError):  # the test checks the mark afterwards
+                wait_until(new_leader, 60, "a new leader", step=0.1)
+            time.sleep(2.0)  # the scenario: "later", streaming on two nodes for a while
             marks["restart"] = time.monotonic()
             cluster.start_node(victim, wait=True)
             marks["restarted"] = time.monotonic()
@@ -550,7 +563,7 @@ def test_leader_paused_sigstop_then_resumed(cluster: LocalKafka) -> None:
         def pause_then_resume() -> None:
             marks["pause"] = time.monotonic()
             cluster.pause_node(victim)
-            time.sleep(pause_s)
+            time.sleep(pause_s)  # the fault under test: a node frozen for pause_s
             cluster.resume_node(victim)
             marks["resume"] = time.monotonic()
 
@@ -692,12 +705,14 @@ def test_acks_1_loses_acknowledged_messages_when_the_leader_dies(cluster: LocalK
         finally:
             for f in followers:
                 cluster.resume_node(f)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(Exception):
-                if partition_state(cluster, topic)[0][0] in followers:
-                    break
-            time.sleep(0.2)
+
+        def follower_leads() -> bool:
+            with contextlib.suppress(Exception):  # the metadata request may fail meanwhile
+                return partition_state(cluster, topic)[0][0] in followers
+            return False
+
+        with contextlib.suppress(AssertionError):  # as before: the verdict below tells
+            wait_until(follower_leads, 60, "a follower leading", step=0.2)
         ek.close(5)
     finally:
         ek.close(1)
@@ -728,11 +743,10 @@ def _pause_leader_briefly(cluster: LocalKafka, props: str) -> tuple[Ledger, Verd
 
         def pause() -> None:
             cluster.pause_node(victim)
-            time.sleep(4.0)
+            time.sleep(4.0)  # the fault under test: a node frozen for 4 s
             cluster.resume_node(victim)
 
         ledger.stream(send, 0, 60_000, RATE, at={15_000: pause})
-        time.sleep(1.0)
         assert wait_reports(ek, topic, 90)["in_flight"] == 0
         assert ek.close(30) == 0
     finally:

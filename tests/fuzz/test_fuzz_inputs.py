@@ -34,7 +34,6 @@ import socket
 import string
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -50,8 +49,8 @@ from event_kafka.kafka_socket import parse_broker_id, parse_socket
 from event_kafka.service.config import load_config_text, parse_listen
 from event_kafka.service.ingest import RaiseOutcome, TcpIngestServer, UdpIngestServer
 from event_kafka.service.ingest.tcp import _TcpProtocol
-
-from . import targets as T
+from tests.fuzz import targets as T
+from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -274,15 +273,6 @@ def test_config_file_not_utf8_and_huge(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------------------------
 # (c) MI dispatch
-
-
-@pytest.fixture(scope="module")
-def mi_env() -> Iterator[T.MIEnv]:
-    env = T.MIEnv()
-    try:
-        yield env
-    finally:
-        env.close()
 
 
 _COMMANDS: dict[str, list[tuple[str, ...]]] = {}
@@ -605,15 +595,15 @@ def test_kb1_ingest_lone_surrogates_are_rejected_cleanly(caplog: pytest.LogCaptu
             for i, raw in enumerate([*_SURROGATE_NOTES, _VALID_PAIR_NOTE, _json_with(["x"])]):
                 before = (c.malformed, c.raised + c.refused)
                 tx.sendto(raw, server.address)
-                deadline = time.monotonic() + 10
-                while c.received <= i and time.monotonic() < deadline:
-                    time.sleep(0.005)
+                wait_until(lambda i=i: c.received > i, 10, f"datagram {i} received")
                 assert c.received == i + 1, f"datagram {raw!r} not received (or counted twice)"
                 # Then it is counted as malformed or handed on (microseconds later; a handler
                 # that crashed in between never does: the deadline fails it).
-                deadline = time.monotonic() + 5
-                while (c.malformed, c.raised + c.refused) == before and time.monotonic() < deadline:
-                    time.sleep(0.005)
+                wait_until(
+                    lambda b=before: (c.malformed, c.raised + c.refused) != b,
+                    5,
+                    f"datagram {i} counted malformed or handed on",
+                )
                 after = (c.malformed, c.raised + c.refused)
                 outcomes.append((raw, after[0] - before[0], after[1] - before[1]))
     finally:
@@ -817,9 +807,7 @@ def test_kb16_released_lanes_do_not_pile_up() -> None:
             evi.subscribe("E_B", "kafka:127.0.0.1:1/b?t.message.timeout.ms=100", expire=60)
             evi.raise_event("E_B", ["x"])
             evi.subscribe("E_B", "kafka:127.0.0.1:1/b?t.message.timeout.ms=100", expire=0)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and any(ln.stats.in_flight for ln in ek.pool.lanes):
-            time.sleep(0.1)
+        wait_until(lambda: not any(ln.stats.in_flight for ln in ek.pool.lanes), 15, "every report")
         assert len(ek.pool.lanes) <= 2, f"{len(ek.pool.lanes)} lanes for 2 subscribers"
     finally:
         ek.close(0.0)

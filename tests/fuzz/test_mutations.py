@@ -26,10 +26,9 @@ import event_kafka.cjson
 import event_kafka.kafka_socket
 import event_kafka.service.config
 import event_kafka.service.ingest.notification
-
-from . import longrun
-from . import targets as T
-from . import test_fuzz_inputs as F
+from tests.fuzz import longrun
+from tests.fuzz import targets as T
+from tests.fuzz import test_fuzz_inputs as F
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -39,15 +38,6 @@ def _quiet() -> Iterator[None]:
     restore = T.quiet_logs()
     yield
     restore()
-
-
-@pytest.fixture(scope="module")
-def mi_env() -> Iterator[T.MIEnv]:
-    env = T.MIEnv()
-    try:
-        yield env
-    finally:
-        env.close()
 
 
 def mutate(monkeypatch: pytest.MonkeyPatch, module: Any, name: str, value: Any) -> None:

@@ -24,28 +24,25 @@ import contextlib
 import json
 import os
 import random
+import select
 import signal
 import socket
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from mi_http import MIHttpClient
 
 from event_kafka.devkafka import consume_all, create_topic, free_port
 from event_kafka.service.ingest import IngestError, parse_notification
-
-from . import targets as T
+from tests.fuzz import targets as T
+from tests.support import ServeProcess, wait_until
 
 pytestmark = pytest.mark.timeout(600)
 
-EVENT_KAFKA = str(Path(sys.executable).parent / "event-kafka")
 HEX = uuid.uuid4().hex
 SECRETS = {
     "broker_sasl": f"BrkSasl{HEX[:12]}",
@@ -69,65 +66,19 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Service(MIHttpClient):
-    """One ``event-kafka serve`` process; output in a file; stopped by PID."""
+class Service(ServeProcess):
+    """The service under abuse: every MI reply kept for the secret check."""
 
     default_headers = AUTH  # the MI here has a token
 
     def __init__(self, workdir: Path, config: str, ports: dict[str, int]) -> None:
-        self.config_path = workdir / "event-kafka.toml"
-        self.config_path.write_text(config)
-        self.log_path = workdir / "serve.log"
+        super().__init__(
+            workdir, config, mi_port=ports["mi"], listeners=(ports["udp"], ports["tcp"])
+        )
         self.ports = ports
-        self.proc: subprocess.Popen[bytes] | None = None
         self.replies: list[bytes] = []  # every MI reply body, for the secret check
         self.rss_baseline = 0.0
         self.threads_baseline = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['mi']}"
-
-    def start(self, timeout: float = 60.0) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [EVENT_KAFKA, "serve", "-c", str(self.config_path)],
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited {self.proc.returncode}:\n{self.log()[-3000:]}")
-            if "started (pid" in self.log():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"serve did not start:\n{self.log()[-3000:]}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def status(self, field: str) -> int:
-        """A number from /proc/<pid>/status (``VmRSS`` in kB, ``Threads``)."""
-        assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
-        raise AssertionError(f"no {field}")
 
     def rss_mb(self) -> float:
         return self.status("VmRSS") / 1024
@@ -152,21 +103,6 @@ class Service(MIHttpClient):
                 if f[9] in inodes and listening:
                     found.append((proto, f[1]))
         return found
-
-    def stop(self, timeout: float = 60.0) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"serve did not stop in {timeout}s") from None
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
 
     def seen(self, body: bytes) -> None:
         self.replies.append(body)
@@ -326,7 +262,7 @@ def test_udp_blast(svc: Svc) -> None:
     assert received >= sent * 0.99, f"{sent - received} of {sent} datagrams lost"
     lost = sent - received
     assert malformed - lost <= got_malformed <= malformed, (got_malformed, malformed, lost)
-    assert s.alive()
+    assert s.alive
     print(f"\nudp: {sent} datagrams, {received} received, {got_malformed} malformed")
 
 
@@ -391,7 +327,7 @@ def test_tcp_blast(svc: Svc) -> None:
     assert delta["connections_refused"] == 0, delta
     assert lo <= delta["malformed"] <= hi, (lo, delta["malformed"], hi)
     assert delta["streams_closed_on_error"] >= closed, (closed, delta)
-    assert s.alive()
+    assert s.alive
     print(f"\ntcp: {len(streams)} streams, counters {delta}, malformed expected {lo}..{hi}")
 
 
@@ -470,7 +406,7 @@ def test_mi_blast(svc: Svc) -> None:
     )
     dispatched = sum(1 for b, a in bodies if b and not a)  # an empty body never reaches the MI
     assert s.metric("event_kafka_mi_requests_total") >= before_requests + dispatched
-    assert s.alive()
+    assert s.alive
     print(
         f"\nmi: {len(bodies)} requests, statuses {dict(sorted(statuses.items()))}, "
         f"{len(retried)} sent again on a fresh connection"
@@ -479,7 +415,7 @@ def test_mi_blast(svc: Svc) -> None:
 
 def test_still_serving_and_bounded_after_the_blasts(svc: Svc) -> None:
     s = svc.s
-    assert s.alive()
+    assert s.alive
     assert s.mi("version")["result"]["Server"].startswith("event-kafka")
     marker = uuid.uuid4().hex
     udp_send(s.ports["udp"], [good("E_GOOD", f"udp-{marker}")])
@@ -548,7 +484,7 @@ def test_slow_loris_up_to_the_limit_then_cut_off(svc: Svc) -> None:
     threads = s.status("Threads")
     slow = [_slow_loris(port) for _ in range(MI_MAX_CONNECTIONS - 1)]
     try:
-        time.sleep(0.3)
+        wait_until(lambda: s.accepted(port) >= len(slow), 10, "the slow clients accepted")
         # One slot is left: a normal request is answered at once.
         t0 = time.monotonic()
         status, body = s.post(b'{"jsonrpc":"2.0","id":1,"method":"version"}')
@@ -559,7 +495,7 @@ def test_slow_loris_up_to_the_limit_then_cut_off(svc: Svc) -> None:
         # Fill the last slot, then more: slow clients never lock anyone out (issue 12 item 9):
         # each newcomer is answered and closes the longest-waiting slow client instead.
         slow.append(_slow_loris(port))
-        time.sleep(0.2)
+        wait_until(lambda: s.accepted(port) >= len(slow), 10, "the last slot taken")
         extra = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(5)]
         for c in extra:
             c.settimeout(5)
@@ -583,7 +519,7 @@ def test_slow_loris_up_to_the_limit_then_cut_off(svc: Svc) -> None:
             for c in slow:
                 with contextlib.suppress(OSError):
                     c.sendall(b"X")
-            time.sleep(0.5)
+            time.sleep(0.5)  # the trickle is the behaviour under test: a byte every 0.5 s
         for c in slow:
             with contextlib.suppress(ConnectionResetError):
                 assert c.recv(100) in (b"",)
@@ -621,7 +557,7 @@ def _send_until_refused(port: int, head: bytes, chunk: bytes, limit: int) -> tup
             try:
                 sent += c.send(chunk)
             except BlockingIOError:
-                time.sleep(0.01)
+                select.select([c], [c], [], 0.5)  # until it can read or write again
             except (BrokenPipeError, ConnectionResetError):
                 break
         c.setblocking(True)
@@ -748,7 +684,7 @@ def test_secrets_never_leak(svc: Svc) -> None:
     os.kill(s.proc.pid, signal.SIGHUP)
     wait_until(lambda: s.log().count("reload refused") > before, 30, "the refused reload")
     s.config_path.write_text(good_config)
-    time.sleep(1.0)  # librdkafka debug lines and delivery reports are written
+    wait_until(lambda: "report route r:" in s.log(), 30, "the secret-check's report logged")
     s.get("/metrics")
     haystack = [s.log(), *(r.decode("utf-8", "replace") for r in s.replies)]
     leaks = [

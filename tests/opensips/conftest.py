@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from osbed import (
+
+from event_kafka.devkafka import create_topic, free_port
+from tests.opensips.osbed import (
     DOWN_BROKER,
     INGEST_CASES,
     MI_EVENTS,
@@ -26,8 +28,6 @@ from osbed import (
     scripted_opensips,
     unique,
 )
-
-from event_kafka.devkafka import create_topic, free_port
 
 
 @pytest.fixture(scope="session")

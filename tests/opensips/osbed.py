@@ -14,22 +14,19 @@ import re
 import signal
 import socket
 import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
-from mi_http import MIHttpClient
 
 from event_kafka.devkafka import Record, consume_all, free_port
+from tests.support import EVENT_KAFKA, MIHttpClient, bound, http_status, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-opensips.sh"
-EVENT_KAFKA = str(Path(sys.executable).parent / "event-kafka")
 NO_TARBALL = 3  # build-opensips.sh's exit status when the source tarball is not there
 
 
@@ -43,18 +40,6 @@ def build_opensips() -> Path | None:
     if proc.returncode != 0:
         raise RuntimeError(f"OpenSIPS build failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return Path(proc.stdout.strip().splitlines()[-1])
-
-
-def wait_until(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll ``cond`` until it returns something truthy (returned) or time runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _die_with_parent() -> None:
@@ -292,13 +277,24 @@ class Serve(Process):
 
     name = "serve"
 
-    def __init__(self, workdir: Path, config: str, mi_port: int) -> None:
+    def __init__(
+        self, workdir: Path, config: str, mi_port: int, listeners: Sequence[int] = ()
+    ) -> None:
         super().__init__(workdir, mi_port)
         self.config_path = workdir / "event-kafka.toml"
         self.config_path.write_text(config)
+        self.listeners = tuple(listeners)
 
     def command(self) -> list[str]:
         return [EVENT_KAFKA, "serve", "-c", str(self.config_path)]
+
+    def _answers(self) -> bool:
+        # Ready as tests.support.ServeProcess is: /health/live, and the ingest ports bound.
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"serve exited {self.proc.returncode}:\n{self.tail()}")
+        live = http_status(self.url + "/health/live") == 200
+        return live and all(bound(port) for port in self.listeners)
 
 
 def toml_list(items: Iterable[str]) -> str:
@@ -336,7 +332,8 @@ def make_serve(
         f'[mi]\nlisten = "127.0.0.1:{mi_port}"\n{ingest}'
         '[logging]\nlevel = "INFO"\n'
     )
-    return Serve(workdir, config, mi_port)
+    listeners = [p for p in (udp_port, tcp_port) if p is not None]
+    return Serve(workdir, config, mi_port, listeners)
 
 
 # -- Kafka ----------------------------------------------------------------------------------------

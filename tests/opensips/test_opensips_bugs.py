@@ -10,8 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from heldproxy import HeldProxy
-from osbed import (
+
+from event_kafka import EventKafka
+from event_kafka.devkafka import consume_all, create_topic
+from event_kafka.report import Report
+from tests.opensips.heldproxy import HeldProxy
+from tests.opensips.osbed import (
     Pair,
     Scripted,
     make_opensips,
@@ -22,10 +26,6 @@ from osbed import (
     unique,
     wait_until,
 )
-
-from event_kafka import EventKafka
-from event_kafka.devkafka import consume_all, create_topic
-from event_kafka.report import Report
 
 pytestmark = pytest.mark.opensips
 
@@ -114,7 +114,7 @@ def test_kafka_publish_without_key_crashes_the_worker(
         assert ek.flush(10) == 0
     (rec,) = consume_all(kafka_broker.bootstrap, topic, expect=1)
     assert rec.key is None and rec.value == b"no key"
-    wait_until(lambda: len(reports) == 1, what="the report")
+    wait_until(lambda: len(reports) == 1, 20, "the report")
     assert reports[0].avp == {
         "kafka_id": "k1",
         "kafka_status": 0,

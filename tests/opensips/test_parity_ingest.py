@@ -6,9 +6,9 @@ exactly what OpenSIPS's own ``kafka:`` subscriber wrote for the same event.
 from __future__ import annotations
 
 import pytest
-from osbed import INGEST_CASES, IngestCase, Pair, by_method, read_topic
 
 from event_kafka.devkafka import Record
+from tests.opensips.osbed import INGEST_CASES, IngestCase, Pair, by_method, read_topic
 
 pytestmark = pytest.mark.opensips
 

@@ -10,11 +10,19 @@ import json
 from typing import Any
 
 import pytest
-from osbed import DOWN_BROKER, Scripted, read_topic, send_sip, sip_message, unique, wait_until
 
 from event_kafka import EventKafka
 from event_kafka.devkafka import create_topic
 from event_kafka.report import Report
+from tests.opensips.osbed import (
+    DOWN_BROKER,
+    Scripted,
+    read_topic,
+    send_sip,
+    sip_message,
+    unique,
+    wait_until,
+)
 
 pytestmark = pytest.mark.opensips
 

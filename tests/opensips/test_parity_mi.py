@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from osbed import Pair, free_udp_port
+
+from tests.opensips.osbed import Pair, free_udp_port
 
 pytestmark = pytest.mark.opensips
 

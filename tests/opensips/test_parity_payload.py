@@ -8,9 +8,9 @@ alternative outputs, and require event-kafka to print the documented intent.
 from __future__ import annotations
 
 import pytest
-from osbed import PAYLOAD_CASES, Pair, PayloadCase, by_method, read_topic
 
 from event_kafka.devkafka import Record
+from tests.opensips.osbed import PAYLOAD_CASES, Pair, PayloadCase, by_method, read_topic
 
 pytestmark = pytest.mark.opensips
 

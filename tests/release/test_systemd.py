@@ -12,16 +12,15 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from event_kafka.demo import example_config, free_ports
-from event_kafka.devkafka import LocalKafka, TansuBroker, wait_until
-
-from .conftest import ROOT, Built, run_timed
+from event_kafka.devkafka import LocalKafka, TansuBroker
+from tests.release.conftest import ROOT, Built, run_timed
+from tests.support import http_status, wait_until
 
 pytestmark = pytest.mark.packaging
 
@@ -114,19 +113,24 @@ def _as_nobody(root: Path, *args: str) -> list[str]:
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
-def test_service_runs_as_an_unprivileged_user(
-    install_root: Path, kafka_broker: LocalKafka | TansuBroker
-) -> None:
-    ports = free_ports()
-    cfg = _install_config(install_root, example_config(kafka_broker.bootstrap, ports), NOGROUP)
-    check = subprocess.run(
-        _as_nobody(install_root, "serve", "--check", "-c", str(cfg)),
+def _check_as_nobody(root: Path, cfg: Path) -> subprocess.CompletedProcess[str]:
+    """``serve --check -c cfg`` as the service user, from ``/``."""
+    return subprocess.run(
+        _as_nobody(root, "serve", "--check", "-c", str(cfg)),
         capture_output=True,
         text=True,
         timeout=60,
         env=ENV,
         cwd="/",
     )
+
+
+def test_service_runs_as_an_unprivileged_user(
+    install_root: Path, kafka_broker: LocalKafka | TansuBroker
+) -> None:
+    ports = free_ports()
+    cfg = _install_config(install_root, example_config(kafka_broker.bootstrap, ports), NOGROUP)
+    check = _check_as_nobody(install_root, cfg)
     assert check.returncode == 0, check
     svc = subprocess.Popen(
         _as_nobody(install_root, "serve", "-c", str(cfg)),
@@ -137,7 +141,7 @@ def test_service_runs_as_an_unprivileged_user(
     )
     try:
         ready = f"http://127.0.0.1:{ports['metrics']}/health/ready"
-        assert wait_until(lambda: _status(ready) == 200 or svc.poll() is not None, 60)
+        wait_until(lambda: http_status(ready) == 200 or svc.poll() is not None, 60, ready)
         assert svc.poll() is None, svc.communicate()[0]
         status = Path(f"/proc/{svc.pid}/status").read_text()  # setpriv exec()s the service
         assert re.search(rf"^Uid:\s+{NOBODY}\s", status, re.MULTILINE), status
@@ -154,21 +158,6 @@ def test_service_runs_as_an_unprivileged_user(
 def test_config_unreadable_by_the_service_user_is_exit_78(install_root: Path) -> None:
     # The shipped unit's old failure: a root:root 0640 file the service user cannot read.
     cfg = _install_config(install_root, example_config("127.0.0.1:9", free_ports()), 0)
-    res = subprocess.run(
-        _as_nobody(install_root, "serve", "--check", "-c", str(cfg)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=ENV,
-        cwd="/",
-    )
+    res = _check_as_nobody(install_root, cfg)
     assert res.returncode == 78, res
     assert "ermission denied" in res.stdout + res.stderr
-
-
-def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return int(resp.status)
-    except OSError:
-        return 0

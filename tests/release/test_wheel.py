@@ -23,8 +23,7 @@ from pathlib import Path
 import pytest
 
 from event_kafka.devkafka import KAFKA_VERSION, fetch_jars
-
-from .conftest import NOT_RELEASED, ROOT, Built, run_timed
+from tests.release.conftest import NOT_RELEASED, ROOT, Built, run_timed
 
 pytestmark = [pytest.mark.packaging, pytest.mark.integration]
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -43,19 +40,6 @@ async def get(service: Service, path: str) -> tuple[int, str]:
         session.get(http_base(service) + path, timeout=aiohttp.ClientTimeout(total=30)) as r,
     ):
         return r.status, await r.text()
-
-
-async def wait_for(
-    cond: Callable[[], Awaitable[Any]], timeout: float, what: str, step: float = 0.1
-) -> Any:
-    """Poll ``cond`` (a condition, never a fixed sleep) until truthy or ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await cond()
-        if value:
-            return value
-        await asyncio.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 Series = tuple[str, tuple[tuple[str, str], ...]]

@@ -15,97 +15,26 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from mi_http import MIHttpClient
 
 from event_kafka.devkafka import Record, consume_all, create_topic, free_port
 from event_kafka.jsonstream import StreamSplitter
 from event_kafka.payload import build_payload, build_payload_with_id
 from event_kafka.service.config import load_config_text
 from event_kafka.service.service import Service
+from tests.support import EVENT_KAFKA, ServeProcess, await_until, wait_until
 
 BIN = Path(sys.executable).parent
-EVENT_KAFKA = str(BIN / "event-kafka")
 OPENSIPS_CLI = str(BIN / "opensips-cli")
 OPENSIPS_EVENT = str(BIN / "opensips-event")
 
 
-# -- a daemon under test ---------------------------------------------------------------------------
-
-
-class Daemon(MIHttpClient):
-    """One ``event-kafka serve`` process (stderr in a file, stopped by PID)."""
-
-    def __init__(self, workdir: Path, config: str) -> None:
-        self.workdir = workdir
-        self.config_path = workdir / "event-kafka.toml"
-        self.config_path.write_text(config)
-        self.log_path = workdir / "serve.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.mi_port = 0
-
-    def start(
-        self, mi_port: int, timeout: float = 30.0, env: dict[str, str] | None = None
-    ) -> Daemon:
-        self.mi_port = mi_port
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [EVENT_KAFKA, "serve", "-c", str(self.config_path)],
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, **(env or {})},
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited {self.proc.returncode}:\n{self.log()}")
-            if "started (pid" in self.log():
-                return self
-            time.sleep(0.05)
-        raise AssertionError(f"serve did not start:\n{self.log()}")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.mi_port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def send_signal(self, sig: int) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, sig)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-            raise AssertionError(f"serve did not stop in {timeout}s:\n{self.log()}") from None
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-def wait_until(cond: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+# -- names ----------------------------------------------------------------------------------------
 
 
 def topic_name() -> str:
@@ -117,7 +46,7 @@ def topic_name() -> str:
 
 class Svc:
     def __init__(
-        self, daemon: Daemon, bootstrap: str, topics: dict[str, str], ports: dict[str, int]
+        self, daemon: ServeProcess, bootstrap: str, topics: dict[str, str], ports: dict[str, int]
     ):
         self.d = daemon
         self.bootstrap = bootstrap
@@ -169,7 +98,9 @@ check_brokers = true
 [logging]
 level = "INFO"
 """
-    daemon = Daemon(tmp_path_factory.mktemp("svc"), config)
+    daemon = ServeProcess(
+        tmp_path_factory.mktemp("svc"), config, listeners=(ports["udp"], ports["tcp"])
+    )
     try:
         daemon.start(ports["mi"])
         yield Svc(daemon, bootstrap, topics, ports)
@@ -410,8 +341,7 @@ def test_udp_ingest_lands_byte_identical(svc: Svc) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.sendto(b"not json", ("127.0.0.1", svc.ports["udp"]))
         for raw in sent:
-            s.sendto(raw, ("127.0.0.1", svc.ports["udp"]))
-            time.sleep(0.01)
+            s.sendto(raw, ("127.0.0.1", svc.ports["udp"]))  # a few: loopback buffers hold them
     records = svc.consume("udp", expect=len(sent))
     assert sorted(r.value or b"" for r in records) == sorted(sent)
     assert all(r.key is None for r in records)
@@ -428,7 +358,7 @@ def test_tcp_ingest_reliable_mode_lands_byte_identical(svc: Svc) -> None:
     with socket.create_connection(("127.0.0.1", svc.ports["tcp"]), timeout=10) as s:
         for i in range(0, len(stream), 1000):  # split across many segments
             s.sendall(stream[i : i + 1000])
-            time.sleep(0.001)
+            time.sleep(0.001)  # the pause is the behaviour under test: separate segments
         splitter = StreamSplitter()
         replies: list[Any] = []
         while len(replies) < 4:
@@ -453,8 +383,7 @@ def test_both_ingest_paths_agree(svc: Svc) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.sendto(raw, ("127.0.0.1", svc.ports["udp"]))
     with socket.create_connection(("127.0.0.1", svc.ports["tcp"]), timeout=10) as s:
-        s.sendall(raw)
-        time.sleep(0.2)
+        s.sendall(raw)  # closing at once loses nothing: the two records are awaited below
     records = svc.consume("mix", expect=2)
     assert [r.value for r in records] == [raw, raw]
 
@@ -635,7 +564,7 @@ def test_sigterm_with_messages_in_flight_loses_nothing(kafka_broker: Any, tmp_pa
     create_topic(kafka_broker.bootstrap, topic, 1)
     port, udp = free_port(), free_port()
     # linger.ms=5000: everything is still queued in librdkafka when SIGTERM arrives.
-    d = Daemon(
+    d = ServeProcess(
         tmp_path,
         f"""
 broker_ids = ["[k1]{kafka_broker.bootstrap}/{topic}?g.linger.ms=5000&t.acks=all"]
@@ -649,6 +578,7 @@ listen = "127.0.0.1:{port}"
 [ingest.udp]
 listen = "127.0.0.1:{udp}"
 """,
+        listeners=(udp,),
     )
     try:
         d.start(port)
@@ -680,7 +610,7 @@ listen = "127.0.0.1:{udp}"
 
 def test_sigterm_reports_what_could_not_be_delivered(tmp_path: Path) -> None:
     port = free_port()
-    d = Daemon(
+    d = ServeProcess(
         tmp_path,
         f"""
 broker_ids = ["[k1]127.0.0.1:1/t"]
@@ -720,7 +650,7 @@ publish = ["E_A"]
 [mi]
 listen = "127.0.0.1:{port}"
 """
-    d = Daemon(tmp_path, base)
+    d = ServeProcess(tmp_path, base)
     try:
         d.start(port)
         assert d.mi("events_list")["result"] == {"Events": [{"name": "E_A", "id": 0}]}
@@ -789,10 +719,8 @@ listen = "127.0.0.1:0"
             s.sendto(build_payload("E_AUTO\nINJECTED", {"n": 1}), service.udp.address)
             for name in ("E_AUTO_SEEN", "E_AUTO_1", "E_AUTO_2", "E_AUTO_3", "E_AUTO_1"):
                 s.sendto(build_payload(name, {"n": 1}), service.udp.address)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 5
-        while service.udp.counters.received < 6 and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+        udp = service.udp
+        await await_until(lambda: udp.counters.received >= 6, 10, "the six datagrams")
         names = [e.name for e in service.ek.evi.list_events()]
         assert names == ["E_AUTO_SEEN", "E_AUTO_1", "E_AUTO_2"]  # the third is over the bound
         assert service.udp.counters.malformed == 1
@@ -858,10 +786,8 @@ listen = "127.0.0.1:0"
         assert service.udp is not None
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.sendto(raw, service.udp.address)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while service.udp.counters.raised < 1 and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+        udp = service.udp
+        await await_until(lambda: udp.counters.raised >= 1, 10, "the datagram raised")
     finally:
         await service.shutdown()
     [r] = await asyncio.to_thread(consume_all, kafka_broker.bootstrap, topic, 30, 1)
@@ -887,7 +813,7 @@ token = "{token}"
 """
     auth = {"Authorization": f"Bearer {token}"}
     version = b'{"jsonrpc":"2.0","id":1,"method":"version"}'
-    d = Daemon(tmp_path, base)
+    d = ServeProcess(tmp_path, base)
 
     def refused() -> int:
         return d.log().count("reload refused, keeping the running configuration")
@@ -939,7 +865,7 @@ token = "{token}"
 
 def test_sigterm_exits_even_with_a_fifo_config(tmp_path: Path) -> None:
     port = free_port()
-    d = Daemon(tmp_path, f'[mi]\nlisten = "127.0.0.1:{port}"\n')
+    d = ServeProcess(tmp_path, f'[mi]\nlisten = "127.0.0.1:{port}"\n')
     try:
         d.start(port)
         d.config_path.unlink()
@@ -975,29 +901,23 @@ async def test_reloads_are_coalesced_and_a_stuck_one_blocks_nothing(
     await service.start()
     loop = asyncio.get_running_loop()
 
-    async def until(cond: Callable[[], bool], what: str) -> None:
-        deadline = loop.time() + 10
-        while not cond():
-            assert loop.time() < deadline, what
-            await asyncio.sleep(0.01)
-
     try:
         for _ in range(3):
             service.request_reload()
         assert "the file will be read again after it" in caplog.text
         assert "another is already queued" in caplog.text
         gate.set()
-        await until(lambda: service.reloads["ok"] == 2, "two reloads for three SIGHUPs")
-        await asyncio.sleep(0)
+        await await_until(lambda: service.reloads["ok"] == 2, 10, "two reloads for three SIGHUPs")
+        await asyncio.sleep(0)  # one loop turn (not a wait on time) for a third reload to start
         assert len(calls) == 2
         # A reload stuck for good: refused after its budget; the next one says why it waits.
         gate.clear()
         monkeypatch.setattr(reload, "_RELOAD_BUDGET", 0.2)
         service.request_reload()
-        await until(lambda: service.reloads["error"] == 1, "the stuck reload refused")
+        await await_until(lambda: service.reloads["error"] == 1, 10, "the stuck reload refused")
         assert "took more than 0.2 s" in caplog.text
         service.request_reload()
-        await until(lambda: service.reloads["error"] == 2, "the second one refused")
+        await await_until(lambda: service.reloads["error"] == 2, 10, "the second one refused")
         assert "still stuck reading the file" in caplog.text
         assert len(calls) == 3
     finally:
@@ -1009,7 +929,7 @@ async def test_reloads_are_coalesced_and_a_stuck_one_blocks_nothing(
 
 def test_idle_connections_never_starve_health_or_the_mi(tmp_path: Path) -> None:
     port = free_port()
-    d = Daemon(tmp_path, f'[mi]\nlisten = "127.0.0.1:{port}"\nmax_connections = 64\n')
+    d = ServeProcess(tmp_path, f'[mi]\nlisten = "127.0.0.1:{port}"\nmax_connections = 64\n')
     idle: list[socket.socket] = []
     try:
         d.start(port)
@@ -1063,7 +983,10 @@ async def test_a_slow_mi_command_never_stalls_health() -> None:
 
     try:
         slow = [asyncio.create_task(asyncio.to_thread(post)) for _ in range(6)]
-        await asyncio.sleep(0.2)  # let them reach the workers
+        workers = service.workers
+        await await_until(
+            lambda: workers.pending + workers.busy >= 6, 10, "the six requests at the workers"
+        )
         latencies = [await asyncio.to_thread(live) for _ in range(5)]
         assert max(latencies) < 0.5, latencies
         replies = [orjson.loads(b) for b in await asyncio.gather(*slow)]

@@ -12,9 +12,10 @@ from typing import Any
 
 import orjson
 import pytest
-from ops_helpers import get, parse_series, running_service, wait_for
 
 from event_kafka.payload import build_payload
+from tests.service.ops_helpers import get, parse_series, running_service
+from tests.support import await_until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RULES = EXAMPLES / "prometheus-alerts.yml"
@@ -80,7 +81,7 @@ statistics_interval_ms = 100
             )
             return text if ok else None
 
-        text = await wait_for(complete, 30, "statistics and the report on /metrics")
+        text = await await_until(complete, 30, "statistics and the report on /metrics")
     exported = {name for name, _ in parse_series(text)}
     for where, used in names.items():
         missing = used - exported

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-from ops_helpers import get, running_service, wait_for
 
 from event_kafka.devkafka import LocalKafka
+from tests.service.ops_helpers import get, running_service
+from tests.support import await_until
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ check_timeout = 1
         async def delivered() -> bool:
             return svc.ek.stats()["broker_ids"]["k1"].get("delivered", 0) == 1
 
-        await wait_for(delivered, 30, "the first delivery")
+        await await_until(delivered, 30, "the first delivery")
         assert await get(svc, "/health/ready") == (200, '{"status":"ok"}')
         name = svc.ek.stats()["producers"][0]["name"]
 
@@ -50,7 +51,7 @@ check_timeout = 1
             status, text = await get(svc, "/health/ready")
             return orjson.loads(text) if status == 503 else None
 
-        body = await wait_for(not_ready, 60, "/health/ready to fail")
+        body = await await_until(not_ready, 60, "/health/ready to fail")
         assert body["status"] == "not ready"
         assert f"producer {name} ({own_kafka.bootstrap}) has reached no broker" in body["reason"]
         assert "ready_broker_timeout 2s" in body["reason"]
@@ -67,7 +68,7 @@ check_timeout = 1
             return (await get(svc, "/health/ready"))[0] == 200
 
         # Nothing is sent meanwhile: the probe (a metadata request) is what notices.
-        await wait_for(ready, 60, "/health/ready to recover")
+        await await_until(ready, 60, "/health/ready to recover")
         assert svc.ek.stats()["producers"][0]["down"] is False
 
 
@@ -95,7 +96,7 @@ check_timeout = 0.2
             p = svc.ek.stats()["producers"]
             return bool(p) and p[0]["down_for"] > 0.5
 
-        await wait_for(dynamic_down_long, 30, "the dynamic subscriber's producer to be down")
+        await await_until(dynamic_down_long, 30, "the dynamic subscriber's producer to be down")
         assert await get(svc, "/health/ready") == (200, '{"status":"ok"}')
 
         assert svc.ek.kafka_publish("k1", "m") == 1
@@ -103,7 +104,7 @@ check_timeout = 0.2
         async def down() -> bool:
             return (await get(svc, "/health/ready"))[0] == 503
 
-        await wait_for(down, 30, "not ready")
+        await await_until(down, 30, "not ready")
         svc.settings = svc.settings.__class__(
             model=svc.settings.model.model_copy(
                 update={

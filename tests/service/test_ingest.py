@@ -21,6 +21,7 @@ from event_kafka.service.ingest import (
     UdpIngestServer,
     parse_notification,
 )
+from tests.support import await_until
 
 # The §5.2 examples: what a real OpenSIPS writes.
 OPENSIPS = [
@@ -261,15 +262,6 @@ class Recorder:
         return self.outcome
 
 
-async def wait_for(cond: Any, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-
-
 @pytest.mark.asyncio
 async def test_udp_listener() -> None:
     rec = Recorder()
@@ -281,7 +273,7 @@ async def test_udp_listener() -> None:
                 s.sendto(raw, server.address)
             s.sendto(b"garbage", server.address)
             s.sendto(OPENSIPS[0] + OPENSIPS[1], server.address)  # two in one datagram: invalid
-        await wait_for(lambda: server.counters.received == len(OPENSIPS) + 2)
+        await await_until(lambda: server.counters.received == len(OPENSIPS) + 2)
         assert [build_payload(n.event, n.params) for n, _ in rec.seen] == OPENSIPS
         assert {listener for _, listener in rec.seen} == {"udp"}
         c = server.counters
@@ -313,7 +305,7 @@ async def test_listeners_forward_non_utf8_and_empty_params_as_sent() -> None:
                 writer.write(stream[i : i + 1])
                 await writer.drain()
         try:
-            await wait_for(lambda: server.counters.received == len(sent) + 1)  # noqa: B023
+            await await_until(lambda: server.counters.received == len(sent) + 1)  # noqa: B023
             assert [n.payload for n, _ in rec.seen] == sent, kind
             assert (server.counters.raised, server.counters.malformed) == (len(sent), 1)
         finally:
@@ -351,7 +343,7 @@ async def test_tcp_reliable_mode_split_across_segments() -> None:
         for i in range(0, len(stream), 7):  # 7-byte segments
             writer.write(stream[i : i + 7])
             await writer.drain()
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # a loop turn: the server reads each segment on its own
         replies = await read_replies(reader, 4)
         assert replies == [
             {"jsonrpc": "2.0", "result": "OK", "id": 1},
@@ -364,7 +356,7 @@ async def test_tcp_reliable_mode_split_across_segments() -> None:
         assert (c.received, c.raised, c.refused, c.malformed, c.replies) == (5, 3, 1, 1, 4)
         writer.close()
         await writer.wait_closed()
-        await wait_for(lambda: server.counters.connections == 0)
+        await await_until(lambda: server.counters.connections == 0)
     finally:
         await server.close()
 
@@ -401,12 +393,12 @@ async def test_tcp_connection_limit_and_idle_timeout() -> None:
     await server.start()
     try:
         r1, w1 = await asyncio.open_connection(*server.address)
-        await wait_for(lambda: server.counters.connections == 1)
+        await await_until(lambda: server.counters.connections == 1)
         r2, w2 = await asyncio.open_connection(*server.address)
         assert await asyncio.wait_for(r2.read(), 5) == b""  # refused
         assert server.counters.connections_refused == 1
         assert await asyncio.wait_for(r1.read(), 5) == b""  # idle: closed after 0.3 s
-        await wait_for(lambda: server.counters.connections == 0)
+        await await_until(lambda: server.counters.connections == 0)
         w1.close()
         w2.close()
     finally:
@@ -461,7 +453,7 @@ async def test_tcp_peer_that_never_reads_replies_is_dropped() -> None:
                 break  # dropped by the server
             if server.counters.streams_closed_on_error:
                 break
-        await wait_for(lambda: server.counters.streams_closed_on_error == 1, timeout=20)
+        await await_until(lambda: server.counters.streams_closed_on_error == 1, timeout=20)
         assert server.counters.malformed == 0
         sock.close()
     finally:

@@ -25,6 +25,7 @@ from event_kafka.service.mi import (
     service_commands,
 )
 from event_kafka.transports import Destination, Transport
+from tests.support import await_until, wait_until
 
 # -- fixtures ---------------------------------------------------------------------------------
 
@@ -455,9 +456,7 @@ def test_kafka_publish_wait_returns_the_report(mi: MIDispatcher, service: FakeSe
     )
     assert report["kafka_id"] == "k1" and report["kafka_status"] == -1
     assert report["kafka_key"] == "c1" and report["kafka_msg"] == "m1" and report["reason"]
-    deadline = time.monotonic() + 5
-    while not ran and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: ran, 5, "the default report route")
     assert len(ran) == 1  # the default report route ran too
     # report_route="" means none, even with a default
     assert (
@@ -640,7 +639,7 @@ def test_slow_command_leaves_the_loop_within_a_budget(service: FakeService) -> N
         async def ticker() -> None:  # stands for /health/live: needs the loop every 10 ms
             nonlocal ticks
             while True:
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # the probe's period: part of the behaviour measured
                 ticks += 1
 
         tick = loop.create_task(ticker())
@@ -656,9 +655,7 @@ def test_slow_command_leaves_the_loop_within_a_budget(service: FakeService) -> N
         assert ticks >= elapsed / 0.01 / 3  # the loop kept turning while they were stuck
         # Quick commands still run while both workers are stuck... once one is free.
         release.set()
-        deadline = loop.time() + 5
-        while pool.pending and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+        await await_until(lambda: not pool.pending, 5, "the stuck workers freed")
         reply = await d.handle(b'{"jsonrpc":"2.0","id":2,"method":"version"}')
         assert reply is not None and "result" in reply
 

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import orjson
 import pytest
-from ops_helpers import get, running_service
 
 from event_kafka.devkafka import free_port
 from event_kafka.service.config import ConfigError, LoggingSection, load_config_text
 from event_kafka.service.log_setup import setup_logging
+from tests.service.ops_helpers import get, running_service
+from tests.support import wait_until
 
 SECRET = "Gr3y-H3r0n-Secret-51"
 EVENT_KAFKA = str(Path(sys.executable).parent / "event-kafka")
@@ -187,10 +188,9 @@ def test_command_line_log_flags(tmp_path: Path, serve_proc: list[subprocess.Pope
             stdin=subprocess.DEVNULL,
         )
     serve_proc.append(proc)
-    deadline = time.monotonic() + 30
-    while "started (pid" not in log.read_text():
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.05)
+    # The "started" record is what this test reads: wait for it (failing if serve exits).
+    wait_until(lambda: "started (pid" in log.read_text() or proc.poll() is not None, 30, "started")
+    assert proc.poll() is None, log.read_text()
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(30) == 0
     lines = log.read_text().splitlines()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ops_helpers import get, parse_series, running_service, wait_for
 from prometheus_client import generate_latest
 
 from event_kafka import EventKafka
@@ -16,6 +14,8 @@ from event_kafka.kafka_socket import parse_broker_id, parse_socket
 from event_kafka.producer import ProducerPool, producer_name
 from event_kafka.service.metrics import Snapshot, make_registry
 from event_kafka.statistics import EventOwner
+from tests.service.ops_helpers import get, parse_series, running_service
+from tests.support import await_until, wait_until
 
 SECRET = "Sn0wy-0wl-pw-77"
 
@@ -104,15 +104,15 @@ def test_librdkafka_statistics_are_exported(kafka_broker: Any, topic: str) -> No
             assert ek.kafka_publish("k", "m") == 1
             assert ek.flush(30) == 0
             producer = ek.stats()["producers"][0]["name"]
-            deadline = time.monotonic() + 30
-            series = parse_series(scrape(ek))
-            # A report made after the delivery: a broker UP and an empty queue.
-            while not any(_rd(series, "event_kafka_rdkafka_broker_up")) or _rd(
-                series, "event_kafka_rdkafka_messages", producer=producer
-            ) != [0]:
-                assert time.monotonic() < deadline, "no librdkafka statistics after delivery"
-                time.sleep(0.1)
+
+            def after_delivery(ek: EventKafka = ek, producer: str = producer) -> Any:
+                # A report made after the delivery: a broker UP and an empty queue.
                 series = parse_series(scrape(ek))
+                up = any(_rd(series, "event_kafka_rdkafka_broker_up"))
+                empty = _rd(series, "event_kafka_rdkafka_messages", producer=producer) == [0]
+                return series if up and empty else None
+
+            series = wait_until(after_delivery, 30, "librdkafka statistics after delivery")
             node = kafka_broker.bootstrap.split(",")[0]
             ups = {
                 dict(lbls)["broker"]: v
@@ -144,9 +144,7 @@ def test_statistics_off_by_default(kafka_broker: Any, topic: str) -> None:
     lane = pool.lane(parse_socket(f"kafka:{kafka_broker.bootstrap}/{topic}"), owner=EventOwner("x"))
     try:
         assert lane.publish(b"m") == 1
-        deadline = time.monotonic() + 30
-        while lane.stats.delivered == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: lane.stats.delivered, 30, "the delivery")
         assert lane.stats.delivered == 1
         assert pool.stats()["producers"][0]["statistics"] is None
     finally:
@@ -174,7 +172,7 @@ statistics_interval_ms = 100
             _, text = await get(svc, "/metrics")
             return "event_kafka_rdkafka_broker_up{" in text
 
-        await wait_for(stats_in, 30, "librdkafka statistics on /metrics")
+        await await_until(stats_in, 30, "librdkafka statistics on /metrics")
         status, text = await get(svc, "/metrics")
         assert status == 200
         series = parse_series(text)

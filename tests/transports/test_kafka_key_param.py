@@ -5,19 +5,19 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from event_kafka.devkafka import LocalKafka, Record, TansuBroker
+from event_kafka.devkafka import LocalKafka, TansuBroker
 from event_kafka.errors import SocketError
 from event_kafka.event_interface import EventInterface
 from event_kafka.kafka_socket import check_command, parse_broker_id, parse_socket
 from event_kafka.producer import ProducerPool
 from event_kafka.transports.kafka import param_key
+from tests.support import Consume
 
-Consume = Callable[..., list[Record]]
 CALLID = "a84b4c76e66710@pc33.atlanta.example.com"
 
 

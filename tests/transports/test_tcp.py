@@ -17,6 +17,7 @@ from event_kafka.errors import SocketError
 from event_kafka.event_interface import EventInterface
 from event_kafka.payload import build_payload
 from event_kafka.transports.tcp import TcpTransport
+from tests.support import wait_event, wait_until
 
 Reply = Callable[[dict[str, Any]], bytes | None]
 
@@ -89,7 +90,7 @@ class StreamServer:
                 return
             for i in range(0, len(out), 3):  # three bytes per segment, with pauses
                 conn.sendall(out[i : i + 3])
-                time.sleep(0.001)
+                time.sleep(0.001)  # the pause is the behaviour under test: separate segments
         except OSError:
             pass
 
@@ -100,7 +101,7 @@ class StreamServer:
             c.close()
 
     def wait_objects(self, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
-        assert wait_for(lambda: len(self.objects) >= n, timeout), self.objects
+        assert wait_until(lambda: len(self.objects) >= n, timeout), self.objects
         with self.lock:
             return list(self.objects)
 
@@ -110,15 +111,6 @@ class StreamServer:
         self.sock.close()
         for t in self.threads:
             t.join(2)
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.005)
-    return cond()
 
 
 def ok_reply(obj: dict[str, Any]) -> bytes:
@@ -255,11 +247,13 @@ def test_two_subscribers_of_one_address_share_the_connection(server: StreamServe
         assert [o["method"] for o in server.objects] == ["E_TEST", "other"]
         # The last subscriber of the address gone: the connection is closed.
         evi.unsubscribe("E_TEST", f"tcp:127.0.0.1:{server.port}")
-        time.sleep(0.05)
-        assert server.eofs == 0
+        # A sentinel after the unsubscribe: it still travels on the first connection.
+        evi.raise_event("E_OTHER")
+        server.wait_objects(3)
+        assert server.eofs == 0 and len(server.raw) == 1
         evi.unsubscribe("E_OTHER", f"tcp:127.0.0.1:{server.port}/other")
-        assert wait_for(lambda: server.eofs == 1)
-        assert wait_for(lambda: t.stats() == {})
+        assert wait_until(lambda: server.eofs == 1)
+        assert wait_until(lambda: t.stats() == {})
 
 
 # -- reliable mode ----------------------------------------------------------------------------
@@ -279,7 +273,7 @@ def test_reliable_mode_ids_and_replies(split: bool) -> None:
             assert all(type(i) is int and i > 0 for i in ids) and len(set(ids)) == 20
             assert list(objs[0]) == ["id", "jsonrpc", "method", "params"]  # "id" first
             assert objs[0]["method"] == "m"
-            assert wait_for(lambda: counters(t, server.port)["acked"] == 20)
+            assert wait_until(lambda: counters(t, server.port)["acked"] == 20)
             c = counters(t, server.port)
             assert (c["failed"], c["in_flight"], c["bad_replies"]) == (0, 0, 0)
     finally:
@@ -305,7 +299,7 @@ def test_reliable_mode_concatenated_replies_and_multibyte_split() -> None:
             evi.subscribe("E_TEST", f"tcp:127.0.0.1:{server.port}")
             for i in range(8):
                 evi.raise_event("E_TEST", {"i": i})
-            assert wait_for(lambda: counters(t, server.port)["acked"] == 8)
+            assert wait_until(lambda: counters(t, server.port)["acked"] == 8)
     finally:
         server.stop()
 
@@ -323,8 +317,8 @@ def test_reliable_mode_error_replies_fail() -> None:
             evi.subscribe("E_TEST", f"tcp:127.0.0.1:{server.port}")
             for i in range(10):
                 evi.raise_event("E_TEST", {"i": i})
-            assert wait_for(lambda: counters(t, server.port)["acked"] == 5)
-            assert wait_for(lambda: counters(t, server.port)["error_replies"] == 5)
+            assert wait_until(lambda: counters(t, server.port)["acked"] == 5)
+            assert wait_until(lambda: counters(t, server.port)["error_replies"] == 5)
             c = counters(t, server.port)
             assert (c["failed"], c["in_flight"]) == (5, 0)
     finally:
@@ -338,7 +332,7 @@ def test_reliable_mode_timeout(server: StreamServer) -> None:
         for i in range(3):
             evi.raise_event("E_TEST", {"i": i})
         server.wait_objects(3)
-        assert wait_for(lambda: counters(t, server.port)["timeouts"] == 3)
+        assert wait_until(lambda: counters(t, server.port)["timeouts"] == 3)
         c = counters(t, server.port)
         assert (c["failed"], c["acked"], c["in_flight"]) == (3, 0, 0)
 
@@ -350,7 +344,7 @@ def test_reliable_mode_garbage_reply_drops_the_connection() -> None:
         with make_evi(t) as evi:
             evi.subscribe("E_TEST", f"tcp:127.0.0.1:{server.port}")
             evi.raise_event("E_TEST")
-            assert wait_for(lambda: counters(t, server.port)["disconnects"] == 1)
+            assert wait_until(lambda: counters(t, server.port)["disconnects"] == 1)
             assert counters(t, server.port)["failed"] == 1
     finally:
         server.stop()
@@ -380,8 +374,14 @@ def test_queue_overflow_while_the_sender_is_busy(server: StreamServer) -> None:
         # Hold the sender thread: nothing leaves the queue meanwhile.
         release = threading.Event()
         assert t._loop is not None
-        t._loop.call_soon_threadsafe(release.wait, 5)
-        time.sleep(0.05)
+        held = threading.Event()
+
+        def hold() -> None:
+            held.set()
+            release.wait(5)
+
+        t._loop.call_soon_threadsafe(hold)
+        wait_event(held, 5, "the sender thread held")
         accepted = sum(evi.raise_event("E_TEST", {"i": i}) for i in range(25))
         release.set()
         assert accepted == 10
@@ -398,7 +398,7 @@ def test_peer_close_then_reconnect(server: StreamServer) -> None:
         evi.raise_event("E_TEST", {"n": 1})
         server.wait_objects(1)
         server.hang_up()
-        assert wait_for(lambda: counters(t, server.port)["disconnects"] == 1)
+        assert wait_until(lambda: counters(t, server.port)["disconnects"] == 1)
         evi.raise_event("E_TEST", {"n": 2})
         objs = server.wait_objects(2)
         assert [o["params"]["n"] for o in objs] == [1, 2]
@@ -414,11 +414,11 @@ def test_connect_failure_counts_and_retries_later() -> None:
     with make_evi(t) as evi:
         evi.subscribe("E_TEST", f"tcp:127.0.0.1:{port}")
         assert evi.raise_event("E_TEST") == 1  # queued: the failure comes later
-        assert wait_for(lambda: counters(t, port)["connect_failures"] == 1)
+        assert wait_until(lambda: counters(t, port)["connect_failures"] == 1)
         assert counters(t, port)["failed"] == 1
         start = time.monotonic()
         evi.raise_event("E_TEST")
-        assert wait_for(lambda: counters(t, port)["connect_failures"] == 2)
+        assert wait_until(lambda: counters(t, port)["connect_failures"] == 2)
         assert time.monotonic() - start >= 0.2  # waited for retry_interval
         c = counters(t, port)
         assert (c["failed"], c["connects"], c["queued"]) == (2, 0, 0)
@@ -437,7 +437,7 @@ def test_connect_timeout() -> None:
             start = time.monotonic()
             assert evi.raise_event("E_TEST") == 1
             assert time.monotonic() - start < 0.1  # the caller never waits for the connect
-            assert wait_for(lambda: counters(t, port)["connect_failures"] == 1)
+            assert wait_until(lambda: counters(t, port)["connect_failures"] == 1)
             assert 0.15 < time.monotonic() - start < 2.0
             c = counters(t, port)
             assert (c["failed"], c["connects"]) == (1, 0)
@@ -469,7 +469,7 @@ def test_close_writes_what_is_queued_and_stops_the_thread(server: StreamServer) 
     evi.close()
     assert thread is not None and not thread.is_alive()
     assert len(server.wait_objects(50)) == 50
-    assert wait_for(lambda: server.eofs == 1)
+    assert wait_until(lambda: server.eofs == 1)
 
 
 # -- the opensips package's stream listener ---------------------------------------------------
@@ -503,11 +503,11 @@ def test_opensips_package_stream_listener_receives() -> None:
     try:
         port = int(event.socket.sock_name.rsplit(":", 1)[1])
         assert evi.raise_event("E_TEST", {"n": 1}) == 1
-        assert wait_for(lambda: len(got) == 1)
+        assert wait_until(lambda: len(got) == 1)
         # That listener reads once per connection and hangs up: the next event reconnects.
-        assert wait_for(lambda: counters(t, port)["disconnects"] == 1)
+        assert wait_until(lambda: counters(t, port)["disconnects"] == 1)
         assert evi.raise_event("E_TEST", {"n": 2}) == 1
-        assert wait_for(lambda: len(got) == 2)
+        assert wait_until(lambda: len(got) == 2)
         assert got == [
             {"jsonrpc": "2.0", "method": "E_TEST", "params": {"n": 1}},
             {"jsonrpc": "2.0", "method": "E_TEST", "params": {"n": 2}},

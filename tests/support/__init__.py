@@ -1,0 +1,31 @@
+"""Helpers shared by the tests: import them from here (``from tests.support import ...``).
+
+- waiting: :func:`wait_until`, :func:`await_until`, :func:`wait_event` (each with a deadline);
+- serve: :class:`ServeProcess`, ``event-kafka serve`` ready on ``/health/live``, stopped by PID;
+- mi_client: :class:`MIHttpClient`, JSON-RPC over HTTP and ``/metrics`` samples;
+- brokers: the types of the broker fixtures of ``tests/conftest.py``;
+- sip: the RFC 3261 INVITE.
+"""
+
+from .brokers import Broker, Consume, MakeTopic
+from .mi_client import MIHttpClient
+from .serve import EVENT_KAFKA, ServeProcess, bound, http_status
+from .sip import CALL_ID, INVITE, invite
+from .waiting import await_until, wait_event, wait_until
+
+__all__ = [
+    "CALL_ID",
+    "EVENT_KAFKA",
+    "INVITE",
+    "Broker",
+    "Consume",
+    "MIHttpClient",
+    "MakeTopic",
+    "ServeProcess",
+    "await_until",
+    "bound",
+    "http_status",
+    "invite",
+    "wait_event",
+    "wait_until",
+]
