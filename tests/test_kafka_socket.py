@@ -634,3 +634,30 @@ def test_parsing_works_with_the_fallback_validator(monkeypatch: pytest.MonkeyPat
             parse_socket("kafka:h/t?g.linger.ms=-5")
     finally:
         properties._backend.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "kafka:127.0.0.1:9092/t?g.sasl.passwordhunter2",  # '=' forgotten
+        "kafka:127.0.0.1:9092/t?g.sasl.passwordhunter2=x",
+        "kafka:127.0.0.1:9092/t?g.sasl.password:hunter2",  # wrong separator
+        "kafka:127.0.0.1:9092/t?t.acks=all&g.ssl.key.passwordhunter2&g.x=1",
+        "[k1]127.0.0.1:9092/t?g.sasl.oauthbearer.client.secrethunter2",
+        "[k1]127.0.0.1:9092/t?g.SASL.PASSWORDhunter2=1",
+    ],
+)
+def test_a_secret_glued_to_its_name_never_appears(text: str) -> None:
+    """A missing or wrong ``=`` makes the secret part of a "property name" that errors quote:
+    it is masked there too (in the quoted input, the reason and librdkafka's hint)."""
+    code, out = check_command(text)
+    assert code == 2
+    assert "hunter2" not in out, out
+    assert "*****" in out
+
+
+def test_catalogued_names_around_secret_words_stay_readable() -> None:
+    code, out = check_command(
+        "kafka:127.0.0.1:9092/t?g.sasl.oauthbearer.assertion.private.key.pem=x&bad"
+    )
+    assert code == 2 and "sasl.oauthbearer.assertion.private.key.pem=" in out, out

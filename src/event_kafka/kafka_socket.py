@@ -169,7 +169,8 @@ class _Input:
         what, detail = _printable(what), _printable(detail)
         detail = f": {detail}" if detail else ""
         quoted = _masked(self.text, self.body)
-        return SocketError(f"invalid {self.kind} {quoted!r}: {what}{where}{detail}", position)
+        message = f"invalid {self.kind} {quoted!r}: {what}{where}{detail}"
+        return SocketError(_mask_glued(message), position)
 
 
 def _printable(text: str) -> str:
@@ -185,7 +186,58 @@ def mask_secrets(text: str) -> str:
     >>> mask_secrets("[k1]h:9092/t?g.sasl.password=hunter2&t.acks=1")
     '[k1]h:9092/t?g.sasl.password=*****&t.acks=1'
     """
-    return _masked(text, 0)
+    return _mask_glued(_masked(text, 0))
+
+
+# Where a name ends when it is quoted in a message or written in a socket.
+_TOKEN_END = frozenset("=&?'\" ,;()[]\t\r\n")
+
+
+def _mask_glued(text: str) -> str:
+    """Hide what is glued to a secret-looking word where no ``=`` separates them: a missing
+    ``=`` (``g.sasl.passwordhunter2``) or a wrong separator (``g.sasl.password:hunter2``)
+    turns the secret into part of a "property name" that errors quote.
+
+    A token that is a catalogued property (``sasl.oauthbearer.assertion.private.key.pem``) is
+    kept. Linear: each hit scans its token once and later hits inside it are skipped.
+    """
+    lowered = text.lower()
+    hits = sorted(
+        (i, i + len(word))
+        for word in _SENSITIVE_WORDS
+        for i in _find_all(lowered, word)
+    )
+    out: list[str] = []
+    done = 0  # text[:done] is copied to out (or masked)
+    skip = 0  # hits before this are inside a token already judged
+    for start, word_end in hits:
+        if start < skip:
+            continue
+        end = word_end
+        while end < len(text) and text[end] not in _TOKEN_END:
+            end += 1
+        skip = end
+        if end == word_end:
+            continue  # the word ends the name: what follows is a separator
+        first = start
+        while first > done and text[first - 1] not in _TOKEN_END:
+            first -= 1
+        token = text[first:end]
+        bare = token[2:] if token[:2] in _SCOPES else token
+        if any(property_info(scope, bare) is not None for scope in ("global", "topic")):
+            continue
+        out.append(text[done:word_end])
+        out.append(MASK)
+        done = end
+    out.append(text[done:])
+    return "".join(out)
+
+
+def _find_all(text: str, word: str) -> Iterator[int]:
+    i = text.find(word)
+    while i >= 0:
+        yield i
+        i = text.find(word, i + len(word))
 
 
 def _starts_pair(chunk: str) -> bool:
