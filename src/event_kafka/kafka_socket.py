@@ -202,11 +202,7 @@ def _mask_glued(text: str) -> str:
     kept. Linear: each hit scans its token once and later hits inside it are skipped.
     """
     lowered = text.lower()
-    hits = sorted(
-        (i, i + len(word))
-        for word in _SENSITIVE_WORDS
-        for i in _find_all(lowered, word)
-    )
+    hits = sorted((i, i + len(word)) for word in _SENSITIVE_WORDS for i in _find_all(lowered, word))
     out: list[str] = []
     done = 0  # text[:done] is copied to out (or masked)
     skip = 0  # hits before this are inside a token already judged
