@@ -710,7 +710,8 @@ def create_topic(
         conf: dict[str, Any] = {"bootstrap.servers": servers, "logger": _quiet_logger()}
         return AdminClient(conf)
 
-    fut = admin_for(bootstrap).create_topics(
+    creator = admin_for(bootstrap)  # kept alive until the result: its handle serves the future
+    fut = creator.create_topics(
         [NewTopic(name, partitions, replication, config=config or {})], operation_timeout=timeout
     )[name]
     fut.result(timeout)
