@@ -246,9 +246,13 @@ class SharedProducer:
     ) -> int:
         """Purge what ``p`` still holds and serve the resulting failure reports."""
         remaining = remaining or p.__len__
-        with _suppress():
-            p.purge(in_queue=True, in_flight=True, blocking=False)
         deadline = time.monotonic() + timeout
+        if not _bounded_purge(p, timeout):
+            # librdkafka waits, without limit, for every broker thread to acknowledge a purge
+            # (blocking=False included). A broker thread stuck forever (seen: in getaddrinfo on
+            # a glibc lock a fork left locked) would hang close: count the rest as lost.
+            _guarded(log.error, "[%s] purge got no answer from librdkafka", self.label)
+            deadline = 0.0
         left = remaining()
         while left and time.monotonic() < deadline:
             with _suppress():
@@ -361,6 +365,19 @@ class SharedProducer:
     def queue_length(self) -> int:
         p = self._producer
         return len(p) if p is not None else 0
+
+
+def _bounded_purge(p: Any, timeout: float) -> bool:
+    """``p.purge(...)`` on a helper thread; False if it did not return within ``timeout``."""
+
+    def run() -> None:
+        with _suppress():
+            p.purge(in_queue=True, in_flight=True, blocking=False)
+
+    t = threading.Thread(target=run, name="ek-purge", daemon=True)
+    t.start()
+    t.join(timeout)
+    return not t.is_alive()
 
 
 def _any_broker_up(stats_json: str) -> bool:
@@ -863,7 +880,7 @@ class ProducerPool:
             producers = list(self._producers.values())
         deadline = time.monotonic() + timeout
         self._wait_released(deadline)
-        threads: list[threading.Thread] = []
+        threads: list[tuple[threading.Thread, SharedProducer]] = []
         results: list[int] = []
         for sp in producers:
             # In parallel: one slow cluster must not eat the others' flush time.
@@ -873,10 +890,16 @@ class ProducerPool:
                 daemon=True,
             )
             t.start()
-            threads.append(t)
-        for t in threads:
+            threads.append((t, sp))
+        left = 0
+        for t, sp in threads:
             t.join(max(deadline - time.monotonic(), 0) + 5.0)
-        left = sum(results)
+            if t.is_alive():
+                # Stuck in librdkafka: what it holds gets no report; say so, never return 0.
+                stuck = sp._in_flight()
+                left += stuck
+                _guarded(log.error, "[%s] close did not finish: %d lost", sp.label, stuck)
+        left += sum(results)
         grace = max(deadline, time.monotonic()) + DRAIN_GRACE
         with self._lock:
             workers = [*self._routes.values(), self.callbacks]
