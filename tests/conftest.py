@@ -58,8 +58,8 @@ def consume(kafka_broker: LocalKafka | TansuBroker) -> Callable[..., list[Record
     return read
 
 
-def _open_pools() -> set[ProducerPool]:
-    return {o for o in list(forksafe._objects) if isinstance(o, ProducerPool) and not o.closed}
+def _pools() -> set[ProducerPool]:
+    return {o for o in list(forksafe._objects) if isinstance(o, ProducerPool)}
 
 
 def _close_new(instances: set[object], pools: set[ProducerPool]) -> bool:
@@ -67,25 +67,27 @@ def _close_new(instances: set[object], pools: set[ProducerPool]) -> bool:
     eks = [ek for ek in list(connector._instances) if ek not in instances]
     for ek in eks:
         ek.close(0)  # its Event Interface's threads too
-    left = _open_pools() - pools  # also pools whose EventKafka is gone (the poller holds them)
-    for pool in left:
-        pool.close(0)
-    return bool(eks or left)
+    new = _pools() - pools  # also pools whose EventKafka is gone (the poller holds them)
+    for pool in new:
+        pool.close(0)  # a no-op if closed
+    return bool(eks or new)
 
 
 @pytest.fixture(autouse=True)
 def _close_leftover_producers() -> Iterator[None]:
-    """Close the producers a test left open (an EventKafka never closed), and free them now.
+    """Close the producers a test made (or left open: an EventKafka never closed); free them now.
 
     Left open, a producer whose broker is gone reconnects for the rest of the session, each
     attempt in getaddrinfo; a later test forking at that instant leaves glibc's resolver lock
     held in the child, whose own producer then never connects (docs/guarantees.md, "Fork")."""
     # Module-scoped fixtures' instances are older than this snapshot: left alone.
     instances: set[object] = set(connector._instances)
-    pools = _open_pools()
+    pools = _pools()
     yield
     if _close_new(instances, pools):
-        gc.collect()  # librdkafka's threads joined here, not during some later fork
+        # A closed producer's librdkafka threads live (and reconnect) until it is freed, and
+        # pools sit in reference cycles: free them here, not during some later fork.
+        gc.collect()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

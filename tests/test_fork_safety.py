@@ -13,7 +13,8 @@ glibc's ``getaddrinfo`` (``__check_pf``) while a producer connects (one whose br
 does so all the time: such leftovers of earlier tests made 3 of 100 children hang in the whole
 suite). So the threads here create no new producers while the main thread forks, every
 producer is connected first, and tests/conftest.py closes what earlier tests left open
-(docs/guarantees.md, "Callbacks and fork").
+(docs/guarantees.md, "Callbacks and fork"). A child that inherits the getaddrinfo lock
+refuses to publish instead of hanging (test below).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import faulthandler
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +31,6 @@ import pytest
 
 from event_kafka import CallId, EventKafka, Report, after_fork, forksafe
 from event_kafka.devkafka import LocalKafka, Record, TansuBroker
-from event_kafka.producer import ProducerPool, SharedProducer
 
 Broker = LocalKafka | TansuBroker
 Consume = Callable[..., list[Record]]
@@ -255,35 +256,31 @@ def test_public_after_fork_resets_when_python_hooks_did_not_run(
     assert sorted(r.value or b"" for r in consume(topic, expect=2)) == [b"child", b"parent"]
 
 
-class _StuckPurge:
-    """A producer whose purge never returns, like librdkafka's when a broker thread of a
-    forked child is stuck for ever (in getaddrinfo on a glibc lock the fork left held)."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self.returned = False
-
-    def purge(self, **_: object) -> None:
-        self.entered.set()
-        self.release.wait(60)
-        self.returned = True
-
-    def poll(self, timeout: float) -> int:
-        return 0
-
-    def __len__(self) -> int:
-        return 3
-
-
-def test_purge_that_never_returns_does_not_hang_close() -> None:
-    pool = ProducerPool()
-    sp = SharedProducer(pool, ("127.0.0.1:1", {}, {}), {}, "127.0.0.1:1")
-    stuck = _StuckPurge()
+def test_child_whose_resolver_is_deadlocked_refuses_and_never_hangs() -> None:
+    """A fork while a parent thread is inside getaddrinfo leaves glibc's lock held in the
+    child (seen with gdb: ``__check_pf``); the child's producer could never connect and its
+    purge would freeze the process. Simulated: the child's getaddrinfo never returns."""
+    ek = EventKafka(["[k]127.0.0.1:1/t"])
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        code = 1
+        try:
+            release = threading.Event()
+            socket.getaddrinfo = lambda *a, **k: release.wait(60)  # type: ignore[assignment,misc]
+            results = (ek.kafka_publish("k", "m"), ek.kafka_publish("k", "m"))
+            st = ek.stats()["broker_ids"]["k"]
+            left = ek.close(5)
+            ok = results == (-1, -1) and left == 0 and st["accepted"] == 0
+            code = 0 if ok and st["rejected"] == 2 and not ek.pool.producers[0]._producer else 2
+        finally:
+            os.write(w, bytes([code]))
+            os._exit(code)
+    os.close(w)
     try:
-        assert sp._purge_and_serve(stuck, 0.5) == 3
-        assert stuck.entered.is_set() and not stuck.returned  # returned while purge hung
-        assert sp.lost_reports == 3  # counted, not silently dropped
+        assert _wait(pid, CHILD_DEADLINE) == 0
+        assert os.read(r, 1) == b"\0"
     finally:
-        stuck.release.set()
-        pool.close(0)
+        os.close(r)
+    assert ek.close(1) == 0

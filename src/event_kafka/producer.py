@@ -28,9 +28,12 @@ Guarantees, and how:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -81,6 +84,42 @@ __all__ = [
 # Producers created before a fork belong to the parent: the child keeps a reference so their
 # destructors (which would join librdkafka threads that do not exist here) never run.
 _orphans: list[object] = []
+
+
+NO_RESOLVER = (
+    "getaddrinfo is deadlocked in this forked process (the fork came while a thread of the "
+    "parent was resolving, e.g. a producer (re)connecting): a producer here could never "
+    "connect, so messages are refused"
+)
+_HOME_PID = os.getpid()
+_resolver: dict[int, bool] = {}  # pid -> getaddrinfo answered (probed once per forked child)
+
+
+def resolver_usable(timeout: float = 2.0) -> bool:
+    """Whether ``getaddrinfo`` works in this process; probed once in each forked child.
+
+    A fork while one of the parent's librdkafka threads is inside glibc's ``getaddrinfo``
+    (every connection attempt takes its ``__check_pf`` lock) leaves that lock held for ever in
+    the child. A producer built there never connects, and librdkafka's ``purge`` then waits
+    for the stuck broker thread holding the GIL, freezing the whole process at close. So a
+    child checks first, on a thread it can give up on, with librdkafka's flags."""
+    pid = os.getpid()
+    if pid == _HOME_PID:
+        return True
+    ok = _resolver.get(pid)
+    if ok is None:
+        done = threading.Event()
+
+        def probe() -> None:
+            with contextlib.suppress(OSError):
+                socket.getaddrinfo("127.0.0.1", 9, 0, socket.SOCK_STREAM, 0, socket.AI_ADDRCONFIG)
+            done.set()
+
+        threading.Thread(target=probe, name="ek-resolver-probe", daemon=True).start()
+        ok = _resolver[pid] = done.wait(timeout)
+        if not ok:
+            _guarded(log.error, "%s", NO_RESOLVER)
+    return ok
 
 
 class ProducerLimitError(EventKafkaError, RuntimeError):
@@ -155,6 +194,8 @@ class SharedProducer:
             if self.closed:
                 raise _Closed
             if self._producer is None:
+                if not resolver_usable():
+                    raise KafkaException(KafkaError(KafkaError._RESOLVE, NO_RESOLVER))
                 self._build()
         self.produce(*args, **kwargs)
 
@@ -246,13 +287,9 @@ class SharedProducer:
     ) -> int:
         """Purge what ``p`` still holds and serve the resulting failure reports."""
         remaining = remaining or p.__len__
+        with _suppress():
+            p.purge(in_queue=True, in_flight=True, blocking=False)
         deadline = time.monotonic() + timeout
-        if not _bounded_purge(p, timeout):
-            # librdkafka waits, without limit, for every broker thread to acknowledge a purge
-            # (blocking=False included). A broker thread stuck forever (seen: in getaddrinfo on
-            # a glibc lock a fork left locked) would hang close: count the rest as lost.
-            _guarded(log.error, "[%s] purge got no answer from librdkafka", self.label)
-            deadline = 0.0
         left = remaining()
         while left and time.monotonic() < deadline:
             with _suppress():
@@ -365,19 +402,6 @@ class SharedProducer:
     def queue_length(self) -> int:
         p = self._producer
         return len(p) if p is not None else 0
-
-
-def _bounded_purge(p: Any, timeout: float) -> bool:
-    """``p.purge(...)`` on a helper thread; False if it did not return within ``timeout``."""
-
-    def run() -> None:
-        with _suppress():
-            p.purge(in_queue=True, in_flight=True, blocking=False)
-
-    t = threading.Thread(target=run, name="ek-purge", daemon=True)
-    t.start()
-    t.join(timeout)
-    return not t.is_alive()
 
 
 def _any_broker_up(stats_json: str) -> bool:
