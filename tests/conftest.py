@@ -70,6 +70,11 @@ def _close_new(instances: set[object], pools: set[ProducerPool]) -> bool:
     new = _pools() - pools  # also pools whose EventKafka is gone (the poller holds them)
     for pool in new:
         pool.close(0)  # a no-op if closed
+        # A closed producer keeps its librdkafka handle, whose threads go on reconnecting to
+        # a dead broker (getaddrinfo, OpenSSL RAND for the backoff jitter) while anything,
+        # e.g. a failed test's traceback, holds the pool: drop the handles themselves.
+        for sp in [*pool._producers.values(), *pool._releasing]:
+            sp._producer = None
     return bool(eks or new)
 
 
