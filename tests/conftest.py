@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from event_kafka import connector, forksafe
 from event_kafka.devkafka import (
     LocalKafka,
     Record,
@@ -15,6 +17,7 @@ from event_kafka.devkafka import (
     create_topic,
     start_broker,
 )
+from event_kafka.producer import ProducerPool
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +56,43 @@ def consume(kafka_broker: LocalKafka | TansuBroker) -> Callable[..., list[Record
         return consume_all(kafka_broker.bootstrap, topic, timeout=timeout, expect=expect)
 
     return read
+
+
+def _pools() -> set[ProducerPool]:
+    return {o for o in list(forksafe._objects) if isinstance(o, ProducerPool)}
+
+
+def _close_new(instances: set[object], pools: set[ProducerPool]) -> bool:
+    """Close EventKafka instances and pools made since the snapshot; whether there were any."""
+    eks = [ek for ek in list(connector._instances) if ek not in instances]
+    for ek in eks:
+        ek.close(0)  # its Event Interface's threads too
+    new = _pools() - pools  # also pools whose EventKafka is gone (the poller holds them)
+    for pool in new:
+        pool.close(0)  # a no-op if closed
+        # A closed producer keeps its librdkafka handle, whose threads go on reconnecting to
+        # a dead broker (getaddrinfo, OpenSSL RAND for the backoff jitter) while anything,
+        # e.g. a failed test's traceback, holds the pool: drop the handles themselves.
+        for sp in [*pool._producers.values(), *pool._releasing]:
+            sp._producer = None
+    return bool(eks or new)
+
+
+@pytest.fixture(autouse=True)
+def _close_leftover_producers() -> Iterator[None]:
+    """Close the producers a test made (or left open: an EventKafka never closed); free them now.
+
+    Left open, a producer whose broker is gone reconnects for the rest of the session, each
+    attempt in getaddrinfo; a later test forking at that instant leaves glibc's resolver lock
+    held in the child, whose own producer then never connects (docs/guarantees.md, "Fork")."""
+    # Module-scoped fixtures' instances are older than this snapshot: left alone.
+    instances: set[object] = set(connector._instances)
+    pools = _pools()
+    yield
+    if _close_new(instances, pools):
+        # A closed producer's librdkafka threads live (and reconnect) until it is freed, and
+        # pools sit in reference cycles: free them here, not during some later fork.
+        gc.collect()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

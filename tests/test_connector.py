@@ -225,8 +225,11 @@ def test_forked_workers_get_their_own_producers(
     kafka_broker: Broker, topic: str, consume: Consume
 ) -> None:
     ek = EventKafka([f"[k]{kafka_broker.bootstrap}/{topic}"])
-    # The parent publishes first, so a producer (with its threads) exists before the fork.
+    # The parent publishes first, so a producer (with its threads) exists before the fork;
+    # delivered, so it is connected and idle: forking while it still connects can leave
+    # glibc's getaddrinfo lock held in the children (docs/guarantees.md, "Fork").
     assert ek.kafka_publish("k", "parent") == 1
+    assert ek.flush(10) == 0
     parent_producer = ek.pool.producers[0]._producer
     pids = []
     for w in range(3):

@@ -6,11 +6,15 @@ close whole instances (flush, purge, failure reports). Every child must publish 
 to the real broker, get its report and close within a deadline; the parent checks every
 record arrived.
 
-What no Python code can make safe is a librdkafka thread *starting* at the moment of the
-fork: librdkafka's bundled OpenSSL seeds a per-thread random generator under a global lock
-that stays locked in the child (seen with gdb: ``CRYPTO_THREAD_read_lock`` from
-``rd_kafka_broker_thread_main``). So the threads here create no new producers while the
-main thread forks (docs/guarantees.md, "Callbacks and fork").
+What no Python code can make safe is a lock a librdkafka thread of the parent holds at the
+moment of the fork; it stays locked in the child. Seen with gdb: librdkafka's bundled OpenSSL
+(``CRYPTO_THREAD_read_lock`` from ``rd_kafka_broker_thread_main``) while a producer starts, and
+glibc's ``getaddrinfo`` (``__check_pf``) while a producer connects (one whose broker is down
+does so all the time: such leftovers of earlier tests made 3 of 100 children hang in the whole
+suite). So the threads here create no new producers while the main thread forks, every
+producer is connected first, and tests/conftest.py closes what earlier tests left open
+(docs/guarantees.md, "Callbacks and fork"). A child that inherits the getaddrinfo lock
+refuses to publish instead of hanging (test below).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import faulthandler
 import os
 import select
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -253,3 +258,33 @@ def test_public_after_fork_resets_when_python_hooks_did_not_run(
         ek._lock.release()
     assert ek.close(10) == 0
     assert sorted(r.value or b"" for r in consume(topic, expect=2)) == [b"child", b"parent"]
+
+
+def test_child_whose_resolver_is_deadlocked_refuses_and_never_hangs() -> None:
+    """A fork while a parent thread is inside getaddrinfo leaves glibc's lock held in the
+    child (seen with gdb: ``__check_pf``); the child's producer could never connect and its
+    purge would freeze the process. Simulated: the child's getaddrinfo never returns."""
+    ek = EventKafka(["[k]127.0.0.1:1/t"])
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        code = 1
+        try:
+            release = threading.Event()
+            socket.getaddrinfo = lambda *a, **k: release.wait(60)  # type: ignore[assignment,misc]
+            results = (ek.kafka_publish("k", "m"), ek.kafka_publish("k", "m"))
+            st = ek.stats()["broker_ids"]["k"]
+            left = ek.close(5)
+            ok = results == (-1, -1) and left == 0 and st["accepted"] == 0
+            code = 0 if ok and st["rejected"] == 2 and not ek.pool.producers[0]._producer else 2
+        finally:
+            os.write(w, bytes([code]))
+            os._exit(code)
+    os.close(w)
+    try:
+        assert _wait(pid, CHILD_DEADLINE) == 0
+        assert os.read(r, 1) == b"\0"
+    finally:
+        os.close(r)
+    assert ek.close(1) == 0

@@ -15,13 +15,25 @@ themselves: their ``_after_fork_in_child()`` runs in the child.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import threading
 import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
-__all__ = ["ForkAware", "after_fork", "event", "lock", "on_fork", "register", "rlock"]
+__all__ = [
+    "NO_RESOLVER",
+    "ForkAware",
+    "after_fork",
+    "event",
+    "lock",
+    "on_fork",
+    "register",
+    "resolver_usable",
+    "rlock",
+]
 
 
 class ForkAware(Protocol):
@@ -92,3 +104,37 @@ def after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=after_fork)
+
+
+NO_RESOLVER = (
+    "getaddrinfo is deadlocked in this forked process (the fork came while a thread of the "
+    "parent was resolving, e.g. a producer (re)connecting): a producer here could never "
+    "connect, so messages are refused"
+)
+_HOME_PID = os.getpid()
+_resolver: dict[int, bool] = {}  # pid -> getaddrinfo answered (probed once per forked child)
+
+
+def resolver_usable(timeout: float = 2.0) -> bool:
+    """Whether ``getaddrinfo`` works in this process; probed once in each forked child.
+
+    A fork while one of the parent's librdkafka threads is inside glibc's ``getaddrinfo``
+    (every connection attempt takes its ``__check_pf`` lock) leaves that lock held for ever in
+    the child. A producer built there never connects, and librdkafka's ``purge`` then waits
+    for the stuck broker thread while holding the GIL, freezing the whole process at close.
+    So a child checks first, on a thread it can give up on, with librdkafka's flags."""
+    pid = os.getpid()
+    if pid == _HOME_PID:
+        return True
+    ok = _resolver.get(pid)
+    if ok is None:
+        done = threading.Event()
+
+        def probe() -> None:
+            with contextlib.suppress(OSError):
+                socket.getaddrinfo("127.0.0.1", 9, 0, socket.SOCK_STREAM, 0, socket.AI_ADDRCONFIG)
+            done.set()
+
+        threading.Thread(target=probe, name="ek-resolver-probe", daemon=True).start()
+        ok = _resolver[pid] = done.wait(timeout)
+    return ok

@@ -115,6 +115,9 @@ class SharedProducer:
             if self.closed:
                 raise _Closed
             if self._producer is None:
+                if not forksafe.resolver_usable():
+                    _guarded(log.error, "[%s] %s", self.label, forksafe.NO_RESOLVER)
+                    raise KafkaException(KafkaError(KafkaError._RESOLVE, forksafe.NO_RESOLVER))
                 self._build()
         self.produce(*args, **kwargs)
 
