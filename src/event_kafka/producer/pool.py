@@ -236,11 +236,13 @@ class ProducerPool:
         deadline = time.monotonic() + timeout
         self._wait_released(deadline)
         threads: list[tuple[threading.Thread, SharedProducer]] = []
-        results: list[int] = []
+        results: dict[SharedProducer, int] = {}
         for sp in producers:
             # In parallel: one slow cluster must not eat the others' flush time.
             t = threading.Thread(
-                target=lambda s=sp: results.append(s.close(max(deadline - time.monotonic(), 0))),
+                target=lambda s=sp: results.__setitem__(
+                    s, s.close(max(deadline - time.monotonic(), 0))
+                ),
                 name="ek-close",
                 daemon=True,
             )
@@ -249,12 +251,12 @@ class ProducerPool:
         left = 0
         for t, sp in threads:
             t.join(max(deadline - time.monotonic(), 0) + 5.0)
-            if t.is_alive():
+            got = results.get(sp)
+            if got is None:
                 # Stuck in librdkafka: what it holds gets no report; say so, never return 0.
-                stuck = sp._in_flight()
-                left += stuck
-                _guarded(log.error, "[%s] close did not finish: %d lost", sp.label, stuck)
-        left += sum(results)
+                got = sp._in_flight()
+                _guarded(log.error, "[%s] close did not finish: %d lost", sp.label, got)
+            left += got
         grace = max(deadline, time.monotonic()) + DRAIN_GRACE
         with self._lock:
             workers = [*self._routes.values(), self.callbacks]
