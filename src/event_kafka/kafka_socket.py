@@ -260,8 +260,8 @@ def _masked(text: str, body: int) -> str:
             if not chunk:
                 out.append("")  # keep a stray '&' visible: the error may be about it
             continue
-        name, eq, _ = chunk.partition("=")
-        swallowing = bool(eq) and not _value_is_shown(name)
+        name, eq, value = chunk.partition("=")
+        swallowing = bool(eq) and not _value_is_shown(name, value)
         out.append(f"{name}={MASK}" if swallowing else chunk)
     return _mask_secret_pairs(text[: question + 1] + "&".join(out))
 
@@ -298,9 +298,14 @@ def _mask_secret_pairs(text: str) -> str:
     return "".join(out)
 
 
-def _value_is_shown(name: str) -> bool:
-    if name == "key":
-        return True
+def _value_is_shown(name: str, value: str) -> bool:
+    if "=" in value:  # not a value (none holds '='): maybe a secret pair glued to it
+        return False
+    if name == "key":  # shown only as the grammar knows it; anything else may hide a secret
+        if value == "callid":
+            return True
+        param = value.removeprefix("param:")
+        return param != value and bool(param) and all(c in _NAME_CHARS for c in param)
     if name[:2] not in _SCOPES or is_sensitive(name):
         return False
     return _is_known(name[2:])
