@@ -38,6 +38,7 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 FORKS = 100
 CHILD_DEADLINE = 20.0  # seconds for one child to publish, get its report and close
 PARALLEL = 6  # children alive at once (2 shared cores)
+REFUSED = 5  # exit code: refused, counted and closed (resolver lock inherited from the parent)
 
 
 def _child(ek: EventKafka, i: int) -> int:
@@ -47,7 +48,11 @@ def _child(ek: EventKafka, i: int) -> int:
     ek.subscribe("E_CHILD", "udp:127.0.0.1:9", expire=60)
     ek.raise_event("E_CHILD", {"i": i})
     if ek.kafka_publish("k", f"child-{i}", key=str(i), on_report=got.append) != 1:
-        return 2
+        # The one refusal the library may make here: the fork came while a parent thread was
+        # inside getaddrinfo (here: a udp: subscribe), so this child can never connect.
+        st = ek.stats()["broker_ids"]["k"]
+        refused = not forksafe.resolver_usable() and st["accepted"] == 0
+        return REFUSED if refused and ek.close(5) == 0 else 2
     if ek.close(10) != 0:
         return 3
     if len(got) != 1 or not got[0].ok:
@@ -155,14 +160,17 @@ def test_fork_while_threads_hold_every_lock(
             t.join(10)
     elapsed = time.monotonic() - t_start
     assert not errors, errors
-    bad = {i: c for i, c in results.items() if c != 0}
+    bad = {i: c for i, c in results.items() if c not in (0, REFUSED)}
     assert not bad, f"children failed (index: exit code, -9 = killed at the deadline): {bad}"
     assert len(results) == FORKS
+    refused = sorted(i for i, c in results.items() if c == REFUSED)
+    # Nearly every child must work: refusing is the rare, documented fallback, not the norm.
+    assert len(refused) <= FORKS // 10, f"children refused (resolver lock): {refused}"
     assert ek.close(10) == 0
     values = {r.value for r in consume(topic, expect=None, timeout=30)}
-    missing = [i for i in range(FORKS) if f"child-{i}".encode() not in values]
+    missing = [i for i in range(FORKS) if i not in refused and f"child-{i}".encode() not in values]
     assert not missing, f"records of children {missing} never arrived"
-    print(f"\n{FORKS} forks in {elapsed:.1f}s; slowest child {max(took):.2f}s")
+    print(f"\n{FORKS} forks in {elapsed:.1f}s; slowest child {max(took):.2f}s; refused {refused}")
 
 
 def _reap(alive: dict[int, tuple[int, float]], results: dict[int, int], took: list[float]) -> None:
@@ -231,6 +239,7 @@ def test_public_after_fork_resets_when_python_hooks_did_not_run(
     still believes it is the parent (the hook's PID record), with a lock held."""
     ek = EventKafka([f"[k]{kafka_broker.bootstrap}/{topic}"])
     assert ek.kafka_publish("k", "parent") == 1
+    assert ek.flush(10) == 0  # connected and idle: no parent thread inside getaddrinfo
     ek._lock.acquire()  # held by "another thread" when the host forks
     r, w = os.pipe()
     pid = os.fork()
