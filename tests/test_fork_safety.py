@@ -209,6 +209,19 @@ def _wait(pid: int, timeout: float) -> int:
     pytest.fail(f"child {pid} did not finish within {timeout}s (deadlocked?)")
 
 
+def _in_child(body: Callable[[], int]) -> int:
+    """Fork; the child runs ``body`` and exits with its code (1 if it raised); returns that
+    code, failing the test if the child does not finish within ``CHILD_DEADLINE``."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = body()
+        finally:
+            os._exit(code)
+    return _wait(pid, CHILD_DEADLINE)
+
+
 def test_after_fork_runs_once_per_process_and_releases_held_locks() -> None:
     lk = forksafe.lock()
     lk.acquire()  # as if another thread held it at fork time
@@ -241,29 +254,19 @@ def test_public_after_fork_resets_when_python_hooks_did_not_run(
     assert ek.kafka_publish("k", "parent") == 1
     assert ek.flush(10) == 0  # connected and idle: no parent thread inside getaddrinfo
     ek._lock.acquire()  # held by "another thread" when the host forks
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        code = 1
-        try:
-            forksafe._pid = os.getppid()  # undo what Python's hook did, then re-acquire
-            ek._lock.acquire(blocking=False)
-            after_fork()  # what the host calls first thing in the child
-            got: list[Report] = []
-            ok = ek.kafka_publish("k", "child", on_report=got.append) == 1
-            ok = ok and ek.close(10) == 0 and len(got) == 1 and got[0].ok
-            code = 0 if ok else 2
-        finally:
-            os.write(w, bytes([code]))
-            os._exit(code)
-    os.close(w)
+
+    def child() -> int:
+        forksafe._pid = os.getppid()  # undo what Python's hook did, then re-acquire
+        ek._lock.acquire(blocking=False)
+        after_fork()  # what the host calls first thing in the child
+        got: list[Report] = []
+        ok = ek.kafka_publish("k", "child", on_report=got.append) == 1
+        ok = ok and ek.close(10) == 0 and len(got) == 1 and got[0].ok
+        return 0 if ok else 2
+
     try:
-        status = _wait(pid, CHILD_DEADLINE)
-        assert os.read(r, 1) == b"\0"
-        assert status == 0
+        assert _in_child(child) == 0
     finally:
-        os.close(r)
         ek._lock.release()
     assert ek.close(10) == 0
     assert sorted(r.value or b"" for r in consume(topic, expect=2)) == [b"child", b"parent"]
@@ -274,26 +277,15 @@ def test_child_whose_resolver_is_deadlocked_refuses_and_never_hangs() -> None:
     child (seen with gdb: ``__check_pf``); the child's producer could never connect and its
     purge would freeze the process. Simulated: the child's getaddrinfo never returns."""
     ek = EventKafka(["[k]127.0.0.1:1/t"])
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        code = 1
-        try:
-            release = threading.Event()
-            socket.getaddrinfo = lambda *a, **k: release.wait(60)  # type: ignore[assignment,misc]
-            results = (ek.kafka_publish("k", "m"), ek.kafka_publish("k", "m"))
-            st = ek.stats()["broker_ids"]["k"]
-            left = ek.close(5)
-            ok = results == (-1, -1) and left == 0 and st["accepted"] == 0
-            code = 0 if ok and st["rejected"] == 2 and not ek.pool.producers[0]._producer else 2
-        finally:
-            os.write(w, bytes([code]))
-            os._exit(code)
-    os.close(w)
-    try:
-        assert _wait(pid, CHILD_DEADLINE) == 0
-        assert os.read(r, 1) == b"\0"
-    finally:
-        os.close(r)
+
+    def child() -> int:
+        release = threading.Event()
+        socket.getaddrinfo = lambda *a, **k: release.wait(60)  # type: ignore[assignment,misc]
+        results = (ek.kafka_publish("k", "m"), ek.kafka_publish("k", "m"))
+        st = ek.stats()["broker_ids"]["k"]
+        left = ek.close(5)
+        ok = results == (-1, -1) and left == 0 and st["accepted"] == 0
+        return 0 if ok and st["rejected"] == 2 and not ek.pool.producers[0]._producer else 2
+
+    assert _in_child(child) == 0
     assert ek.close(1) == 0
