@@ -29,7 +29,7 @@ Precedence: command line > environment > file.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
@@ -181,14 +181,12 @@ def apply_environment(
 ) -> dict[Loc, str]:
     """Set each ``EVENT_KAFKA_A__B`` variable as key ``a.b`` of ``raw`` (in place), converted
     to the setting's type. Returns ``{key path: variable name}`` for error messages."""
-    sources: dict[Loc, str] = {}
-    for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX) or "__" not in name:
-            continue
-        path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
-        sources[path] = name
-        _set(raw, model, path, environ[name], problems)
-    return sources
+    settings = (
+        (tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__")), environ[name], name)
+        for name in sorted(environ)
+        if name.startswith(ENV_PREFIX) and "__" in name
+    )
+    return _set_all(raw, model, settings, problems)
 
 
 def apply_overrides(
@@ -198,11 +196,21 @@ def apply_overrides(
     problems: Problems,
 ) -> dict[Loc, str]:
     """Set ``{"logging.level": "DEBUG"}``-style overrides (the command line) in ``raw``."""
+    settings = ((tuple(dotted.split(".")), v, "command line") for dotted, v in overrides.items())
+    return _set_all(raw, model, settings, problems)
+
+
+def _set_all(
+    raw: MutableMapping[str, Any],
+    model: type[BaseModel],
+    settings: Iterable[tuple[tuple[str, ...], str, str]],
+    problems: Problems,
+) -> dict[Loc, str]:
+    """Set each ``(key path, text, where it came from)``; returns ``{key path: where}``."""
     sources: dict[Loc, str] = {}
-    for dotted, value in overrides.items():
-        path = tuple(dotted.split("."))
-        sources[path] = "command line"
-        _set(raw, model, path, value, problems)
+    for path, text, origin in settings:
+        sources[path] = origin
+        _set(raw, model, path, text, problems)
     return sources
 
 
