@@ -797,12 +797,14 @@ def test_message_timeout_failures_may_be_persisted(cluster: LocalKafka) -> None:
     assert v.failed_but_persisted, "a failure report does not prove the message is absent"
 
 
-def test_close_during_a_stall_fails_the_rest_some_of_which_are_persisted(
+def test_close_during_a_stall_fails_every_message_it_left(
     cluster: LocalKafka,
 ) -> None:
     """flush time: close() waits at most its timeout, then every message still held gets a
-    failure report ("not delivered before shutdown"); the ones already in flight may still be
-    written by the broker."""
+    failure report ("not delivered before shutdown"). The ones already in flight may still be
+    written by the broker once it resumes: that count is printed, not asserted, because
+    whether any request was in flight at the moment of close depends on timing (a CI run on
+    2 busy cores saw none)."""
     topic = new_topic(cluster, 3)
     victim = partition_state(cluster, topic)[0][0]
     ledger = Ledger()
@@ -829,4 +831,3 @@ def test_close_during_a_stall_fails_the_rest_some_of_which_are_persisted(
         f"{took:.1f}s, {left} failure reports, {len(v.failed_but_persisted)} of them in "
         "Kafka anyway"
     )
-    assert v.failed_but_persisted, "a shutdown failure report does not prove absence"
