@@ -25,6 +25,9 @@ Environment of the kamailio process (all optional):
   EK_REPORT_DIR    if set: one file per worker process, ``reports.<pid>``,
                    one line per delivery report: ``ok|fail <id> <key>``
   EK_PUBLISH       "0" disables all publishing (baseline SIP rate)
+  EK_SPOOL_DIR     if set: a durable spool there (docs/spool.md); what the
+                   workers accepted survives their SIGTERM/_exit and is sent
+                   by the next process that opens the same directory
   EK_VENV          a virtualenv whose site-packages are added with
                    site.addsitedir() (its .pth files, e.g. an editable
                    install of event-kafka, are honoured). PYTHONPATH works
@@ -94,11 +97,15 @@ EVENT_TOPIC = os.environ.get("EK_EVENT_TOPIC", "sipreq")
 CDR_TOPIC = os.environ.get("EK_CDR_TOPIC", "cdrs")
 REPORT_DIR = os.environ.get("EK_REPORT_DIR") or None
 PUBLISH = os.environ.get("EK_PUBLISH", "1") != "0"
+SPOOL_DIR = os.environ.get("EK_SPOOL_DIR") or None
 DRAIN_USER = "ek-drain"
 
 # Created in the main process at import time, before kamailio forks; the
 # library creates the producers lazily in each worker.
-ek = EventKafka(broker_ids=[f"[cdr]{BROKERS}/{CDR_TOPIC}?t.acks=all"])
+ek = EventKafka(
+    broker_ids=[f"[cdr]{BROKERS}/{CDR_TOPIC}?t.acks=all"],
+    **({"spool_dir": SPOOL_DIR} if SPOOL_DIR else {}),
+)
 ek.publish_event("E_SIP_REQUEST")
 ek.subscribe("E_SIP_REQUEST", f"kafka:{BROKERS}/{EVENT_TOPIC}?key=callid", expire=None)
 
