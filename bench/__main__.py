@@ -26,6 +26,9 @@ from event_kafka.devkafka import LocalKafka, consume_all, create_topic
 REFERENCE = {
     "kafka_publish": "raw",
     "kafka_publish+route": "raw_cb",
+    "kafka_publish+spool": "raw",
+    "kafka_publish+spool(0.1s)": "raw",
+    "kafka_publish+spool(always)": "raw",
     "raise_event": "raw_cb",
     "raise_event(CallId)": "raw_cb",
     "service_udp": "raw_cb",
@@ -38,6 +41,9 @@ ALL_ROWS = [
     "raw_cb",
     "kafka_publish",
     "kafka_publish+route",
+    "kafka_publish+spool",
+    "kafka_publish+spool(0.1s)",
+    "kafka_publish+spool(always)",
     "raise_event",
     "raise_event(CallId)",
     "service_udp",
@@ -73,7 +79,7 @@ def run_row(
         cmd = [
             sys.executable,
             "-m",
-            "bench.scenarios",
+            "bench.spool_rows" if "+spool" in row else "bench.scenarios",
             row,
             bootstrap,
             topic,
@@ -111,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--idempotence", default="off,on", help="off, on or off,on")
     ap.add_argument("--bootstrap", help="use this broker instead of starting one")
     ap.add_argument("--outage-seconds", type=float, default=60.0, help="0 skips the scenario")
+    ap.add_argument(
+        "--spool-outage-seconds",
+        type=float,
+        default=None,
+        help="broker down while publishing through the spool (default: --outage-seconds)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="results file")
     ap.add_argument("--smoke", action="store_true", help="tiny run that only keeps bench working")
     args = ap.parse_args(argv)
@@ -148,6 +160,16 @@ def main(argv: list[str] | None = None) -> int:
 
             outage = run_outage(args.outage_seconds, kafka, bootstrap)
             print_outage(outage)
+        spool_s = (
+            args.outage_seconds if args.spool_outage_seconds is None else args.spool_outage_seconds
+        )
+        spool_outage: dict[str, Any] | None = None
+        if spool_s > 0:
+            from bench.spool_outage import run_spool_outage
+
+            spool_outage = run_spool_outage(spool_s, kafka, bootstrap)
+            print("\nspool:", end="")
+            print_outage(spool_outage)
     finally:
         if kafka is not None:
             kafka.stop()
@@ -160,7 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "broker": "external " + bootstrap if args.bootstrap else "Apache Kafka (LocalKafka)",
     }
-    out.write_text(json.dumps({"meta": meta, "rows": results, "outage": outage}, indent=1))
+    out.write_text(
+        json.dumps(
+            {"meta": meta, "rows": results, "outage": outage, "spool_outage": spool_outage},
+            indent=1,
+        )
+    )
     print(f"\nresults written to {out}")
     failed = [r for r in results if r.get("errors")]
     return 1 if failed and args.smoke else 0
