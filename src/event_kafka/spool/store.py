@@ -1,0 +1,700 @@
+"""OwnerSpool: one owner's directory of append-only segment logs, one writer per process.
+
+Files per writer: ``<writer>.lock`` (flock held while the writer or its adopter lives),
+``<writer>-<n:08d>.seg`` (frames, see record.py) and ``<writer>.ack`` (acked state). A frame
+is one ``os.write`` on an O_APPEND descriptor, so once :meth:`OwnerSpool.append` returns the
+record survives the death of the process; the fsync policy decides what survives a power cut.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno as errno_mod
+import fcntl
+import logging
+import os
+import secrets
+import threading
+import time
+from bisect import bisect_right
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .. import forksafe
+from ..errors import ConfigError, SpoolError, SpoolFullError
+from ..ratelimit import RateLimitedLog
+from .acks import AckState, load_acks, save_acks
+from .record import SpoolRecord, body_seq, decode_body, encode_frame
+from .segment import FileRecovery, RecoveryReport, Scan, Segment, classify, segment_name
+
+__all__ = ["FsyncPolicy", "OwnerSpool", "SpoolSettings"]
+
+log = logging.getLogger("event_kafka.spool")
+_errlog = RateLimitedLog(log, 10.0)
+
+FsyncPolicy = Literal["never", "always"] | float
+ACK_PERIOD = 0.1  # seconds between persists of the acks (a crash forgets at most this much)
+_MAX_REPORTED = 1000  # unknown files reported per spool (a directory full of junk stays bounded)
+_OPEN_SEG = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolSettings:
+    """Limits and durability of one owner's spool."""
+
+    max_bytes: int = 1 << 30  # this process's writer + what it adopted (files not yet deleted)
+    max_age: float | None = None  # seconds; older records are expired by the lane
+    fsync: FsyncPolicy = "never"  # "never", "always" or seconds between background fsyncs
+    segment_bytes: int = 16 << 20
+
+    def __post_init__(self) -> None:
+        if type(self.max_bytes) is not int or self.max_bytes <= 0:
+            raise ConfigError(f"spool max_bytes must be a positive integer, not {self.max_bytes!r}")
+        if type(self.segment_bytes) is not int or self.segment_bytes <= 0:
+            raise ConfigError(
+                f"spool segment_bytes must be a positive integer, not {self.segment_bytes!r}"
+            )
+        if self.max_age is not None and not (
+            isinstance(self.max_age, int | float) and self.max_age > 0
+        ):
+            raise ConfigError(f"spool max_age must be positive seconds, not {self.max_age!r}")
+        f = self.fsync
+        if f not in ("never", "always") and not (
+            isinstance(f, int | float) and not isinstance(f, bool) and 0 < f < 3600
+        ):
+            raise ConfigError(
+                f'spool fsync must be "never", "always" or seconds in (0, 3600), not {f!r}'
+            )
+
+
+@dataclass(slots=True)
+class _Writer:
+    id: str
+    lock_fd: int
+    own: bool
+    segments: list[Segment] = field(default_factory=list)
+    acks: AckState = field(default_factory=AckState)
+    last_seq: int = 0
+    fd: int = -1  # own writer: the current segment, open O_APPEND (-1: none yet)
+    seg_n: int = 0  # own writer: number of the last segment created
+
+
+def _first_seq(s: Segment) -> int:
+    return s.first_seq
+
+
+def _error(what: str, path: str, e: OSError) -> SpoolError:
+    code = e.errno
+    text = os.strerror(code) if code else str(e)
+    name = errno_mod.errorcode.get(code, "?") if code else "?"
+    return SpoolError(f"spool: {what} {path}: {text} ({name})", code, path)
+
+
+def _close(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        _errlog.warning("spool: cannot delete %s: %s", path, os.strerror(e.errno or 0))
+
+
+class OwnerSpool:
+    """One owner's directory (a broker_id or an event subscriber), as this process sees it.
+
+    Example::
+
+        spool = OwnerSpool(Path("/var/spool/ek/broker_id/cdr"), SpoolSettings())
+        rec = spool.append(b"value", key=b"k")          # on disk when it returns
+        spool.ack(rec.writer, rec.seq)                  # delivered: may be deleted
+        for w in spool.adopt():                         # writers of dead processes
+            for r in spool.read(w, 0): ...
+
+    ``__init__`` never raises for damage in the directory (see :attr:`recovery`); it raises
+    :class:`SpoolError` if the directory cannot be created or written.
+    """
+
+    recovery: RecoveryReport
+
+    def __init__(self, directory: Path, settings: SpoolSettings | None = None) -> None:
+        self.directory = Path(directory)
+        self.settings = settings = settings or SpoolSettings()
+        self._dir = str(self.directory)
+        self._max_bytes = settings.max_bytes
+        self._segment_bytes = settings.segment_bytes
+        self._always = settings.fsync == "always"
+        fs = settings.fsync
+        self._interval: float | None = None if isinstance(fs, str) else float(fs)
+        self._lock = forksafe.lock()
+        self._persist_lock = forksafe.lock()  # serialises ack-file writes and cleanups
+        self._stop = forksafe.event()
+        self.recovery = RecoveryReport()
+        self._reported: set[str] = set()
+        self._closed = False
+        self._reset()
+        try:
+            os.makedirs(self._dir, mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise _error("cannot create the spool directory", self._dir, e) from None
+        with self._lock:
+            self._open_writer()
+        forksafe.register(self)
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._writer: _Writer | None = None
+        self._writers: dict[str, _Writer] = {}
+        self._finished: list[_Writer] = []  # writers with nothing left: files to delete
+        self._retired: list[int] = []  # segment fds to fsync then close (interval policy)
+        self._bytes = 0
+        self._pending = 0
+        self._unsynced = False
+        self._dir_dirty = False
+        self._thread: threading.Thread | None = None
+
+    # -- writer ------------------------------------------------------------------------------
+
+    @property
+    def writer_id(self) -> str:
+        """This process's writer (opened on first use in a forked child)."""
+        with self._lock:
+            return self._open_writer().id
+
+    def _open_writer(self) -> _Writer:
+        """The writer of this process, created if needed (lock held)."""
+        w = self._writer
+        if w is not None:
+            return w
+        if self._closed:
+            raise SpoolError(f"spool {self._dir} is closed")
+        wid = secrets.token_hex(8)
+        tmp = os.path.join(self._dir, f".{wid}.lock.tmp")
+        path = os.path.join(self._dir, f"{wid}.lock")
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            raise _error("cannot create the writer lock", tmp, e) from None
+        try:
+            # Locked before it gets its name, so that no adopter can ever take a live writer.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.write(fd, b"%d\n" % os.getpid())
+            os.rename(tmp, path)
+        except OSError as e:
+            _close(fd)
+            _unlink(tmp)
+            raise _error("cannot create the writer lock", path, e) from None
+        if self._always or self._interval is not None:
+            self._fsync_dir()
+        w = self._writer = self._writers[wid] = _Writer(wid, fd, own=True)
+        return w
+
+    # -- hot path ----------------------------------------------------------------------------
+
+    def append(
+        self,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+        route: str | None = None,
+    ) -> SpoolRecord:
+        """Spool one record: written to the OS (one ``write``) before it returns.
+
+        Thread-safe. Raises :class:`SpoolFullError` past ``max_bytes``, :class:`SpoolError`
+        when the file system refuses (the record is then not spooled; a later call tries
+        again), ValueError for a record that cannot be framed."""
+        with self._lock:
+            w = self._writer or self._open_writer()
+            seq = w.last_seq + 1
+            ts_ms = time.time_ns() // 1_000_000
+            frame = encode_frame(seq, ts_ms, key, value, headers, route)
+            n = len(frame)
+            if self._bytes + n > self._max_bytes:
+                self._make_room(w, n)
+            if w.fd < 0 or (w.segments[-1].size and w.segments[-1].size + n > self._segment_bytes):
+                self._rotate(w)
+            seg = w.segments[-1]
+            try:
+                done = os.write(w.fd, frame)
+                if done != n:  # short write: the rest fails with the reason (ENOSPC, EFBIG)
+                    done += os.write(w.fd, frame[done:])
+                if self._always:
+                    os.fdatasync(w.fd)
+            except OSError as e:
+                self._undo(w, seg)
+                raise _error("cannot write", seg.path, e) from None
+            seg.size += n
+            seg.last_seq = seq
+            seg.live += 1
+            w.last_seq = seq
+            self._bytes += n
+            self._pending += 1
+            self._unsynced = True
+            if self._thread is None:
+                self._start_thread()
+        return SpoolRecord(w.id, seq, ts_ms, key, value, headers, route)
+
+    def _undo(self, w: _Writer, seg: Segment) -> None:
+        """Cut what a failed append left of its frame, so that the next frame follows the last
+        good one (lock held)."""
+        try:
+            if os.fstat(w.fd).st_size != seg.size:
+                os.ftruncate(w.fd, seg.size)
+        except OSError:
+            # Could not cut: a scan would skip the torn bytes; start a fresh segment anyway.
+            seg.size = self._segment_bytes
+
+    def _make_room(self, w: _Writer, n: int) -> None:
+        cur = w.segments[-1] if w.fd >= 0 else None
+        if cur is not None and cur.live == 0 and cur.size:
+            self._delete_segment(w, cur)  # everything acked: no need to wait for a rotation
+        if self._bytes + n > self._max_bytes:
+            raise SpoolFullError(
+                f"spool {self._dir} is full: {self._bytes} B held by unacknowledged records, "
+                f"max_bytes {self._max_bytes} B; record of {n} B refused",
+                errno_mod.ENOSPC,
+                self._dir,
+            )
+
+    def _rotate(self, w: _Writer) -> None:
+        n = w.seg_n + 1
+        path = os.path.join(self._dir, segment_name(w.id, n))
+        try:
+            fd = os.open(path, _OPEN_SEG, 0o600)
+        except OSError as e:
+            raise _error("cannot create segment", path, e) from None
+        old = w.segments[-1] if w.fd >= 0 else None
+        if old is not None:
+            self._release_fd(w.fd)
+        w.fd, w.seg_n = fd, n
+        w.segments.append(Segment(n, path, first_seq=w.last_seq + 1, last_seq=w.last_seq))
+        if self._always:
+            self._fsync_dir()
+        elif self._interval is not None:
+            self._dir_dirty = True
+        if old is not None and old.live == 0:
+            self._delete_segment(w, old)
+
+    def _release_fd(self, fd: int) -> None:
+        if self._interval is not None:
+            self._retired.append(fd)  # the background thread fsyncs then closes it
+        else:
+            _close(fd)
+
+    def _fsync_dir(self) -> None:
+        try:
+            dfd = os.open(self._dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as e:
+            _errlog.warning("spool: cannot fsync %s: %s", self._dir, os.strerror(e.errno or 0))
+
+    # -- acks --------------------------------------------------------------------------------
+
+    def ack(self, writer: str, seq: int) -> None:
+        """Record ``seq`` of ``writer`` as done (delivered, or failed with its report).
+
+        Cheap and thread-safe; persisted every ~100 ms and at close. A segment whose records
+        are all acked is deleted (the current one of a live writer when it rotates). Unknown
+        writers and seqs are ignored; acking twice is harmless."""
+        with self._lock:
+            w = self._writers.get(writer)
+            if w is None or seq > w.last_seq or seq < 1 or not w.acks.add(seq):
+                return
+            segs = w.segments
+            if not segs:
+                return
+            seg = segs[0]
+            if seq > seg.last_seq:
+                seg = segs[-1]
+                if seq < seg.first_seq:
+                    i = bisect_right(segs, seq, key=_first_seq) - 1
+                    seg = segs[i]
+            if not seg.first_seq <= seq <= seg.last_seq:
+                return
+            seg.live -= 1
+            self._pending -= 1
+            if seg.live == 0 and not (w.fd >= 0 and seg is segs[-1]):
+                self._delete_segment(w, seg)
+
+    def _delete_segment(self, w: _Writer, seg: Segment) -> None:
+        """Forget and delete a segment whose records are all acked (lock held)."""
+        if w.fd >= 0 and seg is w.segments[-1]:
+            self._release_fd(w.fd)
+            w.fd = -1
+        w.segments.remove(seg)
+        self._bytes -= seg.size
+        self._pending -= seg.live
+        _unlink(seg.path)
+        if not w.own and not w.segments:
+            del self._writers[w.id]
+            self._finished.append(w)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def read(self, writer: str, after_seq: int = 0) -> Iterator[SpoolRecord]:
+        """Records of ``writer`` with seq > ``after_seq`` not acked yet, from disk, in seq
+        order. Follows the rotation of a live writer and stops at its current end; streams
+        frame by frame (memory does not grow with the backlog)."""
+        with self._lock:
+            w = self._writers.get(writer)
+        if w is None:
+            return
+        done_n = 0
+        while True:
+            with self._lock:
+                if self._writers.get(writer) is not w:
+                    return
+                seg = next(
+                    (s for s in w.segments if s.n > done_n and s.last_seq > after_seq and s.live),
+                    None,
+                )
+                if seg is None:
+                    return
+                hint_seq, hint_off = seg.hint
+                start = hint_off if 0 < hint_seq <= after_seq else 0
+            yield from self._read_segment(w, seg, start, after_seq)
+            done_n = seg.n
+
+    def _read_segment(
+        self, w: _Writer, seg: Segment, pos: int, after_seq: int
+    ) -> Iterator[SpoolRecord]:
+        try:
+            f = open(seg.path, "rb", buffering=0)  # noqa: SIM115 - closed below, generator
+        except OSError:
+            return  # deleted meanwhile: all its records were acked
+        with f:
+            acked = w.acks.acked
+            while True:
+                end = seg.size
+                if pos >= end:
+                    return
+                scan = Scan(f, pos, end)
+                for _off, nxt, body in scan.frames():
+                    seq = body_seq(body)
+                    seg.hint = (seq, nxt)
+                    pos = nxt
+                    if seq > after_seq and not acked(seq):
+                        rec = decode_body(w.id, body)
+                        if rec is not None:
+                            yield rec
+                if scan.tail is not None:
+                    return  # damage at the end (only in files a scan already cut): stop here
+
+    # -- adoption ----------------------------------------------------------------------------
+
+    def adopt(self) -> list[str]:
+        """Take over the writers of dead processes in this directory.
+
+        A writer whose lock file can be flock'ed has no live process: it is locked (so that
+        no other process adopts it too), scanned (torn tail cut, damage skipped, all reported
+        in :attr:`recovery`) and its unacked records become readable with :meth:`read` and
+        ackable with :meth:`ack`. Returns the ids of adopted writers that have records left;
+        a writer with nothing left is deleted."""
+        with self._lock:
+            if self._closed:
+                return []
+            own = self._writer.id if self._writer else None
+            known = set(self._writers)
+        names = self._listdir()
+        locked: dict[str, int] = {}
+        for wid, kind in {(c[0], c[1]) for c in map(classify, names) if c}:
+            if kind == "locktmp":
+                self._drop_stale_locktmp(wid)
+            elif wid != own and wid not in known and wid not in locked:
+                fd = self._try_lock(wid)
+                if fd is not None:
+                    locked[wid] = fd
+        self._report_unknown(names)
+        if not locked:
+            return []
+        groups: dict[str, list[tuple[int, str]]] = {wid: [] for wid in locked}
+        for name in self._listdir():  # again: the listing may predate the deaths
+            c = classify(name)
+            if c and c[0] in groups and c[1] == "seg":
+                groups[c[0]].append((c[2], name))
+        adopted = []
+        for wid in sorted(locked):
+            w = self._scan_writer(wid, locked[wid], sorted(groups[wid]))
+            with self._lock:
+                if w.segments and not self._closed and os.getpid() == self._pid:
+                    self._writers[wid] = w
+                    self._bytes += sum(s.size for s in w.segments)
+                    self._pending += sum(s.live for s in w.segments)
+                    adopted.append(wid)
+                    if self._thread is None:
+                        self._start_thread()
+                else:
+                    self._finished.append(w)
+        if len(adopted) < len(locked):
+            self._persist()
+        return adopted
+
+    def _listdir(self) -> list[str]:
+        try:
+            return os.listdir(self._dir)
+        except OSError as e:
+            _errlog.warning("spool: cannot list %s: %s", self._dir, os.strerror(e.errno or 0))
+            return []
+
+    def _try_lock(self, wid: str) -> int | None:
+        """The flock'ed lock fd of dead writer ``wid``, or None (alive, or taken by another)."""
+        path = os.path.join(self._dir, f"{wid}.lock")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            _errlog.warning("spool: cannot open %s: %s", path, os.strerror(e.errno or 0))
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # An adopter that finished before we opened it deleted that file: ours is stale.
+            st, fst = os.stat(path), os.fstat(fd)
+            if (st.st_ino, st.st_dev) != (fst.st_ino, fst.st_dev):
+                raise FileNotFoundError
+        except OSError:
+            _close(fd)
+            return None
+        return fd
+
+    def _drop_stale_locktmp(self, wid: str) -> None:
+        """A writer that died between creating and naming its lock file left nothing else."""
+        path = os.path.join(self._dir, f".{wid}.lock.tmp")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _unlink(path)
+        except OSError:
+            pass  # being created right now
+        finally:
+            _close(fd)
+
+    def _report_unknown(self, names: list[str]) -> None:
+        for name in names:
+            if classify(name) is None and name not in self._reported:
+                if len(self._reported) >= _MAX_REPORTED:
+                    return
+                self._reported.add(name)
+                path = os.path.join(self._dir, name)
+                self._report(FileRecovery(path, note="unknown file, ignored"))
+
+    def _report(self, fr: FileRecovery) -> None:
+        with self._lock:
+            self.recovery.files.append(fr)
+        log.warning(
+            "spool recovery: %s: %s%d records, %d B cut (torn tail), %d B in %d damaged "
+            "region(s) skipped",
+            fr.path,
+            fr.note + "; " if fr.note else "",
+            fr.records,
+            fr.cut_bytes,
+            fr.skipped_bytes,
+            fr.skipped_regions,
+        )
+
+    def _scan_writer(self, wid: str, lock_fd: int, segs: list[tuple[int, str]]) -> _Writer:
+        """Recover a locked dead writer from its files (no spool lock held: nobody else
+        touches them)."""
+        ack_path = os.path.join(self._dir, f"{wid}.ack")
+        _unlink(ack_path + ".tmp")
+        acks, note = load_acks(ack_path)
+        if note:
+            self._report(FileRecovery(ack_path, note=note))
+        w = _Writer(wid, lock_fd, own=False, acks=acks)
+        prev = 0
+        for n, name in segs:
+            path = os.path.join(self._dir, name)
+            fr = FileRecovery(path)
+            seg = Segment(n, path)
+            try:
+                with open(path, "rb", buffering=0) as f:
+                    size = os.fstat(f.fileno()).st_size
+                    scan = Scan(f, 0, size)
+                    for _off, _nxt, body in scan.frames():
+                        seq = body_seq(body)
+                        if seq <= prev or decode_body(wid, body) is None:
+                            fr.skipped_regions += 1  # CRC-valid but out of place: ignore
+                            continue
+                        if seq > prev + 1:
+                            acks.add_gap(prev + 1, seq - 1)  # lost to damage (or deleted)
+                        prev = seq
+                        fr.records += 1
+                        if not seg.first_seq:
+                            seg.first_seq = seq
+                        seg.last_seq = seq
+                        if not acks.acked(seq):
+                            seg.live += 1
+                fr.skipped_bytes = scan.skipped_bytes
+                fr.skipped_regions += scan.skipped_regions
+                if scan.tail is not None:
+                    fr.cut_bytes = size - scan.tail
+                    size = scan.tail
+                    os.truncate(path, size)
+            except OSError as e:
+                fr.note = f"unreadable, left in place: {os.strerror(e.errno or 0)}"
+                self._report(fr)
+                continue
+            seg.size = size
+            if not fr.records:
+                fr.note = fr.note or ("empty segment, deleted" if not size else "deleted")
+            if fr.note or fr.cut_bytes or fr.skipped_bytes or fr.skipped_regions:
+                self._report(fr)
+            if seg.live:
+                w.segments.append(seg)
+            else:
+                _unlink(path)
+        w.last_seq = prev
+        if prev:
+            acks.dirty = True
+        return w
+
+    # -- background: fsync and ack persistence ----------------------------------------------
+
+    def _start_thread(self) -> None:
+        t = threading.Thread(target=self._run, name="ek-spool-sync", daemon=True)
+        self._thread = t
+        t.start()
+
+    def _run(self) -> None:
+        interval = self._interval
+        period = min(interval, ACK_PERIOD) if interval else ACK_PERIOD
+        next_ack = time.monotonic() + ACK_PERIOD
+        while not self._stop.wait(period):
+            try:
+                if interval is not None:
+                    self._fsync_pass()
+                if time.monotonic() >= next_ack:
+                    next_ack = time.monotonic() + ACK_PERIOD
+                    self._persist()
+            except Exception:
+                log.exception("spool %s: background sync failed", self._dir)
+
+    def _fsync_pass(self) -> None:
+        with self._lock:
+            w = self._writer
+            fd = w.fd if (w is not None and w.fd >= 0 and self._unsynced) else -1
+            self._unsynced = False
+            retired, self._retired = self._retired, []
+            dir_dirty, self._dir_dirty = self._dir_dirty, False
+        for rfd in retired:
+            with contextlib.suppress(OSError):
+                os.fdatasync(rfd)
+            _close(rfd)
+        if fd >= 0:
+            try:
+                os.fdatasync(fd)
+            except OSError as e:
+                _errlog.warning("spool %s: fsync failed: %s", self._dir, os.strerror(e.errno or 0))
+        if dir_dirty:
+            self._fsync_dir()
+
+    def sync(self) -> None:
+        """Persist the acks now and, unless the policy is "never", fsync what was written."""
+        if self._interval is not None:
+            self._fsync_pass()
+        self._persist()
+
+    def _persist(self) -> None:
+        """Write the acks of writers whose state changed; delete the files of writers with
+        nothing left (their lock file last, then unlock)."""
+        with self._persist_lock:
+            with self._lock:
+                todo = []
+                for w in self._writers.values():
+                    if w.acks.dirty:
+                        w.acks.dirty = False
+                        todo.append((w, w.acks.to_json()))
+                finished, self._finished = self._finished, []
+            fsync = self._always or self._interval is not None
+            for w, data in todo:
+                path = os.path.join(self._dir, f"{w.id}.ack")
+                try:
+                    save_acks(path, data, fsync)
+                except OSError as e:
+                    w.acks.dirty = True
+                    _errlog.warning("spool: cannot save %s: %s", path, os.strerror(e.errno or 0))
+            for w in finished:
+                base = os.path.join(self._dir, w.id)
+                _unlink(base + ".ack.tmp")
+                _unlink(base + ".ack")
+                _unlink(base + ".lock")
+                _close(w.lock_fd)
+
+    # -- accounting, close, fork -------------------------------------------------------------
+
+    def pending(self) -> int:
+        """Records appended or adopted and not acked yet."""
+        return self._pending
+
+    def pending_bytes(self) -> int:
+        """Bytes of this process's segment files (own and adopted) not deleted yet: what
+        ``max_bytes`` limits."""
+        return self._bytes
+
+    def close(self) -> None:
+        """Persist the acks, delete fully acked files and unlock. Unacked records stay on
+        disk for the next process to adopt. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+        self._stop.set()
+        if thread is not None:
+            thread.join()
+        with self._lock:
+            w = self._writer
+            if w is not None and w.fd >= 0:
+                cur = w.segments[-1]
+                if self._interval is not None and self._unsynced:
+                    with contextlib.suppress(OSError):
+                        os.fdatasync(w.fd)
+                _close(w.fd)
+                w.fd = -1
+                if cur.live == 0:
+                    self._delete_segment(w, cur)
+            for rfd in self._retired:
+                with contextlib.suppress(OSError):
+                    os.fdatasync(rfd)
+                _close(rfd)
+            self._retired = []
+            for x in list(self._writers.values()):
+                if not x.segments:
+                    del self._writers[x.id]
+                    self._finished.append(x)
+        self._persist()
+        with self._lock:
+            for x in self._writers.values():
+                _close(x.lock_fd)  # unlock: the next process adopts what is left
+            self._writers.clear()
+            self._writer = None
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: close the inherited descriptors without unlocking (a flock
+        belongs to the open file description, which the parent still holds) and forget
+        everything; the next append opens a new writer. Idempotent per process."""
+        if self._pid == os.getpid():
+            return
+        fds = [w.lock_fd for w in self._writers.values()]
+        fds += [w.lock_fd for w in self._finished]
+        fds += self._retired
+        if self._writer is not None and self._writer.fd >= 0:
+            fds.append(self._writer.fd)
+        for fd in fds:
+            _close(fd)  # never flock(LOCK_UN): that would unlock the parent's writer too
+        self._reset()
+
+    _after_fork_in_child = after_fork_in_child
+
+    def __repr__(self) -> str:
+        return f"<OwnerSpool {self._dir} pending={self._pending} bytes={self._bytes}>"
