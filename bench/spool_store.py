@@ -94,8 +94,10 @@ class SqliteStore(Store):
         self.append, self.ack = append, ack
 
     def flush_acks(self) -> None:
-        with self.db:
-            self.db.executemany("DELETE FROM spool WHERE id = ?", self.pending)
+        # One transaction per batch (autocommit mode would make each DELETE its own).
+        self.db.execute("BEGIN")
+        self.db.executemany("DELETE FROM spool WHERE id = ?", self.pending)
+        self.db.execute("COMMIT")
         self.pending.clear()
 
     def close(self) -> None:
