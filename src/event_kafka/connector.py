@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,6 +37,8 @@ from .statistics import BrokerOwner, LaneCounters, group
 if TYPE_CHECKING:
     from .event_interface import EventInfo, EventInterface, EventSubscribers
     from .payload import Params
+    from .spool import FsyncPolicy
+    from .spool.lane import SpoolRoute, Spools
 
     SipMsg = str | bytes | None
 
@@ -77,7 +81,22 @@ class EventKafka:
             :meth:`subscribe` raises :class:`~event_kafka.producer.ProducerLimitError`.
         event_header: event records (``kafka:`` subscribers) carry an ``event`` header with
             the event name (default); ``False`` writes them exactly as OpenSIPS does, with no
-            headers. ``kafka_publish`` records never have headers.
+            headers. ``kafka_publish`` records never have headers (except ``ek-spool-id``
+            with a spool).
+        spool_dir: a directory for the durable spool (:mod:`event_kafka.spool.lane`):
+            every broker_id and ``kafka:`` subscriber writes each record there before
+            librdkafka gets it; a record leaves it only once the broker acknowledged it (or
+            with a failure report for a permanent error or ``spool_max_age``). It survives
+            kill -9 and Kafka outages of any length; a later ``EventKafka`` on the same
+            directory (same broker_ids) delivers what is left, from construction on, with
+            ``Report.replayed`` true. ``None`` (default): no spool, no cost.
+        spool_max_bytes: the most bytes one owner directory (a broker_id, a subscriber)
+            holds; past it ``kafka_publish`` returns -1 (``spool_full``).
+        spool_max_age: seconds after which a spooled record still not sent is failed
+            (report ``expired in the spool``); ``None`` (default): never.
+        spool_fsync: ``"never"`` (default: survives the death of the process, not of the
+            machine), ``"always"`` (fsync per record) or seconds between fsyncs.
+        spool_exclude: broker_ids that publish without the spool.
 
     Nothing connects at construction: producers are created on first use, per process.
     Report routes and ``on_report`` run on worker threads, never on the thread serving
@@ -94,6 +113,11 @@ class EventKafka:
         report_queue_size: int = 100_000,
         event_header: bool = True,
         max_producers: int | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int = 1 << 30,
+        spool_max_age: float | None = None,
+        spool_fsync: FsyncPolicy = "never",
+        spool_exclude: Iterable[str] = (),
     ) -> None:
         self.brokers: dict[str, KafkaSocket] = _parse_broker_ids(broker_ids)
         self.event_header = event_header
@@ -105,7 +129,7 @@ class EventKafka:
         )
         self.flush_timeout = flush_timeout
         self._routes: dict[str, Callable[[Report], object]] = {}
-        self._lanes: dict[tuple[str, str | None], Lane] = {}
+        self._lanes: dict[tuple[str, str | None], Lane | SpoolRoute] = {}
         self._lock = forksafe.lock()
         self.unknown_broker_id = 0
         self.rejected_after_close = 0
@@ -113,6 +137,11 @@ class EventKafka:
         self._unknown_log = RateLimitedLog(log, 10.0)
         self._evi: EventInterface | None = None
         self.closed = False
+        self.spool: Spools | None = None
+        if spool_dir is not None:
+            self.spool = _make_spools(
+                self, spool_dir, spool_max_bytes, spool_max_age, spool_fsync, spool_exclude
+            )
         _instances.add(self)
 
     def set_broker_ids(self, broker_ids: Iterable[str] | Mapping[str, KafkaSocket]) -> None:
@@ -125,7 +154,10 @@ class EventKafka:
             for (bid, route), lane in list(self._lanes.items()):
                 if new.get(bid) != old.get(bid):
                     del self._lanes[(bid, route)]
-                    self.pool.release(lane)
+                    if isinstance(lane, Lane):
+                        self.pool.release(lane)
+                    elif self.spool is not None:
+                        self.spool.release(lane.spooled)
 
     # -- report routes -----------------------------------------------------------------------
 
@@ -207,7 +239,7 @@ class EventKafka:
             raise TypeError(f"kafka_publish: on_report must be callable, not {_tn(on_report)}")
         return lane.publish(message, key or None, None, on_report)
 
-    def _new_lane(self, broker_id: object, route_name: object) -> Lane | None:
+    def _new_lane(self, broker_id: object, route_name: object) -> Lane | SpoolRoute | None:
         if type(broker_id) is not str:
             raise TypeError(f"kafka_publish: broker_id must be str, not {_tn(broker_id)}")
         if route_name is not None and type(route_name) is not str:
@@ -233,6 +265,10 @@ class EventKafka:
             lane = self._lanes.get((broker_id, route_name))
             if lane is None:
                 try:
+                    if self.spool is not None and broker_id not in self.spool.exclude:
+                        lane = self.spool.route_view(sock, BrokerOwner(broker_id), route_name)
+                        self._lanes[(broker_id, route_name)] = lane
+                        return lane
                     lane = self.pool.lane(sock, BrokerOwner(broker_id), route)
                 except ProducerLimitError as exc:
                     self.rejected_producer_limit += 1
@@ -251,7 +287,19 @@ class EventKafka:
 
             with self._lock:
                 if self._evi is None:
-                    self._evi = EventInterface(self.pool, event_header=self.event_header)
+                    factories = None
+                    if self.spool is not None:
+                        from .transports.kafka import KafkaTransport
+
+                        spool = self.spool
+                        factories = {
+                            "kafka": lambda ctx: KafkaTransport(
+                                ctx.pool, event_header=ctx.event_header, spool=spool
+                            )
+                        }
+                    self._evi = EventInterface(
+                        self.pool, event_header=self.event_header, factories=factories
+                    )
         return self._evi
 
     def publish_event(self, name: str) -> int:
@@ -310,6 +358,8 @@ class EventKafka:
         }
         if self._evi is not None:
             out["events"] = self._evi.stats()
+        if self.spool is not None:
+            out["spool"] = self.spool.stats()
         return out
 
     def in_flight(self) -> int:
@@ -327,6 +377,9 @@ class EventKafka:
         planned stop of such a host.
         """
         deadline = time.monotonic() + timeout
+        if self.spool is not None:
+            # Records left on disk by a previous process count once they are adopted.
+            self.spool.wait_adopted(deadline)
         while True:
             left = self.in_flight()
             if left == 0 or time.monotonic() >= deadline:
@@ -356,9 +409,24 @@ class EventKafka:
             if done:
                 _instances.discard(self)
             return 0
+        left = 0
+        if self.spool is not None:
+            # Spooled records are not failed at the deadline: what is not delivered by then
+            # stays in the spool (no report) for the next process; the pool then has nothing
+            # of theirs left to purge.
+            t = self.flush_timeout if timeout is None else timeout
+            deadline = time.monotonic() + t
+            self.spool.wait_adopted(deadline)
+            self.spool.stop_accepting()
+            while time.monotonic() < deadline and not self.pool.wait_delivered(
+                max(deadline - time.monotonic(), 0.0)
+            ):
+                pass
+            left = self.spool.close(deadline)
+            timeout = max(deadline - time.monotonic(), 0.0)
         # The pool first: it flushes every producer, event subscribers' included; closing the
         # Event Interface afterwards only releases lanes of an already flushed pool.
-        left = self.pool.close(timeout)
+        left += self.pool.close(timeout)
         if self._evi is not None:
             self._evi.close()
         if not self.pool.wait_closed(0):
@@ -373,6 +441,32 @@ class EventKafka:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _make_spools(
+    ek: EventKafka,
+    spool_dir: str | os.PathLike[str],
+    max_bytes: int,
+    max_age: float | None,
+    fsync: FsyncPolicy,
+    exclude: Iterable[str],
+) -> Spools:
+    # Imported here: without a spool, none of it is loaded.
+    from .spool import SpoolSettings
+    from .spool.lane import Spools
+
+    if isinstance(exclude, str):
+        raise TypeError("spool_exclude must be a collection of broker_ids, not a str")
+    spools = Spools(
+        Path(spool_dir),
+        SpoolSettings(max_bytes=max_bytes, max_age=max_age, fsync=fsync),
+        ek.pool,
+        ek._routes.get,
+        ek.flush_timeout,
+        exclude,
+    )
+    spools.replay_existing(ek.brokers)
+    return spools
 
 
 def _check_message(message: object, key: object, tombstone: object) -> None:
