@@ -95,7 +95,6 @@ def test_corrupt_and_truncated_segments_valid_part_recovered_cut_counted(
 
     with caplog.at_level(logging.WARNING):
         rec = recover(spool, spec(kafka_broker.bootstrap, topic))
-    assert rec.left_after_flush == 0 and rec.left_at_close == 0, rec
     records = consume(topic, expect=count - len(may_lose), timeout=60)
     rec.check_reports(records)
     t = tally(records, {"c": promised}, {"c": count})
@@ -112,6 +111,7 @@ def test_corrupt_and_truncated_segments_valid_part_recovered_cut_counted(
     assert f_seq in lost, "the record with a flipped bit was delivered (no checksum?)"
     assert len(lost - gone) <= 2 * WINDOW // 50, "a corruption took too many records"
     assert t.duplicates == 0
+    rec.check_flush()
     assert any(seg.name in w or "corrupt" in w.lower() or "torn" in w.lower() for w in warnings), (
         "nothing logged about the damage"
     )
