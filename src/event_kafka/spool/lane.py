@@ -296,6 +296,9 @@ class SpooledLane:
         self._dedupe_next = 0.0
         self._dedupe_failures = 0
         self._scan_job: _ScanJob | None = None
+        self._next_sweep = 0.0
+        self._suspects: set[tuple[str, int]] = set()  # sent alone after "too large"
+        self._solo = False  # the last record sent was a suspect: wait for its report
         self._callbacks: dict[tuple[str, int], Callable[[Report], object]] = {}
         self._workers: dict[str, RouteWorker] = {}
         self._sent = Tally()
@@ -465,6 +468,8 @@ class SpooledLane:
             self._back.bump()
             lane = self.lane
             if err is None:
+                if self._suspects:
+                    self._suspects.discard((writer, seq))
                 self._ack(writer, seq)
                 lane._delivered.bump()
                 sp = lane.sp
@@ -473,7 +478,7 @@ class SpooledLane:
                 if sp.last_error is not None:
                     sp.last_error = None
                 self._report(writer, seq, route, None, msg, None)
-            elif _retriable(err):
+            elif _retriable(err) or self._first_too_large(err, writer, seq):
                 if not self.stopping:
                     self._retried.bump()
                     with self._rewind_lock:
@@ -484,6 +489,7 @@ class SpooledLane:
                     SENDER.wake()
                 # stopping: the record stays in the spool for the next process, no report
             else:
+                self._suspects.discard((writer, seq))
                 self._ack(writer, seq)
                 lane._failed.bump()
                 reason = lane.reason(err)
@@ -494,6 +500,15 @@ class SpooledLane:
                 pool.note_delivery()
         except BaseException as exc:
             guarded(log.error, "[%s] spool delivery callback: %r", self.owner.name, exc)
+
+    def _first_too_large(self, err: KafkaError, writer: str, seq: int) -> bool:
+        """The broker refuses a whole batch as too large (the topic's ``max.message.bytes``
+        is below the producer's ``message.max.bytes``), failing small records with the big
+        one: the first time, each record is sent again on its own batch (a "suspect")."""
+        if err.code() != KafkaError.MSG_SIZE_TOO_LARGE or (writer, seq) in self._suspects:
+            return False
+        self._suspects.add((writer, seq))
+        return True
 
     def _ack(self, writer: str, seq: int) -> None:
         store = self.store
@@ -585,10 +600,38 @@ class SpooledLane:
                         self.writers.append(w)
             return WORKED
         if self.dedupe_from:
-            return self._dedupe()
+            got = self._dedupe()
+            if got == WAITING:
+                self._expire_head()
+            return got
         if self.direct:
             return IDLE
-        return self._stream()
+        got = self._stream()
+        if got == WAITING:
+            self._expire_head()
+        return got
+
+    def _expire_head(self) -> None:
+        """While records cannot be sent (Kafka away, queue full), fail those older than
+        ``max_age`` anyway, oldest first (at most once a second; they are in seq order, so
+        the sweep stops at the first young one of each writer)."""
+        age = self.hub.settings.max_age
+        store = self.store
+        now = time.monotonic()
+        if age is None or store is None or now < self._next_sweep:
+            return
+        self._next_sweep = now + 1.0
+        now_ms = int(time.time() * 1000)
+        writers = list(self.writers)
+        if self.own is not None and self.own not in writers:
+            writers.append(self.own)
+        for w in writers:
+            for rec in store.read(w, self.cursor.get(w, 0)):
+                if self.stopping or not self._too_old(rec, now_ms):
+                    break
+                self._expire(rec)
+                if self.cursor.get(w, 0) < rec.seq:
+                    self.cursor[w] = rec.seq
 
     def _dedupe(self) -> int:
         """Read the topic's tail for records of ``dedupe_from`` (on a thread of its own: it
@@ -680,10 +723,9 @@ class SpooledLane:
                 budget -= 1
                 if not self._send_one(rec, now_ms):
                     return WAITING
-            if w != self.own:
-                with self._lock:
-                    if w in self.writers and not self.rewind:
-                        self.writers.remove(w)
+            with self._lock:
+                if w in self.writers and not self.rewind:
+                    self.writers.remove(w)  # our own writer is always streamed last
         with self._lock:
             own = self.own
             if self.rewind or self.writers or self.stopping:
@@ -706,18 +748,18 @@ class SpooledLane:
                 self._replayed.bump()
             self._report(w, seq, rec.route, None, _Stored(rec, self.topic, *where), None)
         elif self._too_old(rec, now_ms):
-            self._ack(w, seq)
-            self._expired.bump()
-            self.lane._failed.bump()
-            reason = EXPIRED_REASON.format(self.hub.settings.max_age)
-            self._report(w, seq, rec.route, _EXPIRED, _Stored(rec, self.topic, None, None), reason)
+            self._expire(rec)
         else:
             if rec.route is not None:
                 rw = self._worker(rec.route)
                 if rw is not None and rw.full():
                     return False
+            solo = bool(self._suspects) and (w, seq) in self._suspects
+            if (solo or self._solo) and self.held:
+                return False  # a suspect goes alone: the batch before it, and it, come back
             with self._lock:
                 got = self._produce(rec)
+            self._solo = solo and got == _OK
             if got == _FULL:
                 return False
             if got == _REFUSE:
@@ -734,6 +776,17 @@ class SpooledLane:
         if pool.flushing:
             pool.note_delivery()
         return True
+
+    def _expire(self, rec: SpoolRecord) -> None:
+        self._ack(rec.writer, rec.seq)
+        self._expired.bump()
+        self.lane._failed.bump()
+        reason = EXPIRED_REASON.format(self.hub.settings.max_age)
+        msg = _Stored(rec, self.topic, None, None)
+        self._report(rec.writer, rec.seq, rec.route, _EXPIRED, msg, reason)
+        pool = self.hub.pool
+        if pool.flushing:
+            pool.note_delivery()
 
     def _retire_step(self) -> int:
         """After stop: close the store once librdkafka gave every record back."""
