@@ -179,7 +179,7 @@ def test_records_already_in_kafka_are_not_sent_twice(
     assert ek.close(0.2) == n
     old = tmp_path / "old"
     shutil.copytree(owner, old)  # the spool as a crash would leave it: nothing acked
-    ek2, reports2 = _ek(tmp_path, kafka_broker.bootstrap, topic)
+    ek2, _ = _ek(tmp_path, kafka_broker.bootstrap, topic)
     assert ek2.flush(30) == 0
     assert ek2.close(5) == 0
     assert len(consume(topic, expect=n)) == n
