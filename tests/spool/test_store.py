@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,6 +112,24 @@ def test_ack_memory_follows_what_is_in_flight(spool: OwnerSpool) -> None:
     assert len(acks.above) == 4999
     spool.ack(w, 1)
     assert acks.low == 5000 and not acks.above
+
+
+def test_concurrent_appends_get_distinct_seqs_in_file_order(spool: OwnerSpool) -> None:
+    def worker(t: int) -> None:
+        for i in range(1500):
+            spool.append(b"%d-%d" % (t, i) * 3)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    recs = list(spool.read(spool.writer_id, 0))
+    assert [r.seq for r in recs] == list(range(1, 6001))
+    assert sorted(r.value or b"" for r in recs) == sorted(
+        b"%d-%d" % (t, i) * 3 for t in range(4) for i in range(1500)
+    )
+    assert spool.pending() == 6000
 
 
 def test_read_follows_rotation_of_a_live_writer(spool: OwnerSpool) -> None:
