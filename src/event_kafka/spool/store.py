@@ -256,8 +256,8 @@ class OwnerSpool:
             self._delete_segment(w, cur)  # everything acked: no need to wait for a rotation
         if self._bytes + n > self._max_bytes:
             raise SpoolFullError(
-                f"spool {self._dir} is full: {self._bytes} B in segments with unacknowledged records, "
-                f"max_bytes {self._max_bytes} B; record of {n} B refused",
+                f"spool {self._dir} is full: {self._bytes} B in segments with unacknowledged "
+                f"records, max_bytes {self._max_bytes} B; record of {n} B refused",
                 errno_mod.ENOSPC,
                 self._dir,
             )
