@@ -203,6 +203,29 @@ def test_random_damage_never_raises_and_never_returns_a_wrong_record(tmp_path: P
             s.close()
 
 
+def test_fifos_and_symlinks_under_spool_names_neither_hang_nor_get_written(tmp_path: Path) -> None:
+    d = tmp_path / "owner"
+    wid = _dead_writer(d, 3)
+    outside = tmp_path / "precious"
+    outside.write_bytes(b"not a spool file " * 10)
+    os.mkfifo(d / "1111111111111111-00000001.seg")
+    os.mkfifo(d / "2222222222222222.lock")
+    os.mkfifo(d / "3333333333333333.ack")
+    (d / "3333333333333333-00000001.seg").write_bytes(b"junk")
+    os.symlink(outside, d / "4444444444444444-00000001.seg")
+    os.symlink(outside, d / "5555555555555555.ack")
+    s = OwnerSpool(d, SpoolSettings())
+    try:
+        with _deadline(10):
+            assert s.adopt() == [wid]
+        assert len(list(s.read(wid, 0))) == 3
+        assert outside.read_bytes() == b"not a spool file " * 10
+        notes = " ".join(f.note for f in s.recovery.files)
+        assert "not a regular file" in notes or "symbolic links" in notes
+    finally:
+        s.close()
+
+
 # -- linear time -------------------------------------------------------------------------------
 
 # 64x more input, as in tests/test_linear_time.py, but 4 KiB vs 256 KiB: zlib's CRC is so fast
