@@ -285,7 +285,8 @@ class SpooledLane:
 
     def _reset(self) -> None:
         self.store: OwnerSpool | None = None
-        self.own: str | None = None
+        self.need_adopt = False  # the sender adopts dead writers, then sending starts
+        self._appended = 0  # records this process appended        self.own: str | None = None
         self.direct = False  # set once the store is open and nothing waits
         self.adopted = 0  # records of other writers counted as accepted
         self.writers: list[str] = []  # writers to send from disk, adopted first
@@ -349,6 +350,7 @@ class SpooledLane:
                 return self._refused("spool_full", exc)
             except SpoolError as exc:
                 return self._refused("spool_error", exc)
+            self._appended += 1
             if self.write_error is not None:
                 self.write_error = None
             if on_report is not None:
@@ -390,28 +392,36 @@ class SpooledLane:
         SENDER.wake()
 
     def _open(self) -> OwnerSpool:
-        """Open this process's writer (under the lock), adopt dead writers, register with
-        the sender. Raises SpoolError."""
+        """Open this process's writer (under the lock) and register with the sender, which
+        adopts the writers of dead processes (a scan of their files: not on the caller's
+        thread). Until then records wait on disk. Raises SpoolError."""
         from . import OwnerSpool
 
         store = OwnerSpool(self.directory, self.hub.settings)
-        self.store = store
         self.own = store.writer_id
+        self.need_adopt = True
+        self.direct = False
+        self.store = store
         SENDER.add(self)
-        self._adopt(store)
         return store
 
     def _adopt(self, store: OwnerSpool) -> None:
-        before = store.pending()
+        """Adopt the writers of dead processes (sender thread, once per process and owner).
+
+        The scan runs without the owner's lock (publishers keep appending). Nothing of ours
+        was sent or acked before this, so what is pending beyond our own appends is what was
+        adopted."""
         writers = store.adopt()
-        adopted = store.pending() - before
-        if writers:
-            self.adopted += max(adopted, 0)
+        with self._lock:
+            adopted = max(store.pending() - self._appended, 0) if writers else 0
+            self.adopted += adopted
             for w in writers:
                 if w not in self.writers and w != self.own:
                     self.writers.append(w)
                     self.cursor.setdefault(w, 0)
                     self.dedupe_from[w] = 0
+            self.need_adopt = False  # flush() waits for this (adopted records counted)
+        if writers:
             log.warning(
                 "[%s] spool: adopted %d record(s) of %d writer(s) gone from %s",
                 self.owner.name,
@@ -419,10 +429,7 @@ class SpooledLane:
                 len(writers),
                 self.directory,
             )
-        # Own records go after what was adopted: direct only when nothing waits.
-        self.direct = not self.writers and not self.rewind
-        if not self.direct:
-            SENDER.wake()
+        SENDER.wake()
 
     def _produce(self, rec: SpoolRecord) -> int:
         hdrs = [*(rec.headers or ()), (dedupe.SPOOL_HEADER, f"{rec.writer}:{rec.seq}".encode())]
@@ -584,6 +591,9 @@ class SpooledLane:
                         self.write_error = (time.monotonic(), f"spool_error: {exc}")
                         guarded(self._failog.error, "[%s] spool: %s", self.owner.name, exc)
                         return WAITING
+            return WORKED
+        if self.need_adopt:
+            self._adopt(self.store)
             return WORKED
         if self.rewind:
             if self.held:
@@ -913,7 +923,9 @@ class Spools:
     def wait_adopted(self, deadline: float) -> None:
         """Wait (bounded) until lanes scheduled for replay have adopted what is on disk."""
         while time.monotonic() < deadline:
-            if not any(sl.wants_replay and sl.store is None for sl in self.lanes):
+            if not any(
+                sl.need_adopt or (sl.wants_replay and sl.store is None) for sl in self.lanes
+            ):
                 return
             SENDER.wake()
             time.sleep(0.005)
