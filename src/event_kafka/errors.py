@@ -48,6 +48,9 @@ class SpoolError(EventKafkaError, OSError):
         self.errno = errno
         self.filename = filename
 
+    def __str__(self) -> str:  # OSError's would be "[Errno n] strerror: filename"
+        return str(self.args[0])
+
 
 class SpoolFullError(SpoolError):
     """The spool reached its ``max_bytes`` limit: the record was not accepted."""

@@ -13,7 +13,11 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from .segment import open_regular
+
 __all__ = ["AckState", "load_acks", "save_acks"]
+
+_MAX_FILE = 64 << 20  # more is damage: the set above the watermark follows what is in flight
 
 
 @dataclass(slots=True)
@@ -70,12 +74,12 @@ def load_acks(path: str) -> tuple[AckState, str]:
     """The acks saved at ``path`` and a note ("" if fine). A missing file is no acks; an
     unparsable one is reported and ignored (its records are replayed: duplicates, never loss)."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(64 << 20)
+        with open(open_regular(path), "rb") as f:
+            data = f.read(_MAX_FILE)
     except FileNotFoundError:
         return AckState(), ""
     except OSError as e:
-        return AckState(), f"unreadable ack file ignored: {os.strerror(e.errno or 0)}"
+        return AckState(), f"unreadable ack file ignored: {e.strerror}"
     try:
         obj = orjson.loads(data)
         low = obj["low"]
@@ -97,7 +101,7 @@ def load_acks(path: str) -> tuple[AckState, str]:
 def save_acks(path: str, data: bytes, fsync: bool) -> None:
     """Replace ``path`` atomically with ``data``. Raises OSError."""
     tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         view = memoryview(data)
         while view:

@@ -285,7 +285,8 @@ class SpooledLane:
 
     def _reset(self) -> None:
         self.store: OwnerSpool | None = None
-        self.own: str | None = None
+        self.need_adopt = False  # the sender adopts dead writers, then sending starts
+        self._appended = 0  # records this process appended        self.own: str | None = None
         self.direct = False  # set once the store is open and nothing waits
         self.adopted = 0  # records of other writers counted as accepted
         self.writers: list[str] = []  # writers to send from disk, adopted first
@@ -296,6 +297,9 @@ class SpooledLane:
         self._dedupe_next = 0.0
         self._dedupe_failures = 0
         self._scan_job: _ScanJob | None = None
+        self._next_sweep = 0.0
+        self._suspects: set[tuple[str, int]] = set()  # sent alone after "too large"
+        self._solo = False  # the last record sent was a suspect: wait for its report
         self._callbacks: dict[tuple[str, int], Callable[[Report], object]] = {}
         self._workers: dict[str, RouteWorker] = {}
         self._sent = Tally()
@@ -346,6 +350,7 @@ class SpooledLane:
                 return self._refused("spool_full", exc)
             except SpoolError as exc:
                 return self._refused("spool_error", exc)
+            self._appended += 1
             if self.write_error is not None:
                 self.write_error = None
             if on_report is not None:
@@ -387,28 +392,36 @@ class SpooledLane:
         SENDER.wake()
 
     def _open(self) -> OwnerSpool:
-        """Open this process's writer (under the lock), adopt dead writers, register with
-        the sender. Raises SpoolError."""
+        """Open this process's writer (under the lock) and register with the sender, which
+        adopts the writers of dead processes (a scan of their files: not on the caller's
+        thread). Until then records wait on disk. Raises SpoolError."""
         from . import OwnerSpool
 
         store = OwnerSpool(self.directory, self.hub.settings)
-        self.store = store
         self.own = store.writer_id
+        self.need_adopt = True
+        self.direct = False
+        self.store = store
         SENDER.add(self)
-        self._adopt(store)
         return store
 
     def _adopt(self, store: OwnerSpool) -> None:
-        before = store.pending()
+        """Adopt the writers of dead processes (sender thread, once per process and owner).
+
+        The scan runs without the owner's lock (publishers keep appending). Nothing of ours
+        was sent or acked before this, so what is pending beyond our own appends is what was
+        adopted."""
         writers = store.adopt()
-        adopted = store.pending() - before
-        if writers:
-            self.adopted += max(adopted, 0)
+        with self._lock:
+            adopted = max(store.pending() - self._appended, 0) if writers else 0
+            self.adopted += adopted
             for w in writers:
                 if w not in self.writers and w != self.own:
                     self.writers.append(w)
                     self.cursor.setdefault(w, 0)
                     self.dedupe_from[w] = 0
+            self.need_adopt = False  # flush() waits for this (adopted records counted)
+        if writers:
             log.warning(
                 "[%s] spool: adopted %d record(s) of %d writer(s) gone from %s",
                 self.owner.name,
@@ -416,10 +429,7 @@ class SpooledLane:
                 len(writers),
                 self.directory,
             )
-        # Own records go after what was adopted: direct only when nothing waits.
-        self.direct = not self.writers and not self.rewind
-        if not self.direct:
-            SENDER.wake()
+        SENDER.wake()
 
     def _produce(self, rec: SpoolRecord) -> int:
         hdrs = [*(rec.headers or ()), (dedupe.SPOOL_HEADER, f"{rec.writer}:{rec.seq}".encode())]
@@ -465,6 +475,8 @@ class SpooledLane:
             self._back.bump()
             lane = self.lane
             if err is None:
+                if self._suspects:
+                    self._suspects.discard((writer, seq))
                 self._ack(writer, seq)
                 lane._delivered.bump()
                 sp = lane.sp
@@ -473,7 +485,7 @@ class SpooledLane:
                 if sp.last_error is not None:
                     sp.last_error = None
                 self._report(writer, seq, route, None, msg, None)
-            elif _retriable(err):
+            elif _retriable(err) or self._first_too_large(err, writer, seq):
                 if not self.stopping:
                     self._retried.bump()
                     with self._rewind_lock:
@@ -484,6 +496,7 @@ class SpooledLane:
                     SENDER.wake()
                 # stopping: the record stays in the spool for the next process, no report
             else:
+                self._suspects.discard((writer, seq))
                 self._ack(writer, seq)
                 lane._failed.bump()
                 reason = lane.reason(err)
@@ -494,6 +507,15 @@ class SpooledLane:
                 pool.note_delivery()
         except BaseException as exc:
             guarded(log.error, "[%s] spool delivery callback: %r", self.owner.name, exc)
+
+    def _first_too_large(self, err: KafkaError, writer: str, seq: int) -> bool:
+        """The broker refuses a whole batch as too large (the topic's ``max.message.bytes``
+        is below the producer's ``message.max.bytes``), failing small records with the big
+        one: the first time, each record is sent again on its own batch (a "suspect")."""
+        if err.code() != KafkaError.MSG_SIZE_TOO_LARGE or (writer, seq) in self._suspects:
+            return False
+        self._suspects.add((writer, seq))
+        return True
 
     def _ack(self, writer: str, seq: int) -> None:
         store = self.store
@@ -570,6 +592,9 @@ class SpooledLane:
                         guarded(self._failog.error, "[%s] spool: %s", self.owner.name, exc)
                         return WAITING
             return WORKED
+        if self.need_adopt:
+            self._adopt(self.store)
+            return WORKED
         if self.rewind:
             if self.held:
                 return WAITING  # every record in librdkafka must come back first
@@ -585,10 +610,38 @@ class SpooledLane:
                         self.writers.append(w)
             return WORKED
         if self.dedupe_from:
-            return self._dedupe()
+            got = self._dedupe()
+            if got == WAITING:
+                self._expire_head()
+            return got
         if self.direct:
             return IDLE
-        return self._stream()
+        got = self._stream()
+        if got == WAITING:
+            self._expire_head()
+        return got
+
+    def _expire_head(self) -> None:
+        """While records cannot be sent (Kafka away, queue full), fail those older than
+        ``max_age`` anyway, oldest first (at most once a second; they are in seq order, so
+        the sweep stops at the first young one of each writer)."""
+        age = self.hub.settings.max_age
+        store = self.store
+        now = time.monotonic()
+        if age is None or store is None or now < self._next_sweep:
+            return
+        self._next_sweep = now + 1.0
+        now_ms = int(time.time() * 1000)
+        writers = list(self.writers)
+        if self.own is not None and self.own not in writers:
+            writers.append(self.own)
+        for w in writers:
+            for rec in store.read(w, self.cursor.get(w, 0)):
+                if self.stopping or not self._too_old(rec, now_ms):
+                    break
+                self._expire(rec)
+                if self.cursor.get(w, 0) < rec.seq:
+                    self.cursor[w] = rec.seq
 
     def _dedupe(self) -> int:
         """Read the topic's tail for records of ``dedupe_from`` (on a thread of its own: it
@@ -680,10 +733,9 @@ class SpooledLane:
                 budget -= 1
                 if not self._send_one(rec, now_ms):
                     return WAITING
-            if w != self.own:
-                with self._lock:
-                    if w in self.writers and not self.rewind:
-                        self.writers.remove(w)
+            with self._lock:
+                if w in self.writers and not self.rewind:
+                    self.writers.remove(w)  # our own writer is always streamed last
         with self._lock:
             own = self.own
             if self.rewind or self.writers or self.stopping:
@@ -706,18 +758,18 @@ class SpooledLane:
                 self._replayed.bump()
             self._report(w, seq, rec.route, None, _Stored(rec, self.topic, *where), None)
         elif self._too_old(rec, now_ms):
-            self._ack(w, seq)
-            self._expired.bump()
-            self.lane._failed.bump()
-            reason = EXPIRED_REASON.format(self.hub.settings.max_age)
-            self._report(w, seq, rec.route, _EXPIRED, _Stored(rec, self.topic, None, None), reason)
+            self._expire(rec)
         else:
             if rec.route is not None:
                 rw = self._worker(rec.route)
                 if rw is not None and rw.full():
                     return False
+            solo = bool(self._suspects) and (w, seq) in self._suspects
+            if (solo or self._solo) and self.held:
+                return False  # a suspect goes alone: the batch before it, and it, come back
             with self._lock:
                 got = self._produce(rec)
+            self._solo = solo and got == _OK
             if got == _FULL:
                 return False
             if got == _REFUSE:
@@ -734,6 +786,17 @@ class SpooledLane:
         if pool.flushing:
             pool.note_delivery()
         return True
+
+    def _expire(self, rec: SpoolRecord) -> None:
+        self._ack(rec.writer, rec.seq)
+        self._expired.bump()
+        self.lane._failed.bump()
+        reason = EXPIRED_REASON.format(self.hub.settings.max_age)
+        msg = _Stored(rec, self.topic, None, None)
+        self._report(rec.writer, rec.seq, rec.route, _EXPIRED, msg, reason)
+        pool = self.hub.pool
+        if pool.flushing:
+            pool.note_delivery()
 
     def _retire_step(self) -> int:
         """After stop: close the store once librdkafka gave every record back."""
@@ -860,7 +923,9 @@ class Spools:
     def wait_adopted(self, deadline: float) -> None:
         """Wait (bounded) until lanes scheduled for replay have adopted what is on disk."""
         while time.monotonic() < deadline:
-            if not any(sl.wants_replay and sl.store is None for sl in self.lanes):
+            if not any(
+                sl.need_adopt or (sl.wants_replay and sl.store is None) for sl in self.lanes
+            ):
                 return
             SENDER.wake()
             time.sleep(0.005)

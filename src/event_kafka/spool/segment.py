@@ -7,7 +7,10 @@ frame is *skipped* (counted); damage running to the end of the file is a torn ta
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import stat
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +24,7 @@ __all__ = [
     "Scan",
     "Segment",
     "classify",
+    "open_regular",
     "segment_name",
 ]
 
@@ -29,6 +33,30 @@ _NAME = re.compile(
     rf"(?P<w>{WRITER_RE})(?:-(?P<n>[0-9]{{8}})\.seg|\.lock|\.ack|\.ack\.tmp)|\.(?P<t>{WRITER_RE})\.lock\.tmp"
 )
 _CHUNK = 256 << 10
+
+
+def open_regular(path: str, flags: int = os.O_RDONLY) -> int:
+    """A descriptor of the regular file ``path``: never follows a symlink, never blocks on a
+    FIFO planted under a spool name. Raises OSError (EINVAL for other kinds of file)."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_fully(f: BinaryIO, n: int) -> bytes:
+    """Up to ``n`` bytes (fewer only at the end of the file): one read may return less."""
+    data = f.read(n)
+    while len(data) < n:
+        more = f.read(n - len(data))
+        if not more:
+            break
+        data += more
+    return data
 
 
 def segment_name(writer: str, n: int) -> str:
@@ -142,8 +170,7 @@ class Scan:
                         del buf[:i]
                         base += i
                         i = 0
-                        more = f.read(need - len(buf))
-                        buf += more
+                        buf += read_fully(f, need - len(buf))
                         if len(buf) < need:  # the file shrank under us: treat as its end
                             end = base + len(buf)
                             continue

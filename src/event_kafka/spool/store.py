@@ -27,7 +27,15 @@ from ..errors import ConfigError, SpoolError, SpoolFullError
 from ..ratelimit import RateLimitedLog
 from .acks import AckState, load_acks, save_acks
 from .record import SpoolRecord, body_seq, decode_body, encode_frame
-from .segment import FileRecovery, RecoveryReport, Scan, Segment, classify, segment_name
+from .segment import (
+    FileRecovery,
+    RecoveryReport,
+    Scan,
+    Segment,
+    classify,
+    open_regular,
+    segment_name,
+)
 
 __all__ = ["FsyncPolicy", "OwnerSpool", "SpoolSettings"]
 
@@ -247,8 +255,13 @@ class OwnerSpool:
             if os.fstat(w.fd).st_size != seg.size:
                 os.ftruncate(w.fd, seg.size)
         except OSError:
-            # Could not cut: a scan would skip the torn bytes; start a fresh segment anyway.
-            seg.size = self._segment_bytes
+            # Could not cut: leave this segment (reads stop at seg.size, an adopter cuts the
+            # tail) and start a fresh one with the next append.
+            if seg.live == 0:
+                self._delete_segment(w, seg)
+            else:
+                self._release_fd(w.fd)
+                w.fd = -1
 
     def _make_room(self, w: _Writer, n: int) -> None:
         cur = w.segments[-1] if w.fd >= 0 else None
@@ -256,8 +269,8 @@ class OwnerSpool:
             self._delete_segment(w, cur)  # everything acked: no need to wait for a rotation
         if self._bytes + n > self._max_bytes:
             raise SpoolFullError(
-                f"spool {self._dir} is full: {self._bytes} B held by unacknowledged records, "
-                f"max_bytes {self._max_bytes} B; record of {n} B refused",
+                f"spool {self._dir} is full: {self._bytes} B in segments with unacknowledged "
+                f"records, max_bytes {self._max_bytes} B; record of {n} B refused",
                 errno_mod.ENOSPC,
                 self._dir,
             )
@@ -368,7 +381,7 @@ class OwnerSpool:
         self, w: _Writer, seg: Segment, pos: int, after_seq: int
     ) -> Iterator[SpoolRecord]:
         try:
-            f = open(seg.path, "rb", buffering=0)  # noqa: SIM115 - closed below, generator
+            f = open(open_regular(seg.path), "rb", buffering=0)  # noqa: SIM115 - with below
         except OSError:
             return  # deleted meanwhile: all its records were acked
         with f:
@@ -449,9 +462,9 @@ class OwnerSpool:
         """The flock'ed lock fd of dead writer ``wid``, or None (alive, or taken by another)."""
         path = os.path.join(self._dir, f"{wid}.lock")
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = open_regular(path, os.O_RDWR | os.O_CREAT)
         except OSError as e:
-            _errlog.warning("spool: cannot open %s: %s", path, os.strerror(e.errno or 0))
+            _errlog.warning("spool: cannot open %s: %s", path, e.strerror)
             return None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -468,7 +481,7 @@ class OwnerSpool:
         """A writer that died between creating and naming its lock file left nothing else."""
         path = os.path.join(self._dir, f".{wid}.lock.tmp")
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            fd = open_regular(path, os.O_RDWR)
         except OSError:
             return
         try:
@@ -517,7 +530,7 @@ class OwnerSpool:
             fr = FileRecovery(path)
             seg = Segment(n, path)
             try:
-                with open(path, "rb", buffering=0) as f:
+                with open(open_regular(path, os.O_RDWR), "rb", buffering=0) as f:
                     size = os.fstat(f.fileno()).st_size
                     scan = Scan(f, 0, size)
                     for _off, _nxt, body in scan.frames():
@@ -534,14 +547,14 @@ class OwnerSpool:
                         seg.last_seq = seq
                         if not acks.acked(seq):
                             seg.live += 1
+                    if scan.tail is not None:
+                        fr.cut_bytes = size - scan.tail
+                        size = scan.tail
+                        os.ftruncate(f.fileno(), size)
                 fr.skipped_bytes = scan.skipped_bytes
                 fr.skipped_regions += scan.skipped_regions
-                if scan.tail is not None:
-                    fr.cut_bytes = size - scan.tail
-                    size = scan.tail
-                    os.truncate(path, size)
             except OSError as e:
-                fr.note = f"unreadable, left in place: {os.strerror(e.errno or 0)}"
+                fr.note = f"unreadable, left in place: {e.strerror}"
                 self._report(fr)
                 continue
             seg.size = size

@@ -1,0 +1,278 @@
+"""The on-disk spool store (issue 14): append, read, ack, rotation, limits, persistence.
+
+Pure: no Kafka. Process-level behaviour (crash, adopt, fork, disk full) is in
+test_store_process.py; damaged files in test_store_damage.py.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from event_kafka.errors import ConfigError
+from event_kafka.spool import (
+    OwnerSpool,
+    SpoolError,
+    SpoolFullError,
+    SpoolRecord,
+    SpoolSettings,
+)
+from tests.support.waiting import wait_until
+
+
+def _segments(d: Path) -> list[str]:
+    return sorted(p.name for p in d.iterdir() if p.name.endswith(".seg"))
+
+
+def _seqs(spool: OwnerSpool, writer: str, after: int = 0) -> list[int]:
+    return [r.seq for r in spool.read(writer, after)]
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Iterator[OwnerSpool]:
+    s = OwnerSpool(tmp_path / "owner", SpoolSettings(segment_bytes=4096))
+    yield s
+    s.close()
+
+
+def test_round_trip_keeps_every_field_none_and_empty_apart(spool: OwnerSpool) -> None:
+    cases: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None, str | None]] = [
+        (b"v", b"k", [("h", b"1"), ("é", b"\x00\xff")], "route"),
+        (None, None, None, None),
+        (b"", b"", [], ""),
+        (b"x" * 10_000, None, [("a", b"")], None),
+    ]
+    recs = [spool.append(v, k, h, r) for v, k, h, r in cases]
+    assert [r.seq for r in recs] == [1, 2, 3, 4]
+    assert all(r.writer == spool.writer_id and len(r.writer) == 16 for r in recs)
+    back = list(spool.read(spool.writer_id, 0))
+    assert back == recs
+    assert [(r.value, r.key, r.headers, r.route) for r in back] == cases
+    assert spool.pending() == 4
+    assert spool.pending_bytes() == sum(
+        os.path.getsize(spool.directory / n) for n in _segments(spool.directory)
+    )
+
+
+def test_read_skips_acked_and_starts_after_seq(spool: OwnerSpool) -> None:
+    w = spool.writer_id
+    for i in range(50):
+        spool.append(b"%d" % i)
+    for seq in (1, 2, 3, 10, 20):
+        spool.ack(w, seq)
+    spool.ack(w, 10)  # twice: harmless
+    spool.ack(w, 999)  # unknown seq and writer: ignored
+    spool.ack("0" * 16, 1)
+    assert spool.pending() == 45
+    expected = [s for s in range(1, 51) if s not in (1, 2, 3, 10, 20)]
+    assert _seqs(spool, w) == expected
+    assert _seqs(spool, w, 30) == list(range(31, 51))
+    assert _seqs(spool, w, 30) == list(range(31, 51))  # again, from the reader's hint
+    assert _seqs(spool, w, 50) == []
+    assert list(spool.read("f" * 16, 0)) == []
+
+
+def test_rotation_and_fully_acked_segments_are_deleted(spool: OwnerSpool) -> None:
+    w = spool.writer_id
+    recs = [spool.append(b"x" * 100, b"k") for _ in range(200)]  # ~26 KiB: 7 segments
+    segs = _segments(spool.directory)
+    assert len(segs) >= 6
+    assert segs[0] == f"{w}-00000001.seg"
+    assert _seqs(spool, w) == list(range(1, 201))
+    full = spool.pending_bytes()
+    # Out of order, newest first: segments are deleted only once all their records are.
+    for r in reversed(recs[:60]):
+        spool.ack(w, r.seq)
+    left = _segments(spool.directory)
+    assert left[0] != segs[0] and len(left) < len(segs)
+    assert spool.pending_bytes() < full
+    assert spool.pending() == 140
+    assert _seqs(spool, w) == list(range(61, 201))
+    for r in recs[60:]:
+        spool.ack(w, r.seq)
+    # Everything acked: only the current segment stays (a live writer keeps appending to it).
+    assert _segments(spool.directory) == [left[-1]]
+    assert spool.pending() == 0
+    assert _seqs(spool, w) == []
+
+
+def test_ack_memory_follows_what_is_in_flight(spool: OwnerSpool) -> None:
+    w = spool.writer_id
+    for _ in range(5000):
+        spool.append(b"v")
+    for seq in range(2, 5001):  # seq 1 in flight: everything above is held in the set
+        spool.ack(w, seq)
+    acks = spool._writers[w].acks
+    assert len(acks.above) == 4999
+    spool.ack(w, 1)
+    assert acks.low == 5000 and not acks.above
+
+
+def test_concurrent_appends_get_distinct_seqs_in_file_order(spool: OwnerSpool) -> None:
+    def worker(t: int) -> None:
+        for i in range(1500):
+            spool.append(b"%d-%d" % (t, i) * 3)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    recs = list(spool.read(spool.writer_id, 0))
+    assert [r.seq for r in recs] == list(range(1, 6001))
+    assert sorted(r.value or b"" for r in recs) == sorted(
+        b"%d-%d" % (t, i) * 3 for t in range(4) for i in range(1500)
+    )
+    assert spool.pending() == 6000
+
+
+def test_read_follows_rotation_of_a_live_writer(spool: OwnerSpool) -> None:
+    w = spool.writer_id
+    for _ in range(10):
+        spool.append(b"y" * 200)
+    it = spool.read(w, 0)
+    first = [next(it).seq for _ in range(5)]
+    for _ in range(100):  # several rotations while the reader is in the first segment
+        spool.append(b"y" * 200)
+    assert len(_segments(spool.directory)) > 3
+    rest = [r.seq for r in it]
+    assert first + rest == list(range(1, 111))
+    spool.append(b"z")
+    assert _seqs(spool, w, 110) == [111]  # a new reader sees it; the old one had stopped
+
+
+def test_acks_persist_across_close_and_reopen(tmp_path: Path) -> None:
+    d = tmp_path / "o"
+    s = OwnerSpool(d, SpoolSettings(segment_bytes=2048))
+    w = s.writer_id
+    for _ in range(300):
+        s.append(b"v" * 50)
+    acked = set(range(1, 120)) | set(range(150, 300, 3))
+    for seq in acked:
+        s.ack(w, seq)
+    s.close()
+    s.close()  # idempotent
+    assert (d / f"{w}.ack").exists() and (d / f"{w}.lock").exists()
+    with pytest.raises(SpoolError, match="closed"):
+        s.append(b"late")
+
+    t = OwnerSpool(d, SpoolSettings(segment_bytes=2048))
+    try:
+        assert t.adopt() == [w]
+        assert t.adopt() == []  # ours now
+        expected = [seq for seq in range(1, 301) if seq not in acked]
+        assert _seqs(t, w) == expected
+        assert t.pending() == len(expected)
+        for seq in expected:
+            t.ack(w, seq)
+        assert t.pending() == 0 and t.pending_bytes() == 0
+        t.sync()  # the adopted writer's files go, its lock file last
+        assert not [n for n in os.listdir(d) if n.startswith(w)]
+    finally:
+        t.close()
+    # The new writer never appended: nothing left behind at all.
+    assert os.listdir(d) == []
+
+
+def test_acks_are_persisted_in_the_background(spool: OwnerSpool) -> None:
+    w = spool.writer_id
+    for _ in range(10):
+        spool.append(b"v")
+    for seq in (1, 2, 3, 7):
+        spool.ack(w, seq)
+    path = spool.directory / f"{w}.ack"
+
+    def saved() -> bool:
+        return path.exists() and orjson.loads(path.read_bytes()) == {"low": 3, "above": [7]}
+
+    wait_until(saved, timeout=5, what="the background thread to save the acks")
+
+
+def test_size_limit_refuses_then_accepts_once_acked(tmp_path: Path) -> None:
+    d = tmp_path / "full"
+    s = OwnerSpool(d, SpoolSettings(max_bytes=10_000, segment_bytes=4096))
+    try:
+        recs = []
+        with pytest.raises(SpoolFullError) as ei:
+            while True:
+                recs.append(s.append(b"x" * 500))
+        msg = str(ei.value)
+        assert str(d) in msg and "max_bytes 10000" in msg
+        assert isinstance(ei.value, SpoolError) and isinstance(ei.value, OSError)
+        assert s.pending_bytes() <= 10_000 and s.pending() == len(recs) > 0
+        assert _seqs(s, s.writer_id) == [r.seq for r in recs]  # nothing lost, no seq burnt
+        for r in recs:
+            s.ack(r.writer, r.seq)
+        # Acked records of the current segment still hold their bytes until it rotates.
+        more = [s.append(b"x" * 500) for _ in range(len(recs) // 2)]
+        assert more[0].seq == recs[-1].seq + 1
+    finally:
+        s.close()
+
+
+def test_files_are_private_and_lock_is_held(spool: OwnerSpool) -> None:
+    import fcntl
+
+    spool.append(b"v")
+    d = spool.directory
+    assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    for p in d.iterdir():
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+    fd = os.open(d / f"{spool.writer_id}.lock", os.O_RDWR)
+    try:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("fsync", ["always", 0.01])
+def test_fsync_policies_round_trip(tmp_path: Path, fsync: str | float) -> None:
+    s = OwnerSpool(tmp_path / "f", SpoolSettings(fsync=fsync, segment_bytes=1024))  # type: ignore[arg-type]
+    try:
+        for _ in range(30):
+            s.append(b"p" * 100)
+        s.sync()
+        assert _seqs(s, s.writer_id) == list(range(1, 31))
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"max_bytes": 0},
+        {"segment_bytes": -1},
+        {"fsync": "sometimes"},
+        {"fsync": 0},
+        {"max_age": -1},
+    ],
+)
+def test_bad_settings_are_refused(kw: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        SpoolSettings(**kw)  # type: ignore[arg-type]
+
+
+def test_unwritable_directory_is_a_spool_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    with pytest.raises(SpoolError) as ei:
+        OwnerSpool(blocker / "owner", SpoolSettings())
+    assert str(blocker) in str(ei.value) and ei.value.errno is not None
+
+
+def test_record_too_big_for_a_frame_is_a_value_error(spool: OwnerSpool) -> None:
+    with pytest.raises(ValueError, match="route"):
+        spool.append(b"v", route="r" * 70_000)
+    assert spool.append(b"ok").seq == 1  # no seq burnt
+
+
+def test_spool_record_is_the_documented_dataclass() -> None:
+    r = SpoolRecord("a" * 16, 1, 2, None, b"v", None, None)
+    assert r.writer == "a" * 16 and r.seq == 1 and r.ts_ms == 2
