@@ -192,7 +192,8 @@ class OwnerSpool:
         try:
             # Locked before it gets its name, so that no adopter can ever take a live writer.
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.write(fd, b"%d\n" % os.getpid())
+            with contextlib.suppress(OSError):  # the PID is for people; a full disk may refuse
+                os.write(fd, b"%d\n" % os.getpid())
             os.rename(tmp, path)
         except OSError as e:
             _close(fd)
@@ -412,6 +413,8 @@ class OwnerSpool:
         in :attr:`recovery`) and its unacked records become readable with :meth:`read` and
         ackable with :meth:`ack`. Returns the ids of adopted writers that have records left;
         a writer with nothing left is deleted."""
+        if self._pid != os.getpid():
+            self.after_fork_in_child()
         with self._lock:
             if self._closed:
                 return []
@@ -535,7 +538,7 @@ class OwnerSpool:
                     scan = Scan(f, 0, size)
                     for _off, _nxt, body in scan.frames():
                         seq = body_seq(body)
-                        if seq <= prev or decode_body(wid, body) is None:
+                        if seq <= prev:
                             fr.skipped_regions += 1  # CRC-valid but out of place: ignore
                             continue
                         if seq > prev + 1:
@@ -657,6 +660,8 @@ class OwnerSpool:
     def close(self) -> None:
         """Persist the acks, delete fully acked files and unlock. Unacked records stay on
         disk for the next process to adopt. Idempotent."""
+        if self._pid != os.getpid():  # forked from C without after_fork: never the parent's
+            self.after_fork_in_child()
         with self._lock:
             if self._closed:
                 return
