@@ -441,16 +441,18 @@ class OwnerSpool:
         for wid in sorted(locked):
             w = self._scan_writer(wid, locked[wid], sorted(groups[wid]))
             with self._lock:
-                if w.segments and not self._closed and os.getpid() == self._pid:
+                if not w.segments:
+                    self._finished.append(w)
+                elif self._closed or os.getpid() != self._pid:
+                    _close(w.lock_fd)  # closed (or forked) meanwhile: leave it
+                else:
                     self._writers[wid] = w
                     self._bytes += sum(s.size for s in w.segments)
                     self._pending += sum(s.live for s in w.segments)
                     adopted.append(wid)
                     if self._thread is None:
                         self._start_thread()
-                else:
-                    self._finished.append(w)
-        if len(adopted) < len(locked):
+        if self._finished:
             self._persist()
         return adopted
 
