@@ -30,7 +30,7 @@ class AckState:
     def acked(self, seq: int) -> bool:
         if seq <= self.low or seq in self.above:
             return True
-        return any(a <= seq <= b for a, b in self.gaps)
+        return bool(self.gaps) and any(a <= seq <= b for a, b in self.gaps)
 
     def add(self, seq: int) -> bool:
         """Mark ``seq`` acked; False if it already was. O(1) amortised."""
@@ -55,14 +55,17 @@ class AckState:
         self._advance()
 
     def _advance(self) -> None:
+        # The watermark moves before the entry goes, so that a reader asking acked() from
+        # another thread never sees an acked seq as not acked.
         above, gaps = self.above, self.gaps
         while True:
             nxt = self.low + 1
             if nxt in above:
-                above.discard(nxt)
                 self.low = nxt
+                above.discard(nxt)
             elif gaps and gaps[0][0] <= nxt:
-                self.low = max(self.low, gaps.pop(0)[1])
+                self.low = max(self.low, gaps[0][1])
+                del gaps[0]
             else:
                 return
 

@@ -192,7 +192,8 @@ class OwnerSpool:
         try:
             # Locked before it gets its name, so that no adopter can ever take a live writer.
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.write(fd, b"%d\n" % os.getpid())
+            with contextlib.suppress(OSError):  # the PID is for people; a full disk may refuse
+                os.write(fd, b"%d\n" % os.getpid())
             os.rename(tmp, path)
         except OSError as e:
             _close(fd)
@@ -412,6 +413,8 @@ class OwnerSpool:
         in :attr:`recovery`) and its unacked records become readable with :meth:`read` and
         ackable with :meth:`ack`. Returns the ids of adopted writers that have records left;
         a writer with nothing left is deleted."""
+        if self._pid != os.getpid():
+            self.after_fork_in_child()
         with self._lock:
             if self._closed:
                 return []
@@ -438,16 +441,18 @@ class OwnerSpool:
         for wid in sorted(locked):
             w = self._scan_writer(wid, locked[wid], sorted(groups[wid]))
             with self._lock:
-                if w.segments and not self._closed and os.getpid() == self._pid:
+                if not w.segments:
+                    self._finished.append(w)
+                elif self._closed or os.getpid() != self._pid:
+                    _close(w.lock_fd)  # closed (or forked) meanwhile: leave it
+                else:
                     self._writers[wid] = w
                     self._bytes += sum(s.size for s in w.segments)
                     self._pending += sum(s.live for s in w.segments)
                     adopted.append(wid)
                     if self._thread is None:
                         self._start_thread()
-                else:
-                    self._finished.append(w)
-        if len(adopted) < len(locked):
+        if self._finished:
             self._persist()
         return adopted
 
@@ -535,7 +540,7 @@ class OwnerSpool:
                     scan = Scan(f, 0, size)
                     for _off, _nxt, body in scan.frames():
                         seq = body_seq(body)
-                        if seq <= prev or decode_body(wid, body) is None:
+                        if seq <= prev:
                             fr.skipped_regions += 1  # CRC-valid but out of place: ignore
                             continue
                         if seq > prev + 1:
@@ -657,6 +662,8 @@ class OwnerSpool:
     def close(self) -> None:
         """Persist the acks, delete fully acked files and unlock. Unacked records stay on
         disk for the next process to adopt. Idempotent."""
+        if self._pid != os.getpid():  # forked from C without after_fork: never the parent's
+            self.after_fork_in_child()
         with self._lock:
             if self._closed:
                 return
