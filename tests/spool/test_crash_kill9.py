@@ -102,6 +102,8 @@ def test_kill9_rounds_chained_then_fresh_process_drains(
     t = tally(records, promised, attempted)
     print(f"recovery: {len(rec.reports)} replayed reports, flush took {rec.took:.1f}s")
     check(t, f"kill -9 x{rounds}, chained")
+    # The children never ran at the same time: every key's records must follow their order.
+    assert t.cross_writer_inversions == 0, "per-key order broken across restarts"
     rec.check_flush()
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from event_kafka import EventKafka
+from event_kafka import EventKafka, Report
 from tests.support import Broker, Consume, MakeTopic
 
 from .conftest import (
@@ -59,7 +59,8 @@ def test_file_system_full_rejects_counted_keeps_spooled_recovers_when_freed(
     filler.write_bytes(b"\0" * (1400 << 10))
     pad = "x" * 900  # ~1 KiB records: the file system fills within a few hundred
     ek = EventKafka([spec(dead_address(), topic)], spool_dir=spool)  # broker down: all stay
-    ek.add_report_route("rec", lambda r: None)
+    reports: list[Report] = []
+    ek.add_report_route("rec", reports.append)
     promised: set[int] = set()
     rejected: list[int] = []
     seq = 0
@@ -93,6 +94,8 @@ def test_file_system_full_rejects_counted_keeps_spooled_recovers_when_freed(
     )
     assert counted == len(rejected), ek.stats().get("spool")
     assert not after, f"still -1 after the space was freed: {len(after)} of 100"
+    # Broker down, close(0): everything stays in the spool, with no report at all.
+    assert not reports, f"{len(reports)} reports at close, e.g. {reports[0].as_dict()}"
     assert left == len(promised), (left, len(promised))
 
     rec = recover(spool, spec(kafka_broker.bootstrap, topic))
