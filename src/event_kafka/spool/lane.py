@@ -882,6 +882,7 @@ class Spools:
         self._all: list[SpooledLane] = []
         self._lock = forksafe.rlock()
         self.closed = False
+        self.left = 0  # records stopped lanes left in their directories
 
     def lane(self, socket: KafkaSocket, owner: LaneOwner) -> SpooledLane:
         """The spooled lane of ``owner`` publishing to ``socket`` (created on first call)."""
@@ -970,6 +971,7 @@ class Spools:
             n = max(sl.lane._accepted.value + sl.adopted - sl.lane.delivered - sl.lane.failed, 0)
             sl.left = n
             left += n
+            self.left += n
             SENDER.remove(sl)
             store = sl.store
             if store is not None:
