@@ -90,6 +90,8 @@ DEDUPE_RETRY = 2.0
 DEDUPE_GIVE_UP = 5
 """Failed tail reads after which records are sent anyway, once the producer reaches a broker
 (the consumer may lack a permission the producer has): duplicates then possible, counted."""
+ADOPT_INTERVAL = 30.0
+"""Seconds between looks for writers of processes that died since (a forked sibling)."""
 BATCH = 5000
 """Records one sender step handles for one lane (fairness between lanes)."""
 
@@ -286,7 +288,9 @@ class SpooledLane:
     def _reset(self) -> None:
         self.store: OwnerSpool | None = None
         self.need_adopt = False  # the sender adopts dead writers, then sending starts
-        self._appended = 0  # records this process appended        self.own: str | None = None
+        self._appended = 0  # records this process appended
+        self._next_adopt = 0.0
+        self.own: str | None = None
         self.direct = False  # set once the store is open and nothing waits
         self.adopted = 0  # records of other writers counted as accepted
         self.writers: list[str] = []  # writers to send from disk, adopted first
@@ -420,7 +424,11 @@ class SpooledLane:
                     self.writers.append(w)
                     self.cursor.setdefault(w, 0)
                     self.dedupe_from[w] = 0
-            self.need_adopt = False  # flush() waits for this (adopted records counted)
+                    self.direct = False  # theirs go first (a later adoption: from now on)
+            self.need_adopt = False
+            self._next_adopt = (
+                time.monotonic() + ADOPT_INTERVAL
+            )  # flush() waits for this (adopted records counted)
         if writers:
             log.warning(
                 "[%s] spool: adopted %d record(s) of %d writer(s) gone from %s",
@@ -615,6 +623,9 @@ class SpooledLane:
                 self._expire_head()
             return got
         if self.direct:
+            if time.monotonic() >= self._next_adopt:
+                self.need_adopt = True  # a sibling worker may have died meanwhile
+                return WORKED
             return IDLE
         got = self._stream()
         if got == WAITING:
@@ -979,6 +990,11 @@ class Spools:
                     store.close()
                 except Exception as exc:
                     guarded(log.error, "[%s] spool close: %r", sl.owner.name, exc)
+            with self._lock:
+                heirs = [o for o in self._all if o.directory == sl.directory and o.store]
+            for o in heirs:  # a reload's new lane for the same owner takes what is left
+                o.need_adopt = True
+                SENDER.wake()
             if n:
                 guarded(
                     log.warning,
