@@ -386,7 +386,7 @@ class OwnerSpool:
         except OSError:
             return  # deleted meanwhile: all its records were acked
         with f:
-            acked = w.acks.acked
+            acks, lock = w.acks, self._lock
             while True:
                 end = seg.size
                 if pos >= end:
@@ -396,7 +396,11 @@ class OwnerSpool:
                     seq = body_seq(body)
                     seg.hint = (seq, nxt)
                     pos = nxt
-                    if seq > after_seq and not acked(seq):
+                    if seq <= after_seq:
+                        continue
+                    with lock:
+                        done = acks.acked(seq)
+                    if not done:
                         rec = decode_body(w.id, body)
                         if rec is not None:
                             yield rec
