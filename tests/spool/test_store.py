@@ -260,12 +260,14 @@ def test_size_limit_refuses_then_accepts_once_acked(tmp_path: Path) -> None:
         s.close()
 
 
-def test_files_are_private_and_lock_is_held(spool: OwnerSpool) -> None:
+def test_files_are_private_and_lock_is_held(tmp_path: Path) -> None:
     import fcntl
 
+    spool = OwnerSpool(tmp_path / "spool" / "broker_id" / "cdr", SpoolSettings())
     spool.append(b"v")
     d = spool.directory
-    assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    for p in (d, d.parent, d.parent.parent):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o700, p
     for p in d.iterdir():
         assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
     fd = os.open(d / f"{spool.writer_id}.lock", os.O_RDWR)
@@ -274,6 +276,7 @@ def test_files_are_private_and_lock_is_held(spool: OwnerSpool) -> None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
         os.close(fd)
+        spool.close()
 
 
 @pytest.mark.parametrize("fsync", ["always", 0.01])

@@ -100,6 +100,31 @@ def _error(what: str, path: str, e: OSError) -> SpoolError:
     return SpoolError(f"spool: {what} {path}: {text} ({name})", code, path)
 
 
+def _mkdirs(path: str) -> None:
+    """mkdir -p where every directory created is 0o700 (makedirs gives the parents the
+    umask's default: they would show broker_ids and event names to every user)."""
+    missing = []
+    p = path
+    while not os.path.isdir(p):
+        missing.append(p)
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            if not os.path.isdir(d):
+                raise _error(
+                    "cannot create the spool directory",
+                    d,
+                    FileExistsError(errno_mod.EEXIST, "File exists"),
+                ) from None
+        except OSError as e:
+            raise _error("cannot create the spool directory", d, e) from None
+
+
 def _close(fd: int) -> None:
     with contextlib.suppress(OSError):
         os.close(fd)
@@ -147,10 +172,7 @@ class OwnerSpool:
         self._reported: set[str] = set()
         self._closed = False
         self._reset()
-        try:
-            os.makedirs(self._dir, mode=0o700, exist_ok=True)
-        except OSError as e:
-            raise _error("cannot create the spool directory", self._dir, e) from None
+        _mkdirs(self._dir)
         with self._lock:
             self._open_writer()
         forksafe.register(self)
