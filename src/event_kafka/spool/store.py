@@ -44,6 +44,7 @@ _errlog = RateLimitedLog(log, 10.0)
 
 FsyncPolicy = Literal["never", "always"] | float
 ACK_PERIOD = 0.1  # seconds between persists of the acks (a crash forgets at most this much)
+_STALE_TMP_S = 60.0  # a writer's lock file is named within microseconds of its creation
 _MAX_REPORTED = 1000  # unknown files reported per spool (a directory full of junk stays bounded)
 _OPEN_SEG = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
 
@@ -204,6 +205,21 @@ class OwnerSpool:
             return w
         if self._closed:
             raise SpoolError(f"spool {self._dir} is closed")
+        for attempt in (1, 2, 3):
+            try:
+                nw = self._new_writer()
+            except SpoolError as e:
+                # ENOENT: the directory was removed under us (an operator's cleanup).
+                if e.errno != errno_mod.ENOENT or attempt == 3:
+                    raise
+                with contextlib.suppress(SpoolError):
+                    _mkdirs(self._dir)
+                continue
+            self._writer = self._writers[nw.id] = nw
+            return nw
+        raise AssertionError("unreachable")
+
+    def _new_writer(self) -> _Writer:
         wid = secrets.token_hex(8)
         tmp = os.path.join(self._dir, f".{wid}.lock.tmp")
         path = os.path.join(self._dir, f"{wid}.lock")
@@ -223,8 +239,7 @@ class OwnerSpool:
             raise _error("cannot create the writer lock", path, e) from None
         if self._always or self._interval is not None:
             self._fsync_dir()
-        w = self._writer = self._writers[wid] = _Writer(wid, fd, own=True)
-        return w
+        return _Writer(wid, fd, own=True)
 
     # -- hot path ----------------------------------------------------------------------------
 
@@ -509,13 +524,18 @@ class OwnerSpool:
         return fd
 
     def _drop_stale_locktmp(self, wid: str) -> None:
-        """A writer that died between creating and naming its lock file left nothing else."""
+        """A writer that died between creating and naming its lock file left nothing else.
+
+        Its creator holds it unlocked for a moment (between open and flock): only a file
+        older than :data:`_STALE_TMP_S` and not locked is stale."""
         path = os.path.join(self._dir, f".{wid}.lock.tmp")
         try:
             fd = open_regular(path, os.O_RDWR)
         except OSError:
             return
         try:
+            if time.time() - os.fstat(fd).st_mtime < _STALE_TMP_S:
+                return
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             _unlink(path)
         except OSError:
