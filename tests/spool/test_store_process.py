@@ -222,7 +222,6 @@ _EFBIG_CHILD = textwrap.dedent(
     import json, os, resource, signal, sys
     from pathlib import Path
     from event_kafka.spool import OwnerSpool, SpoolError, SpoolSettings
-from event_kafka.spool import store as store_mod
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
     s = OwnerSpool(Path(sys.argv[1]), SpoolSettings(segment_bytes=1 << 20))
