@@ -191,6 +191,33 @@ def test_read_follows_rotation_of_a_live_writer(spool: OwnerSpool) -> None:
     assert _seqs(spool, w, 110) == [111]  # a new reader sees it; the old one had stopped
 
 
+def test_a_reader_racing_appends_and_rotations_never_skips_a_record(tmp_path: Path) -> None:
+    s = OwnerSpool(tmp_path / "race", SpoolSettings(segment_bytes=600))
+    w = s.writer_id
+    n = 20_000
+    done = threading.Event()
+
+    def writer() -> None:
+        for _ in range(n):
+            s.append(b"r" * 40)
+        done.set()
+
+    th = threading.Thread(target=writer)
+    th.start()
+    cursor = 0
+    try:
+        while cursor < n:
+            finished = done.is_set()
+            for r in s.read(w, cursor):
+                assert r.seq == cursor + 1, f"read {r.seq} after {cursor}"
+                cursor = r.seq
+                s.ack(w, r.seq)
+            assert cursor == n or not finished, f"stopped at {cursor} of {n}"
+    finally:
+        th.join()
+        s.close()
+
+
 def test_acks_persist_across_close_and_reopen(tmp_path: Path) -> None:
     d = tmp_path / "o"
     s = OwnerSpool(d, SpoolSettings(segment_bytes=2048))

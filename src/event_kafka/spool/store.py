@@ -17,7 +17,7 @@ import secrets
 import threading
 import time
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -394,7 +394,8 @@ class OwnerSpool:
     def read(self, writer: str, after_seq: int = 0) -> Iterator[SpoolRecord]:
         """Records of ``writer`` with seq > ``after_seq`` not acked yet, from disk, in seq
         order. Follows the rotation of a live writer and stops at its current end; streams
-        frame by frame (memory does not grow with the backlog)."""
+        frame by frame (memory does not grow with the backlog). A segment that cannot be
+        read ends the iteration (logged): never a later record before an earlier one."""
         with self._lock:
             w = self._writers.get(writer)
         if w is None:
@@ -412,37 +413,52 @@ class OwnerSpool:
                     return
                 hint_seq, hint_off = seg.hint
                 start = hint_off if 0 < hint_seq <= after_seq else 0
-            yield from self._read_segment(w, seg, start, after_seq)
+            more = yield from self._read_segment(w, seg, start, after_seq)
+            if not more:
+                return
             done_n = seg.n
 
     def _read_segment(
         self, w: _Writer, seg: Segment, pos: int, after_seq: int
-    ) -> Iterator[SpoolRecord]:
+    ) -> Generator[SpoolRecord, None, bool]:
+        """Records of one segment; returns whether later segments may follow (False: the
+        current end of a live writer, or a segment that could not be read)."""
         try:
             f = open(open_regular(seg.path), "rb", buffering=0)  # noqa: SIM115 - with below
-        except OSError:
-            return  # deleted meanwhile: all its records were acked
-        with f:
-            acks, lock = w.acks, self._lock
-            while True:
-                end = seg.size
-                if pos >= end:
-                    return
-                scan = Scan(f, pos, end)
-                for _off, nxt, body in scan.frames():
-                    seq = body_seq(body)
-                    seg.hint = (seq, nxt)
-                    pos = nxt
-                    if seq <= after_seq:
-                        continue
+        except FileNotFoundError:
+            with self._lock:  # deleted: all its records were acked, unless it is still listed
+                return seg not in w.segments
+        except OSError as e:
+            _errlog.warning("spool: cannot read %s: %s", seg.path, e.strerror)
+            return False
+        acks, lock = w.acks, self._lock
+        try:
+            with f:
+                while True:
                     with lock:
-                        done = acks.acked(seq)
-                    if not done:
-                        rec = decode_body(w.id, body)
-                        if rec is not None:
-                            yield rec
-                if scan.tail is not None:
-                    return  # damage at the end (only in files a scan already cut): stop here
+                        end = seg.size
+                        # Appends go to the current segment only: any other one is complete.
+                        current = w.fd >= 0 and w.segments[-1] is seg
+                    if pos >= end:
+                        return not current
+                    scan = Scan(f, pos, end)
+                    for _off, nxt, body in scan.frames():
+                        seq = body_seq(body)
+                        seg.hint = (seq, nxt)
+                        pos = nxt
+                        if seq <= after_seq:
+                            continue
+                        with lock:
+                            done = acks.acked(seq)
+                        if not done:
+                            rec = decode_body(w.id, body)
+                            if rec is not None:
+                                yield rec
+                    if scan.tail is not None:
+                        return True  # damage at the end, lost: later segments follow
+        except OSError as e:
+            _errlog.warning("spool: cannot read %s: %s", seg.path, e.strerror)
+            return False
 
     # -- adoption ----------------------------------------------------------------------------
 
