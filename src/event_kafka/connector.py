@@ -360,6 +360,7 @@ class EventKafka:
             out["events"] = self._evi.stats()
         if self.spool is not None:
             out["spool"] = self.spool.stats()
+            out["spool_left"] = self.spool.left  # records close() left in the spool
         return out
 
     def in_flight(self) -> int:

@@ -13,6 +13,7 @@ import orjson
 
 from event_kafka import EventKafka
 from event_kafka.devkafka import LocalKafka, Record, TansuBroker
+from event_kafka.report import report_future
 from event_kafka.spool.dedupe import SPOOL_HEADER, parse_id
 
 Broker = LocalKafka | TansuBroker
@@ -86,8 +87,11 @@ def test_forked_worker_gets_its_own_writer(
     if pid == 0:
         code = 1
         try:
-            ok = ek.kafka_publish("k1", "child") == 1 and ek.close(10) == 0
-            code = 0 if ok else 2
+            fut, on_report = report_future()
+            ok = ek.kafka_publish("k1", "child", on_report=on_report) == 1
+            ok = ek.close(10) == 0 and ok
+            r = fut.result(10)
+            code = 0 if ok and r.ok and not r.replayed else 2  # its own record, not replayed
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)

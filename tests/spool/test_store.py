@@ -7,7 +7,9 @@ test_store_process.py; damaged files in test_store_damage.py.
 from __future__ import annotations
 
 import os
+import random
 import stat
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,7 @@ from event_kafka.spool import (
     SpoolRecord,
     SpoolSettings,
 )
+from event_kafka.spool.acks import AckState, load_acks, save_acks
 from tests.support.waiting import wait_until
 
 
@@ -104,14 +107,55 @@ def test_rotation_and_fully_acked_segments_are_deleted(spool: OwnerSpool) -> Non
 
 def test_ack_memory_follows_what_is_in_flight(spool: OwnerSpool) -> None:
     w = spool.writer_id
-    for _ in range(5000):
+    for _ in range(6000):
         spool.append(b"v")
-    for seq in range(2, 5001):  # seq 1 in flight: everything above is held in the set
-        spool.ack(w, seq)
     acks = spool._writers[w].acks
-    assert len(acks.above) == 4999
+    for seq in range(2, 3001):  # seq 1 stuck: everything acked behind it is one range
+        spool.ack(w, seq)
+    assert acks.low == 0 and acks.ranges == [(2, 3000)]
+    for seq in range(3001, 6001):  # every third one stuck too: one range per stuck record
+        if seq % 3:
+            spool.ack(w, seq)
+    assert len(acks.ranges) == 1000 == spool.pending() - 1
     spool.ack(w, 1)
-    assert acks.low == 5000 and not acks.above
+    assert acks.low == 3002 and len(acks.ranges) == 999
+    for seq in range(3003, 6001, 3):
+        spool.ack(w, seq)
+    assert acks.low == 6000 and not acks.ranges and spool.pending() == 0
+
+
+def test_ack_state_agrees_with_a_plain_set() -> None:
+    rng = random.Random(14)
+    for _ in range(20):
+        st, ref = AckState(), set()
+        n = rng.randint(1, 400)
+        for _ in range(n * 2):
+            seq = rng.randint(1, n)
+            if rng.random() < 0.05:
+                a = rng.randint(1, n)
+                b = a + rng.randint(0, 5)
+                st.add_gap(a, b)
+                ref.update(range(a, b + 1))
+            else:
+                assert st.add(seq) == (seq not in ref)
+                ref.add(seq)
+            low = 0
+            while low + 1 in ref:
+                low += 1
+            assert st.low == low
+            assert all(st.acked(q) == (q in ref) for q in range(1, n + 8))
+            held = [q for r in st.ranges for q in range(r[0], r[1] + 1)]
+            assert held == sorted(q for q in ref if q > low)
+        assert load_round_trip(st).ranges == st.ranges
+
+
+def load_round_trip(st: AckState) -> AckState:
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "x.ack")
+        save_acks(path, st.to_json(), fsync=False)
+        back, note = load_acks(path)
+    assert not note and back.low == st.low
+    return back
 
 
 def test_concurrent_appends_get_distinct_seqs_in_file_order(spool: OwnerSpool) -> None:
@@ -145,6 +189,33 @@ def test_read_follows_rotation_of_a_live_writer(spool: OwnerSpool) -> None:
     assert first + rest == list(range(1, 111))
     spool.append(b"z")
     assert _seqs(spool, w, 110) == [111]  # a new reader sees it; the old one had stopped
+
+
+def test_a_reader_racing_appends_and_rotations_never_skips_a_record(tmp_path: Path) -> None:
+    s = OwnerSpool(tmp_path / "race", SpoolSettings(segment_bytes=600))
+    w = s.writer_id
+    n = 20_000
+    done = threading.Event()
+
+    def writer() -> None:
+        for _ in range(n):
+            s.append(b"r" * 40)
+        done.set()
+
+    th = threading.Thread(target=writer)
+    th.start()
+    cursor = 0
+    try:
+        while cursor < n:
+            finished = done.is_set()
+            for r in s.read(w, cursor):
+                assert r.seq == cursor + 1, f"read {r.seq} after {cursor}"
+                cursor = r.seq
+                s.ack(w, r.seq)
+            assert cursor == n or not finished, f"stopped at {cursor} of {n}"
+    finally:
+        th.join()
+        s.close()
 
 
 def test_acks_persist_across_close_and_reopen(tmp_path: Path) -> None:
@@ -189,7 +260,7 @@ def test_acks_are_persisted_in_the_background(spool: OwnerSpool) -> None:
     path = spool.directory / f"{w}.ack"
 
     def saved() -> bool:
-        return path.exists() and orjson.loads(path.read_bytes()) == {"low": 3, "above": [7]}
+        return path.exists() and orjson.loads(path.read_bytes()) == {"low": 3, "ranges": [[7, 7]]}
 
     wait_until(saved, timeout=5, what="the background thread to save the acks")
 
@@ -216,12 +287,14 @@ def test_size_limit_refuses_then_accepts_once_acked(tmp_path: Path) -> None:
         s.close()
 
 
-def test_files_are_private_and_lock_is_held(spool: OwnerSpool) -> None:
+def test_files_are_private_and_lock_is_held(tmp_path: Path) -> None:
     import fcntl
 
+    spool = OwnerSpool(tmp_path / "spool" / "broker_id" / "cdr", SpoolSettings())
     spool.append(b"v")
     d = spool.directory
-    assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    for p in (d, d.parent, d.parent.parent):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o700, p
     for p in d.iterdir():
         assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
     fd = os.open(d / f"{spool.writer_id}.lock", os.O_RDWR)
@@ -230,6 +303,7 @@ def test_files_are_private_and_lock_is_held(spool: OwnerSpool) -> None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
         os.close(fd)
+        spool.close()
 
 
 @pytest.mark.parametrize("fsync", ["always", 0.01])

@@ -128,7 +128,7 @@ def test_corrupt_record_in_the_middle_is_skipped_and_scan_resyncs(
         for q in sorted(got)[:-1]:
             s.ack(wid, q)
         acks = s._writers[wid].acks  # the lost seq does not hold the watermark back
-        assert acks.low == 29 and not acks.above
+        assert acks.low == 29 and not acks.ranges
         s.ack(wid, 30)  # nor the segment
         assert not _segs(tmp_path, wid)
     finally:
@@ -150,6 +150,10 @@ def test_garbage_in_the_directory_is_reported_and_ignored(tmp_path: Path) -> Non
     }
     for name, data in junk.items():
         (tmp_path / name).write_bytes(data)
+    old = time.time() - 600
+    os.utime(tmp_path / f".{ghost}.lock.tmp", (old, old))
+    # A writer between creating its lock file and locking it: not stale, not touched.
+    (tmp_path / ".fedcba9876543210.lock.tmp").write_bytes(b"")
     (tmp_path / "subdir").mkdir()
     s = OwnerSpool(tmp_path, SpoolSettings())
     try:
@@ -165,6 +169,7 @@ def test_garbage_in_the_directory_is_reported_and_ignored(tmp_path: Path) -> Non
         left = sorted(os.listdir(tmp_path))
         assert not [n for n in left if n.startswith((ghost, f".{ghost}"))]
         assert f"{wid}.ack.tmp" not in left
+        assert ".fedcba9876543210.lock.tmp" in left
         assert {"notes.txt", "subdir", "ABCDEF0123456789.seg"} <= set(left)  # not ours: kept
         s.adopt()  # reported once per file, not at every call
         assert len([f for f in s.recovery.files if f.path.endswith("notes.txt")]) == 1

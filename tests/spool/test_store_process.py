@@ -16,12 +16,14 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from event_kafka.spool import OwnerSpool, SpoolError, SpoolSettings
+from event_kafka.spool import store as store_mod
 from tests.support.waiting import wait_until
 
 DEADLINE = 20.0
@@ -323,3 +325,42 @@ def _try_append(s: OwnerSpool) -> object:
         return s.append(b"z" * 300)
     except SpoolError:
         return None
+
+
+def test_writers_starting_while_others_adopt_never_fail(tmp_path: Path) -> None:
+    """Forked workers starting together: one's adopt() must never take (or delete) the lock
+    file another is creating."""
+
+    real_flock = fcntl.flock
+
+    def slow_to_lock_its_tmp(fd: int, op: int) -> None:
+        # Widen the moment between creating the lock file and locking it (microseconds in
+        # real life) so that the race shows in a short test.
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if path.endswith(".lock.tmp"):
+            time.sleep(0.005)
+            assert os.path.exists(path), "an adopter deleted a lock file being created"
+        real_flock(fd, op)
+
+    def worker() -> int:
+        store_mod.fcntl = types.SimpleNamespace(  # type: ignore[assignment]
+            flock=slow_to_lock_its_tmp, LOCK_EX=fcntl.LOCK_EX, LOCK_NB=fcntl.LOCK_NB
+        )
+        for _ in range(100):
+            s = OwnerSpool(tmp_path, SpoolSettings())
+            for w in s.adopt():
+                for r in s.read(w, 0):
+                    s.ack(w, r.seq)
+            s.append(b"x")  # left unacked: the next round's adopters drain it
+            s.close()
+        return 0
+
+    pids = [_fork(worker) for _ in range(4)]
+    assert [_wait(p, 60) for p in pids] == [0, 0, 0, 0]
+    s = OwnerSpool(tmp_path, SpoolSettings())
+    try:
+        n = sum(1 for w in s.adopt() for _ in s.read(w, 0))
+        assert 0 < n <= 400
+        assert not s.recovery.files
+    finally:
+        s.close()

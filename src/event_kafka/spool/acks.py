@@ -1,15 +1,17 @@
-"""Which records of a writer are acked: a low watermark and a compact set above it.
+"""Which records of a writer are acked: a low watermark and disjoint ranges above it.
 
 Memory follows what is in flight, not what was ever written: every seq up to ``low`` is
-acked, ``above`` holds acked seqs past the first unacked one, and ``gaps`` are seq ranges
-known to be absent (lost to damage, found by a recovery scan) that count as acked so that the
-watermark moves past them. Persisted as JSON in ``<writer>.ack`` (write-temp + os.replace).
+acked, and acked seqs past the first unacked one are kept as sorted ranges, so a stuck record
+with a million acked ones behind it costs one range, and k unacked records in flight cost at
+most k ranges. Seq ranges known to be absent (lost to damage, found by a recovery scan) are
+added as acked so that the watermark moves past them. Persisted as JSON in ``<writer>.ack``
+(write-temp + os.replace).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from bisect import bisect_right
 
 import orjson
 
@@ -17,60 +19,109 @@ from .segment import open_regular
 
 __all__ = ["AckState", "load_acks", "save_acks"]
 
-_MAX_FILE = 64 << 20  # more is damage: the set above the watermark follows what is in flight
+_MAX_FILE = 64 << 20  # more is damage: the ranges follow what is in flight
 
 
-@dataclass(slots=True)
 class AckState:
-    low: int = 0
-    above: set[int] = field(default_factory=set)
-    gaps: list[tuple[int, int]] = field(default_factory=list)  # sorted, disjoint, inclusive
-    dirty: bool = False
+    """Acked seqs of one writer. Not thread-safe: the store's lock guards every call."""
+
+    __slots__ = ("_ends", "_head", "_starts", "dirty", "low")
+
+    def __init__(self, low: int = 0) -> None:
+        self.low = low
+        # Ranges [starts[i], ends[i]] for i >= _head: sorted, disjoint, not adjacent, all
+        # above low + 1. Popping the front moves _head (compacted now and then), so the
+        # watermark advances in O(1) amortised.
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self._head = 0
+        self.dirty = False
+
+    @property
+    def ranges(self) -> list[tuple[int, int]]:
+        """Acked ranges above the watermark (inclusive)."""
+        h = self._head
+        return list(zip(self._starts[h:], self._ends[h:], strict=True))
 
     def acked(self, seq: int) -> bool:
-        if seq <= self.low or seq in self.above:
+        if seq <= self.low:
             return True
-        return bool(self.gaps) and any(a <= seq <= b for a, b in self.gaps)
+        i = bisect_right(self._starts, seq, self._head) - 1
+        return i >= self._head and self._ends[i] >= seq
 
     def add(self, seq: int) -> bool:
-        """Mark ``seq`` acked; False if it already was. O(1) amortised."""
-        if seq <= self.low or seq in self.above:
+        """Mark ``seq`` acked; False if it already was. O(1) amortised for acks in order,
+        O(log k) plus a small memmove otherwise (k: ranges held)."""
+        low = self.low
+        if seq <= low:
             return False
-        if self.gaps and any(a <= seq <= b for a, b in self.gaps):
+        starts, ends, h = self._starts, self._ends, self._head
+        if seq == low + 1:
+            if h < len(starts) and starts[h] == seq + 1:
+                self.low = ends[h]
+                self._pop_front()
+            else:
+                self.low = seq
+            self.dirty = True
+            return True
+        i = bisect_right(starts, seq, h) - 1
+        if i >= h and ends[i] >= seq:
             return False
         self.dirty = True
-        if seq == self.low + 1:
-            self.low = seq
-            self._advance()
+        left = i >= h and ends[i] == seq - 1
+        right = i + 1 < len(starts) and starts[i + 1] == seq + 1
+        if left and right:
+            ends[i] = ends[i + 1]
+            del starts[i + 1], ends[i + 1]
+        elif left:
+            ends[i] = seq
+        elif right:
+            starts[i + 1] = seq
         else:
-            self.above.add(seq)
+            starts.insert(i + 1, seq)
+            ends.insert(i + 1, seq)
         return True
 
     def add_gap(self, first: int, last: int) -> None:
-        """Seqs ``first..last`` are absent: count them as acked."""
-        if last <= self.low:
-            return
-        self.gaps.append((max(first, self.low + 1), last))
-        self.gaps.sort()
-        self._advance()
+        """Seqs ``first..last`` are absent: count them as acked (recovery only)."""
+        self.add_ranges([(first, last)])
 
-    def _advance(self) -> None:
-        # The watermark moves before the entry goes, so that a reader asking acked() from
-        # another thread never sees an acked seq as not acked.
-        above, gaps = self.above, self.gaps
-        while True:
-            nxt = self.low + 1
-            if nxt in above:
-                self.low = nxt
-                above.discard(nxt)
-            elif gaps and gaps[0][0] <= nxt:
-                self.low = max(self.low, gaps[0][1])
-                del gaps[0]
+    def add_ranges(self, new: list[tuple[int, int]]) -> None:
+        """Mark these inclusive ranges acked at once (recovery and loading: O(k log k))."""
+        merged = sorted([*self.ranges, *((max(a, self.low + 1), b) for a, b in new)])
+        starts: list[int] = []
+        ends: list[int] = []
+        low = self.low
+        for a, b in merged:
+            if b < a:
+                continue
+            if a <= low + 1:
+                low = max(low, b)
+            elif ends and a <= ends[-1] + 1:
+                ends[-1] = max(ends[-1], b)
             else:
-                return
+                starts.append(a)
+                ends.append(b)
+        # Ranges that became contiguous with the new watermark fold into it.
+        i = 0
+        while i < len(starts) and starts[i] <= low + 1:
+            low = max(low, ends[i])
+            i += 1
+        self.low = low
+        self._starts, self._ends, self._head = starts[i:], ends[i:], 0
+        self.dirty = True
+
+    def _pop_front(self) -> None:
+        self._head += 1
+        if self._head > 64 and self._head * 2 > len(self._starts):
+            del self._starts[: self._head], self._ends[: self._head]
+            self._head = 0
 
     def to_json(self) -> bytes:
-        return orjson.dumps({"low": self.low, "above": sorted(self.above)})
+        return orjson.dumps({"low": self.low, "ranges": self.ranges})
+
+    def __repr__(self) -> str:
+        return f"AckState(low={self.low}, ranges={len(self._starts) - self._head})"
 
 
 def load_acks(path: str) -> tuple[AckState, str]:
@@ -86,18 +137,23 @@ def load_acks(path: str) -> tuple[AckState, str]:
     try:
         obj = orjson.loads(data)
         low = obj["low"]
-        above = obj["above"]
-        if (
-            type(low) is not int
-            or low < 0
-            or type(above) is not list
-            or any(type(s) is not int or s <= low for s in above)
-        ):
+        ranges = obj["ranges"]
+        if type(low) is not int or low < 0 or type(ranges) is not list:
             raise ValueError("bad fields")
+        for r in ranges:
+            if (
+                type(r) is not list
+                or len(r) != 2
+                or type(r[0]) is not int
+                or type(r[1]) is not int
+                or not low < r[0] <= r[1]
+            ):
+                raise ValueError(f"bad range {r!r:.40}")
+        st = AckState(low)
+        st.add_ranges([(a, b) for a, b in ranges])
     except (orjson.JSONDecodeError, ValueError, KeyError, TypeError) as e:
         return AckState(), f"unparsable ack file ignored ({e}): its records are replayed"
-    st = AckState(low=low, above=set(above))
-    st._advance()
+    st.dirty = False
     return st, ""
 
 

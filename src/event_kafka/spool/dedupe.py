@@ -59,6 +59,8 @@ _SHARED_PREFIXES = (
     "https.",
     "enable.sasl.",
     "oauthbearer",
+    "logger",  # the caller's rate-limited, scrubbed logger: never librdkafka's own stderr
+    "log_level",
 )
 _DENIED = (
     KafkaError.TOPIC_AUTHORIZATION_FAILED,

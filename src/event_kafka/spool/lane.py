@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import heapq
 import logging
 import threading
 import time
@@ -90,6 +91,8 @@ DEDUPE_RETRY = 2.0
 DEDUPE_GIVE_UP = 5
 """Failed tail reads after which records are sent anyway, once the producer reaches a broker
 (the consumer may lack a permission the producer has): duplicates then possible, counted."""
+ADOPT_INTERVAL = 30.0
+"""Seconds between looks for writers of processes that died since (a forked sibling)."""
 BATCH = 5000
 """Records one sender step handles for one lane (fairness between lanes)."""
 
@@ -133,6 +136,10 @@ _RETRIABLE = frozenset(
 _REFUSED = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError._INVALID_ARG})
 
 _OK, _FULL, _REFUSE = 0, 1, 2
+
+
+def _ts(rec: SpoolRecord) -> int:
+    return rec.ts_ms
 
 
 def _retriable(err: KafkaError) -> bool:
@@ -224,6 +231,8 @@ class OwnerLane(Lane):
         sl: SpooledLane | None = self.__dict__.get("spooled")
         if sl is None:  # not attached yet
             return self._accepted.value
+        if sl.finished:  # everything not done is in the spool, counted as left
+            return self.delivered + self.failed
         if sl.stopping:
             return self.delivered + self.failed + sl.held
         return self._accepted.value + sl.adopted
@@ -278,6 +287,7 @@ class SpooledLane:
         self._failog = RateLimitedLog(log, 10.0)
         self.accepting = True
         self.stopping = False
+        self.finished = False  # stopped and its store closed
         self.retire_at: float | None = None
         self.wants_replay = False  # open and adopt on the sender thread (construction)
         self._reset()
@@ -286,7 +296,9 @@ class SpooledLane:
     def _reset(self) -> None:
         self.store: OwnerSpool | None = None
         self.need_adopt = False  # the sender adopts dead writers, then sending starts
-        self._appended = 0  # records this process appended        self.own: str | None = None
+        self._appended = 0  # records this process appended
+        self._next_adopt = 0.0
+        self.own: str | None = None
         self.direct = False  # set once the store is open and nothing waits
         self.adopted = 0  # records of other writers counted as accepted
         self.writers: list[str] = []  # writers to send from disk, adopted first
@@ -343,6 +355,9 @@ class SpooledLane:
         from . import SpoolError, SpoolFullError
 
         with self._lock:
+            if not self.accepting:  # again, under the lock: close() may have begun
+                lane.rejected_closed += 1
+                return -1
             try:
                 store = self.store if self.store is not None else self._open()
                 rec = store.append(value, key, headers, route)
@@ -420,7 +435,11 @@ class SpooledLane:
                     self.writers.append(w)
                     self.cursor.setdefault(w, 0)
                     self.dedupe_from[w] = 0
-            self.need_adopt = False  # flush() waits for this (adopted records counted)
+                    self.direct = False  # theirs go first (a later adoption: from now on)
+            self.need_adopt = False
+            self._next_adopt = (
+                time.monotonic() + ADOPT_INTERVAL
+            )  # flush() waits for this (adopted records counted)
         if writers:
             log.warning(
                 "[%s] spool: adopted %d record(s) of %d writer(s) gone from %s",
@@ -615,6 +634,9 @@ class SpooledLane:
                 self._expire_head()
             return got
         if self.direct:
+            if time.monotonic() >= self._next_adopt:
+                self.need_adopt = True  # a sibling worker may have died meanwhile
+                return WORKED
             return IDLE
         got = self._stream()
         if got == WAITING:
@@ -716,7 +738,9 @@ class SpooledLane:
         return age is not None and now_ms - rec.ts_ms > age * 1000
 
     def _stream(self) -> int:
-        """Send records from disk, adopted writers first, then our own; direct when done."""
+        """Send records from disk, every writer's (adopted ones and ours) merged by append
+        time, each writer's in seq order: per-key order holds across processes that died
+        one after the other or ran side by side. Direct mode again once caught up."""
         store = self.store
         assert store is not None
         budget = BATCH
@@ -724,21 +748,21 @@ class SpooledLane:
         writers = list(self.writers)
         if self.own is not None and self.own not in writers:
             writers.append(self.own)
-        for w in writers:
-            for rec in store.read(w, self.cursor.get(w, 0)):
-                if self.stopping or self.rewind:
-                    return WORKED
-                if budget <= 0:
-                    return WORKED
-                budget -= 1
-                if not self._send_one(rec, now_ms):
-                    return WAITING
-            with self._lock:
-                if w in self.writers and not self.rewind:
-                    self.writers.remove(w)  # our own writer is always streamed last
+        merged = heapq.merge(*(store.read(w, self.cursor.get(w, 0)) for w in writers), key=_ts)
+        for rec in merged:
+            if self.stopping or self.rewind or budget <= 0:
+                return WORKED
+            budget -= 1
+            if not self._send_one(rec, now_ms):
+                return WAITING
         with self._lock:
+            if self.rewind or self.stopping:
+                return WORKED
+            for w in writers:
+                if w in self.writers:
+                    self.writers.remove(w)  # caught up (ours is always read last anyway)
             own = self.own
-            if self.rewind or self.writers or self.stopping:
+            if self.writers:
                 return WORKED
             if own is not None and next(iter(store.read(own, self.cursor.get(own, 0))), None):
                 return WORKED
@@ -768,6 +792,8 @@ class SpooledLane:
             if (solo or self._solo) and self.held:
                 return False  # a suspect goes alone: the batch before it, and it, come back
             with self._lock:
+                if self.stopping:  # close() is purging: nothing more goes to librdkafka
+                    return False
                 got = self._produce(rec)
             self._solo = solo and got == _OK
             if got == _FULL:
@@ -882,6 +908,7 @@ class Spools:
         self._all: list[SpooledLane] = []
         self._lock = forksafe.rlock()
         self.closed = False
+        self.left = 0  # records stopped lanes left in their directories
 
     def lane(self, socket: KafkaSocket, owner: LaneOwner) -> SpooledLane:
         """The spooled lane of ``owner`` publishing to ``socket`` (created on first call)."""
@@ -950,8 +977,9 @@ class Spools:
     def stop_lanes(self, lanes: list[SpooledLane]) -> None:
         """Stop sending: retriable failures from now stay in the spool, without report."""
         for sl in lanes:
-            sl.accepting = False
             with sl._lock:
+                sl.accepting = False
+                sl.direct = False
                 sl.stopping = True
         for sl in lanes:
             if sl.retire_at is not None:
@@ -968,8 +996,10 @@ class Spools:
                     continue
                 self._all.remove(sl)
             n = max(sl.lane._accepted.value + sl.adopted - sl.lane.delivered - sl.lane.failed, 0)
+            sl.finished = True  # the pool no longer waits for these
             sl.left = n
             left += n
+            self.left += n
             SENDER.remove(sl)
             store = sl.store
             if store is not None:
@@ -977,6 +1007,11 @@ class Spools:
                     store.close()
                 except Exception as exc:
                     guarded(log.error, "[%s] spool close: %r", sl.owner.name, exc)
+            with self._lock:
+                heirs = [o for o in self._all if o.directory == sl.directory and o.store]
+            for o in heirs:  # a reload's new lane for the same owner takes what is left
+                o.need_adopt = True
+                SENDER.wake()
             if n:
                 guarded(
                     log.warning,

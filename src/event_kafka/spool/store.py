@@ -17,7 +17,7 @@ import secrets
 import threading
 import time
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -44,6 +44,7 @@ _errlog = RateLimitedLog(log, 10.0)
 
 FsyncPolicy = Literal["never", "always"] | float
 ACK_PERIOD = 0.1  # seconds between persists of the acks (a crash forgets at most this much)
+_STALE_TMP_S = 60.0  # a writer's lock file is named within microseconds of its creation
 _MAX_REPORTED = 1000  # unknown files reported per spool (a directory full of junk stays bounded)
 _OPEN_SEG = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
 
@@ -100,6 +101,31 @@ def _error(what: str, path: str, e: OSError) -> SpoolError:
     return SpoolError(f"spool: {what} {path}: {text} ({name})", code, path)
 
 
+def _mkdirs(path: str) -> None:
+    """mkdir -p where every directory created is 0o700 (makedirs gives the parents the
+    umask's default: they would show broker_ids and event names to every user)."""
+    missing = []
+    p = path
+    while not os.path.isdir(p):
+        missing.append(p)
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            if not os.path.isdir(d):
+                raise _error(
+                    "cannot create the spool directory",
+                    d,
+                    FileExistsError(errno_mod.EEXIST, "File exists"),
+                ) from None
+        except OSError as e:
+            raise _error("cannot create the spool directory", d, e) from None
+
+
 def _close(fd: int) -> None:
     with contextlib.suppress(OSError):
         os.close(fd)
@@ -147,10 +173,7 @@ class OwnerSpool:
         self._reported: set[str] = set()
         self._closed = False
         self._reset()
-        try:
-            os.makedirs(self._dir, mode=0o700, exist_ok=True)
-        except OSError as e:
-            raise _error("cannot create the spool directory", self._dir, e) from None
+        _mkdirs(self._dir)
         with self._lock:
             self._open_writer()
         forksafe.register(self)
@@ -182,6 +205,21 @@ class OwnerSpool:
             return w
         if self._closed:
             raise SpoolError(f"spool {self._dir} is closed")
+        for attempt in (1, 2, 3):
+            try:
+                nw = self._new_writer()
+            except SpoolError as e:
+                # ENOENT: the directory was removed under us (an operator's cleanup).
+                if e.errno != errno_mod.ENOENT or attempt == 3:
+                    raise
+                with contextlib.suppress(SpoolError):
+                    _mkdirs(self._dir)
+                continue
+            self._writer = self._writers[nw.id] = nw
+            return nw
+        raise AssertionError("unreachable")
+
+    def _new_writer(self) -> _Writer:
         wid = secrets.token_hex(8)
         tmp = os.path.join(self._dir, f".{wid}.lock.tmp")
         path = os.path.join(self._dir, f"{wid}.lock")
@@ -201,8 +239,7 @@ class OwnerSpool:
             raise _error("cannot create the writer lock", path, e) from None
         if self._always or self._interval is not None:
             self._fsync_dir()
-        w = self._writer = self._writers[wid] = _Writer(wid, fd, own=True)
-        return w
+        return _Writer(wid, fd, own=True)
 
     # -- hot path ----------------------------------------------------------------------------
 
@@ -357,7 +394,8 @@ class OwnerSpool:
     def read(self, writer: str, after_seq: int = 0) -> Iterator[SpoolRecord]:
         """Records of ``writer`` with seq > ``after_seq`` not acked yet, from disk, in seq
         order. Follows the rotation of a live writer and stops at its current end; streams
-        frame by frame (memory does not grow with the backlog)."""
+        frame by frame (memory does not grow with the backlog). A segment that cannot be
+        read ends the iteration (logged): never a later record before an earlier one."""
         with self._lock:
             w = self._writers.get(writer)
         if w is None:
@@ -375,33 +413,52 @@ class OwnerSpool:
                     return
                 hint_seq, hint_off = seg.hint
                 start = hint_off if 0 < hint_seq <= after_seq else 0
-            yield from self._read_segment(w, seg, start, after_seq)
+            more = yield from self._read_segment(w, seg, start, after_seq)
+            if not more:
+                return
             done_n = seg.n
 
     def _read_segment(
         self, w: _Writer, seg: Segment, pos: int, after_seq: int
-    ) -> Iterator[SpoolRecord]:
+    ) -> Generator[SpoolRecord, None, bool]:
+        """Records of one segment; returns whether later segments may follow (False: the
+        current end of a live writer, or a segment that could not be read)."""
         try:
             f = open(open_regular(seg.path), "rb", buffering=0)  # noqa: SIM115 - with below
-        except OSError:
-            return  # deleted meanwhile: all its records were acked
-        with f:
-            acked = w.acks.acked
-            while True:
-                end = seg.size
-                if pos >= end:
-                    return
-                scan = Scan(f, pos, end)
-                for _off, nxt, body in scan.frames():
-                    seq = body_seq(body)
-                    seg.hint = (seq, nxt)
-                    pos = nxt
-                    if seq > after_seq and not acked(seq):
-                        rec = decode_body(w.id, body)
-                        if rec is not None:
-                            yield rec
-                if scan.tail is not None:
-                    return  # damage at the end (only in files a scan already cut): stop here
+        except FileNotFoundError:
+            with self._lock:  # deleted: all its records were acked, unless it is still listed
+                return seg not in w.segments
+        except OSError as e:
+            _errlog.warning("spool: cannot read %s: %s", seg.path, e.strerror)
+            return False
+        acks, lock = w.acks, self._lock
+        try:
+            with f:
+                while True:
+                    with lock:
+                        end = seg.size
+                        # Appends go to the current segment only: any other one is complete.
+                        current = w.fd >= 0 and w.segments[-1] is seg
+                    if pos >= end:
+                        return not current
+                    scan = Scan(f, pos, end)
+                    for _off, nxt, body in scan.frames():
+                        seq = body_seq(body)
+                        seg.hint = (seq, nxt)
+                        pos = nxt
+                        if seq <= after_seq:
+                            continue
+                        with lock:
+                            done = acks.acked(seq)
+                        if not done:
+                            rec = decode_body(w.id, body)
+                            if rec is not None:
+                                yield rec
+                    if scan.tail is not None:
+                        return True  # damage at the end, lost: later segments follow
+        except OSError as e:
+            _errlog.warning("spool: cannot read %s: %s", seg.path, e.strerror)
+            return False
 
     # -- adoption ----------------------------------------------------------------------------
 
@@ -483,13 +540,18 @@ class OwnerSpool:
         return fd
 
     def _drop_stale_locktmp(self, wid: str) -> None:
-        """A writer that died between creating and naming its lock file left nothing else."""
+        """A writer that died between creating and naming its lock file left nothing else.
+
+        Its creator holds it unlocked for a moment (between open and flock): only a file
+        older than :data:`_STALE_TMP_S` and not locked is stale."""
         path = os.path.join(self._dir, f".{wid}.lock.tmp")
         try:
             fd = open_regular(path, os.O_RDWR)
         except OSError:
             return
         try:
+            if time.time() - os.fstat(fd).st_mtime < _STALE_TMP_S:
+                return
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             _unlink(path)
         except OSError:

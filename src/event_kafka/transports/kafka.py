@@ -214,10 +214,12 @@ class KafkaDestination(Destination):
             self._closed = True
             lane, self._lane = self._lane, None
             claimed, self._claimed = self._claimed, False
-        if isinstance(lane, Lane):
-            self.transport.pool.release(lane)
-        elif lane is not None and self.transport.spool is not None:
-            self.transport.spool.release(lane)
+        if lane is not None:
+            spool = self.transport.spool
+            if spool is None:
+                self.transport.pool.release(lane)  # type: ignore[arg-type]
+            else:
+                spool.release(lane)  # type: ignore[arg-type]
         if claimed:
             self.transport.pool.unclaim(self.socket.producer_key)
 
