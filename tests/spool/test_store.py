@@ -25,6 +25,7 @@ from event_kafka.spool import (
     SpoolRecord,
     SpoolSettings,
 )
+from event_kafka.spool import store as store_mod
 from event_kafka.spool.acks import AckState, load_acks, save_acks
 from tests.support.waiting import wait_until
 
@@ -194,7 +195,7 @@ def test_read_follows_rotation_of_a_live_writer(spool: OwnerSpool) -> None:
 def test_a_reader_racing_appends_and_rotations_never_skips_a_record(tmp_path: Path) -> None:
     s = OwnerSpool(tmp_path / "race", SpoolSettings(segment_bytes=600))
     w = s.writer_id
-    n = 20_000
+    n = 8_000
     done = threading.Event()
 
     def writer() -> None:
@@ -215,6 +216,50 @@ def test_a_reader_racing_appends_and_rotations_never_skips_a_record(tmp_path: Pa
             assert cursor == n or not finished, f"stopped at {cursor} of {n}"
     finally:
         th.join()
+        s.close()
+
+
+def test_a_rotation_right_after_the_reader_saw_the_end_does_not_skip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race above, made certain: appends land in the segment and rotate just after the
+    reader read its size. Readers must judge "current end" and "segment complete" from one
+    view taken under the store's lock, where no append can come in between."""
+    s = OwnerSpool(tmp_path / "o", SpoolSettings(segment_bytes=3 * 60))
+    late: list[int] = []
+
+    class Segment(store_mod.Segment):
+        # A dataclass(slots=True) base: keep the size in a slot of our own.
+        __slots__ = ("_size",)
+
+        @property  # type: ignore[override]
+        def size(self) -> int:
+            seen = self._size
+            if armed and not late and not s._lock.locked():
+                late.extend(s.append(b"%d" % i).seq for i in (3, 4))  # 3 fits, 4 rotates
+            return seen
+
+        @size.setter
+        def size(self, value: int) -> None:
+            self._size = value
+
+    monkeypatch.setattr(store_mod, "Segment", Segment)
+    try:
+        armed = False
+        w = s.writer_id
+        s.append(b"1")
+        s.append(b"2")
+        it = s.read(w, 0)
+        assert [next(it).seq, next(it).seq] == [1, 2]
+        armed = True
+        rest = [r.seq for r in it]
+        armed = False
+        if not late:  # sizes only read under the lock: append now, nothing can be skipped
+            s.append(b"3")
+            s.append(b"4")
+        assert len(_segments(s.directory)) == 2
+        assert rest + [r.seq for r in s.read(w, rest[-1] if rest else 2)] == [3, 4]
+    finally:
         s.close()
 
 
