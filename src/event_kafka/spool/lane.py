@@ -71,13 +71,13 @@ from ..producer.shared import _Closed, _LibrdkafkaLogger
 from ..ratelimit import RateLimitedLog
 from ..report import Delivery, Report, RouteWorker
 from ..statistics import BrokerOwner, LaneCounters, LaneOwner, Tally
-from . import dedupe
+from . import OwnerSpool, SpoolError, SpoolFullError, dedupe
 from .sender import IDLE, SENDER, WAITING, WORKED
 
 if TYPE_CHECKING:
     from ..kafka_socket import KafkaSocket
     from ..producer import ProducerPool
-    from . import OwnerSpool, SpoolRecord, SpoolSettings
+    from . import SpoolRecord, SpoolSettings
 
 __all__ = ["EXPIRED_REASON", "SpoolRoute", "SpooledLane", "Spools", "owner_directory"]
 
@@ -352,8 +352,6 @@ class SpooledLane:
             key = key.encode()
         if not isinstance(value, bytes | None) or not isinstance(key, bytes | None):
             raise TypeError("message and key must be str or bytes")
-        from . import SpoolError, SpoolFullError
-
         with self._lock:
             if not self.accepting:  # again, under the lock: close() may have begun
                 lane.rejected_closed += 1
@@ -410,8 +408,6 @@ class SpooledLane:
         """Open this process's writer (under the lock) and register with the sender, which
         adopts the writers of dead processes (a scan of their files: not on the caller's
         thread). Until then records wait on disk. Raises SpoolError."""
-        from . import OwnerSpool
-
         store = OwnerSpool(self.directory, self.hub.settings)
         self.own = store.writer_id
         self.need_adopt = True
@@ -600,8 +596,6 @@ class SpooledLane:
         if self.store is None:
             if not self.wants_replay:
                 return IDLE
-            from . import SpoolError
-
             with self._lock:
                 if self.store is None:
                     try:
