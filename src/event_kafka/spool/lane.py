@@ -67,6 +67,7 @@ from confluent_kafka import KafkaError, KafkaException
 from .. import forksafe
 from ..poller import POLLER, guarded
 from ..producer.lane import Lane
+from ..producer.pool import ProducerLimitError
 from ..producer.shared import _Closed, _LibrdkafkaLogger
 from ..ratelimit import RateLimitedLog
 from ..report import Delivery, Report, RouteWorker
@@ -937,7 +938,11 @@ class Spools:
             except OSError:
                 continue
             if has:
-                sl = self.lane(sock, BrokerOwner(bid))
+                try:
+                    sl = self.lane(sock, BrokerOwner(bid))
+                except ProducerLimitError as exc:  # replayed on its first use instead
+                    guarded(log.error, "[%s] spool replay not started: %s", bid, exc)
+                    continue
                 sl.wants_replay = True
                 SENDER.add(sl)
 
