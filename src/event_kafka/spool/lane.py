@@ -289,6 +289,7 @@ class SpooledLane:
         self.accepting = True
         self.stopping = False
         self.finished = False  # stopped and its store closed
+        self.finishing = False
         self.retire_at: float | None = None
         self.wants_replay = False  # open and adopt on the sender thread (construction)
         self._reset()
@@ -297,7 +298,6 @@ class SpooledLane:
     def _reset(self) -> None:
         self.store: OwnerSpool | None = None
         self.need_adopt = False  # the sender adopts dead writers, then sending starts
-        self._appended = 0  # records this process appended
         self._next_adopt = 0.0
         self.own: str | None = None
         self.direct = False  # set once the store is open and nothing waits
@@ -364,7 +364,6 @@ class SpooledLane:
                 return self._refused("spool_full", exc)
             except SpoolError as exc:
                 return self._refused("spool_error", exc)
-            self._appended += 1
             if self.write_error is not None:
                 self.write_error = None
             if on_report is not None:
@@ -420,12 +419,15 @@ class SpooledLane:
     def _adopt(self, store: OwnerSpool) -> None:
         """Adopt the writers of dead processes (sender thread, once per process and owner).
 
-        The scan runs without the owner's lock (publishers keep appending). Nothing of ours
-        was sent or acked before this, so what is pending beyond our own appends is what was
-        adopted."""
-        writers = store.adopt()
+        The scan runs without the owner's lock (publishers keep appending). The adopted
+        records are counted by reading them (nobody acks them before we send them; our own
+        acks make the store's pending() useless for that)."""
+        writers = [w for w in store.adopt() if w != self.own]
+        count = getattr(store, "pending_of", None)
+        adopted = 0
+        for w in writers:
+            adopted += count(w) if count is not None else sum(1 for _ in store.read(w, 0))
         with self._lock:
-            adopted = max(store.pending() - self._appended, 0) if writers else 0
             self.adopted += adopted
             for w in writers:
                 if w not in self.writers and w != self.own:
@@ -954,7 +956,19 @@ class Spools:
             ):
                 return
             SENDER.wake()
-            time.sleep(0.005)
+            time.sleep(0.005)  # adoption is a directory scan on the sender thread: short
+
+    def unsettled(self) -> int:
+        """Records in no lane's count yet: on disk behind a released lane that is stopping
+        (its heir adopts them once it finished), or (1 each) lanes still to adopt."""
+        n = 0
+        for sl in self.lanes:
+            if sl.stopping and sl.retire_at is not None and not sl.finished:
+                ln = sl.lane
+                n += max(ln._accepted.value + sl.adopted - ln.delivered - ln.failed - sl.held, 0)
+            elif sl.need_adopt or (sl.wants_replay and sl.store is None):
+                n += 1
+        return n
 
     def release(self, sl: SpooledLane) -> None:
         """A lane is no longer used (reload, unsubscribe): it keeps sending for
@@ -991,33 +1005,36 @@ class Spools:
         left = 0
         for sl in lanes:
             with self._lock:
-                if sl not in self._all:
+                if sl.finishing:
                     continue
-                self._all.remove(sl)
+                sl.finishing = True
             n = max(sl.lane._accepted.value + sl.adopted - sl.lane.delivered - sl.lane.failed, 0)
-            sl.finished = True  # the pool no longer waits for these
-            sl.left = n
-            left += n
-            self.left += n
             SENDER.remove(sl)
             store = sl.store
             if store is not None:
                 try:
-                    store.close()
+                    store.close()  # unlocks its writers: an heir may adopt them now
                 except Exception as exc:
                     guarded(log.error, "[%s] spool close: %r", sl.owner.name, exc)
             with self._lock:
                 heirs = [o for o in self._all if o.directory == sl.directory and o.store]
-            for o in heirs:  # a reload's new lane for the same owner takes what is left
-                o.need_adopt = True
-                SENDER.wake()
+                for o in heirs:  # a reload's new lane for the same owner takes what is left
+                    o.need_adopt = True
+                # Only now (flush() counts them through this lane until an heir adopts).
+                self._all.remove(sl)
+                sl.finished = True  # the pool no longer waits for these
+            SENDER.wake()
+            sl.left = n
+            left += n
+            self.left += n
             if n:
                 guarded(
                     log.warning,
-                    "[%s] %d record(s) left in the spool %s for the next process",
+                    "[%s] %d record(s) left in the spool %s%s",
                     sl.owner.name,
                     n,
                     sl.directory,
+                    " for the lane that replaces it" if heirs else " for the next process",
                 )
         return left
 
