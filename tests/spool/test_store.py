@@ -11,6 +11,7 @@ import random
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from event_kafka.spool import (
 )
 from event_kafka.spool import store as store_mod
 from event_kafka.spool.acks import AckState, load_acks, save_acks
+from event_kafka.spool.background import background
 from tests.support.waiting import wait_until
 
 
@@ -206,8 +208,10 @@ def test_a_reader_racing_appends_and_rotations_never_skips_a_record(tmp_path: Pa
     th = threading.Thread(target=writer)
     th.start()
     cursor = 0
+    deadline = time.monotonic() + 60
     try:
         while cursor < n:
+            assert time.monotonic() < deadline, f"stuck at {cursor} of {n}"
             finished = done.is_set()
             for r in s.read(w, cursor):
                 assert r.seq == cursor + 1, f"read {r.seq} after {cursor}"
@@ -308,6 +312,33 @@ def test_acks_are_persisted_in_the_background(spool: OwnerSpool) -> None:
         return path.exists() and orjson.loads(path.read_bytes()) == {"low": 3, "ranges": [[7, 7]]}
 
     wait_until(saved, timeout=5, what="the background thread to save the acks")
+
+
+def test_spools_of_a_process_share_one_background_thread(tmp_path: Path) -> None:
+    def syncers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "ek-spool-sync"]
+
+    spools = [OwnerSpool(tmp_path / str(i), SpoolSettings(fsync=0.02)) for i in range(8)]
+    try:
+        for s in spools:
+            s.ack(s.writer_id, s.append(b"v").seq)
+            s.append(b"w")
+        assert len(syncers()) == 1
+
+        def all_saved() -> bool:
+            return all(
+                (s.directory / f"{s.writer_id}.ack").exists()
+                and orjson.loads((s.directory / f"{s.writer_id}.ack").read_bytes())["low"] == 1
+                for s in spools
+            )
+
+        wait_until(all_saved, timeout=5, what="every spool's acks saved by the one thread")
+    finally:
+        for s in spools:
+            s.close()
+    assert not [s for s in spools if s in background._work]
+    if not list(background._work):  # other tests of this session may hold spools open
+        wait_until(lambda: not syncers(), timeout=5, what="the thread to end with the last spool")
 
 
 def test_size_limit_refuses_then_accepts_once_acked(tmp_path: Path) -> None:

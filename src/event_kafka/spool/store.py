@@ -14,7 +14,6 @@ import fcntl
 import logging
 import os
 import secrets
-import threading
 import time
 from bisect import bisect_right
 from collections.abc import Generator, Iterator
@@ -26,6 +25,7 @@ from .. import forksafe
 from ..errors import ConfigError, SpoolError, SpoolFullError
 from ..ratelimit import RateLimitedLog
 from .acks import AckState, load_acks, save_acks
+from .background import background
 from .record import SpoolRecord, body_seq, decode_body, encode_frame
 from .segment import (
     FileRecovery,
@@ -167,8 +167,9 @@ class OwnerSpool:
         fs = settings.fsync
         self._interval: float | None = None if isinstance(fs, str) else float(fs)
         self._lock = forksafe.lock()
-        self._persist_lock = forksafe.lock()  # serialises ack-file writes and cleanups
-        self._stop = forksafe.event()
+        # Serialises the background work (fsyncs, ack files, deleting finished writers) with
+        # sync() and close(): never an fsync of a descriptor that close() is closing.
+        self._bg_lock = forksafe.lock()
         self.recovery = RecoveryReport()
         self._reported: set[str] = set()
         self._closed = False
@@ -188,7 +189,8 @@ class OwnerSpool:
         self._pending = 0
         self._unsynced = False
         self._dir_dirty = False
-        self._thread: threading.Thread | None = None
+        self._registered = False  # with the process's background thread
+        self._next_fsync = self._next_ack = 0.0
 
     # -- writer ------------------------------------------------------------------------------
 
@@ -282,8 +284,8 @@ class OwnerSpool:
             self._bytes += n
             self._pending += 1
             self._unsynced = True
-            if self._thread is None:
-                self._start_thread()
+            if not self._registered:
+                self._register()
         return SpoolRecord(w.id, seq, ts_ms, key, value, headers, route)
 
     def _undo(self, w: _Writer, seg: Segment) -> None:
@@ -507,8 +509,8 @@ class OwnerSpool:
                     self._bytes += sum(s.size for s in w.segments)
                     self._pending += sum(s.live for s in w.segments)
                     adopted.append(wid)
-                    if self._thread is None:
-                        self._start_thread()
+                    if not self._registered:
+                        self._register()
         if self._finished:
             self._persist()
         return adopted
@@ -640,24 +642,28 @@ class OwnerSpool:
 
     # -- background: fsync and ack persistence ----------------------------------------------
 
-    def _start_thread(self) -> None:
-        t = threading.Thread(target=self._run, name="ek-spool-sync", daemon=True)
-        self._thread = t
-        t.start()
+    def _register(self) -> None:
+        self._registered = True
+        now = time.monotonic()
+        self._next_ack = now + ACK_PERIOD
+        self._next_fsync = now + (self._interval or 0.0)
+        background.add(self)
 
-    def _run(self) -> None:
-        interval = self._interval
-        period = min(interval, ACK_PERIOD) if interval else ACK_PERIOD
-        next_ack = time.monotonic() + ACK_PERIOD
-        while not self._stop.wait(period):
-            try:
-                if interval is not None:
-                    self._fsync_pass()
-                if time.monotonic() >= next_ack:
-                    next_ack = time.monotonic() + ACK_PERIOD
-                    self._persist()
-            except Exception:
-                log.exception("spool %s: background sync failed", self._dir)
+    def _background_step(self, now: float) -> float:
+        """Fsync and persist the acks when due (the background thread); returns the time
+        until the next is due."""
+        with self._bg_lock:
+            if self._closed:
+                return ACK_PERIOD
+            interval = self._interval
+            if interval is not None and now >= self._next_fsync:
+                self._next_fsync = now + interval
+                self._fsync_pass()
+            if now >= self._next_ack:
+                self._next_ack = now + ACK_PERIOD
+                self._persist_locked()
+            due = self._next_ack if interval is None else min(self._next_ack, self._next_fsync)
+        return max(due - now, 0.001)
 
     def _fsync_pass(self) -> None:
         with self._lock:
@@ -680,35 +686,41 @@ class OwnerSpool:
 
     def sync(self) -> None:
         """Persist the acks now and, unless the policy is "never", fsync what was written."""
-        if self._interval is not None:
-            self._fsync_pass()
-        self._persist()
+        with self._bg_lock:
+            if self._closed:
+                return
+            if self._interval is not None:
+                self._fsync_pass()
+            self._persist_locked()
 
     def _persist(self) -> None:
+        with self._bg_lock:
+            self._persist_locked()
+
+    def _persist_locked(self) -> None:
         """Write the acks of writers whose state changed; delete the files of writers with
-        nothing left (their lock file last, then unlock)."""
-        with self._persist_lock:
-            with self._lock:
-                todo = []
-                for w in self._writers.values():
-                    if w.acks.dirty:
-                        w.acks.dirty = False
-                        todo.append((w, w.acks.to_json()))
-                finished, self._finished = self._finished, []
-            fsync = self._always or self._interval is not None
-            for w, data in todo:
-                path = os.path.join(self._dir, f"{w.id}.ack")
-                try:
-                    save_acks(path, data, fsync)
-                except OSError as e:
-                    w.acks.dirty = True
-                    _errlog.warning("spool: cannot save %s: %s", path, os.strerror(e.errno or 0))
-            for w in finished:
-                base = os.path.join(self._dir, w.id)
-                _unlink(base + ".ack.tmp")
-                _unlink(base + ".ack")
-                _unlink(base + ".lock")
-                _close(w.lock_fd)
+        nothing left (their lock file last, then unlock). ``_bg_lock`` held."""
+        with self._lock:
+            todo = []
+            for w in self._writers.values():
+                if w.acks.dirty:
+                    w.acks.dirty = False
+                    todo.append((w, w.acks.to_json()))
+            finished, self._finished = self._finished, []
+        fsync = self._always or self._interval is not None
+        for w, data in todo:
+            path = os.path.join(self._dir, f"{w.id}.ack")
+            try:
+                save_acks(path, data, fsync)
+            except OSError as e:
+                w.acks.dirty = True
+                _errlog.warning("spool: cannot save %s: %s", path, os.strerror(e.errno or 0))
+        for w in finished:
+            base = os.path.join(self._dir, w.id)
+            _unlink(base + ".ack.tmp")
+            _unlink(base + ".ack")
+            _unlink(base + ".lock")
+            _close(w.lock_fd)
 
     # -- accounting, close, fork -------------------------------------------------------------
 
@@ -730,10 +742,11 @@ class OwnerSpool:
             if self._closed:
                 return
             self._closed = True
-            thread = self._thread
-        self._stop.set()
-        if thread is not None:
-            thread.join()
+        background.discard(self)
+        with self._bg_lock:
+            self._close_files()
+
+    def _close_files(self) -> None:
         with self._lock:
             w = self._writer
             if w is not None and w.fd >= 0:
@@ -754,7 +767,7 @@ class OwnerSpool:
                 if not x.segments:
                     del self._writers[x.id]
                     self._finished.append(x)
-        self._persist()
+        self._persist_locked()
         with self._lock:
             for x in self._writers.values():
                 _close(x.lock_fd)  # unlock: the next process adopts what is left
