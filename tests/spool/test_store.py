@@ -33,7 +33,8 @@ from tests.support.waiting import wait_until
 
 
 def _segments(d: Path) -> list[str]:
-    return sorted(p.name for p in d.iterdir() if p.name.endswith(".seg"))
+    """Segments holding records (not the empty one the background thread makes ahead)."""
+    return sorted(p.name for p in d.iterdir() if p.name.endswith(".seg") and p.stat().st_size)
 
 
 def _seqs(spool: OwnerSpool, writer: str, after: int = 0) -> list[int]:
@@ -95,6 +96,7 @@ def test_rotation_and_fully_acked_segments_are_deleted(spool: OwnerSpool) -> Non
     # Out of order, newest first: segments are deleted only once all their records are.
     for r in reversed(recs[:60]):
         spool.ack(w, r.seq)
+    spool.sync()  # the background thread unlinks (a big file takes milliseconds)
     left = _segments(spool.directory)
     assert left[0] != segs[0] and len(left) < len(segs)
     assert spool.pending_bytes() < full
@@ -102,6 +104,7 @@ def test_rotation_and_fully_acked_segments_are_deleted(spool: OwnerSpool) -> Non
     assert _seqs(spool, w) == list(range(61, 201))
     for r in recs[60:]:
         spool.ack(w, r.seq)
+    spool.sync()
     # Everything acked: only the current segment stays (a live writer keeps appending to it).
     assert _segments(spool.directory) == [left[-1]]
     assert spool.pending() == 0
@@ -339,6 +342,31 @@ def test_spools_of_a_process_share_one_background_thread(tmp_path: Path) -> None
     assert not [s for s in spools if s in background._work]
     if not list(background._work):  # other tests of this session may hold spools open
         wait_until(lambda: not syncers(), timeout=5, what="the thread to end with the last spool")
+
+
+def test_next_segment_is_made_ahead_and_a_crash_leaves_it_unreported(tmp_path: Path) -> None:
+    s = OwnerSpool(tmp_path, SpoolSettings(segment_bytes=4096))
+    w = s.writer_id
+    while s.pending_bytes() < 3000:  # past half: the background thread makes segment 2
+        s.append(b"x" * 100)
+    spare = tmp_path / f"{w}-00000002.seg"
+    wait_until(spare.exists, timeout=5, what="the next segment made ahead")
+    ino = spare.stat().st_ino
+    while len(_segments(tmp_path)) < 2:
+        s.append(b"x" * 100)
+    assert spare.stat().st_ino == ino and spare.stat().st_size  # rotated into it
+    while spare.stat().st_size < 3000:
+        s.append(b"x" * 100)
+    wait_until((tmp_path / f"{w}-00000003.seg").exists, timeout=5, what="segment 3 ahead")
+    s._pid = -1  # a crash, as far as the files go: every descriptor closed, nothing written
+    s.after_fork_in_child()
+    t = OwnerSpool(tmp_path, SpoolSettings())
+    try:
+        assert t.adopt() == [w]
+        assert not t.recovery.files  # the unused spare is no damage
+        assert not (tmp_path / f"{w}-00000003.seg").exists()
+    finally:
+        t.close()
 
 
 def test_size_limit_refuses_then_accepts_once_acked(tmp_path: Path) -> None:

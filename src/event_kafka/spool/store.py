@@ -87,7 +87,8 @@ class _Writer:
     acks: AckState = field(default_factory=AckState)
     last_seq: int = 0
     fd: int = -1  # own writer: the current segment, open O_APPEND (-1: none yet)
-    seg_n: int = 0  # own writer: number of the last segment created
+    seg_n: int = 0  # own writer: the last segment number taken (created or being created)
+    spare: tuple[int, str, int] | None = None  # own writer: next segment made ahead (n, path, fd)
 
 
 def _first_seq(s: Segment) -> int:
@@ -185,6 +186,7 @@ class OwnerSpool:
         self._writers: dict[str, _Writer] = {}
         self._finished: list[_Writer] = []  # writers with nothing left: files to delete
         self._retired: list[int] = []  # segment fds to fsync then close (interval policy)
+        self._doomed: list[str] = []  # acked segments to unlink (background)
         self._bytes = 0
         self._pending = 0
         self._unsynced = False
@@ -316,23 +318,58 @@ class OwnerSpool:
             )
 
     def _rotate(self, w: _Writer) -> None:
-        n = w.seg_n + 1
-        path = os.path.join(self._dir, segment_name(w.id, n))
-        try:
-            fd = os.open(path, _OPEN_SEG, 0o600)
-        except OSError as e:
-            raise _error("cannot create segment", path, e) from None
+        if w.spare is not None:
+            # Made ahead by the background thread: creating a file can take milliseconds
+            # (the journal) and appends wait on this lock meanwhile.
+            n, path, fd = w.spare
+            w.spare = None
+        else:
+            n = w.seg_n + 1
+            path = os.path.join(self._dir, segment_name(w.id, n))
+            try:
+                fd = os.open(path, _OPEN_SEG, 0o600)
+            except OSError as e:
+                raise _error("cannot create segment", path, e) from None
+            w.seg_n = n
+            if self._always:
+                self._fsync_dir()
+            elif self._interval is not None:
+                self._dir_dirty = True
         old = w.segments[-1] if w.fd >= 0 else None
         if old is not None:
             self._release_fd(w.fd)
-        w.fd, w.seg_n = fd, n
+        w.fd = fd
         w.segments.append(Segment(n, path, first_seq=w.last_seq + 1, last_seq=w.last_seq))
-        if self._always:
-            self._fsync_dir()
-        elif self._interval is not None:
-            self._dir_dirty = True
         if old is not None and old.live == 0:
             self._delete_segment(w, old)
+
+    def _make_spare(self) -> None:
+        """Create the own writer's next segment ahead of need once the current one is half
+        full (background thread, no lock held while the file is created)."""
+        with self._lock:
+            w = self._writer
+            if (
+                self._closed
+                or w is None
+                or w.spare is not None
+                or w.fd < 0
+                or w.segments[-1].size * 2 < self._segment_bytes
+            ):
+                return
+            n = w.seg_n = w.seg_n + 1  # taken: an inline rotation meanwhile uses the next
+        path = os.path.join(self._dir, segment_name(w.id, n))
+        try:
+            fd = os.open(path, _OPEN_SEG, 0o600)
+        except OSError:
+            return  # the rotation will try inline and report the error to the caller
+        if self._always or self._interval is not None:
+            self._fsync_dir()
+        with self._lock:
+            if not self._closed and self._writer is w and w.fd >= 0 and w.segments[-1].n < n:
+                w.spare = (n, path, fd)
+                return
+        _close(fd)  # overtaken by an inline rotation (or closed): never out of order
+        _unlink(path)
 
     def _release_fd(self, fd: int) -> None:
         if self._interval is not None:
@@ -386,7 +423,8 @@ class OwnerSpool:
         w.segments.remove(seg)
         self._bytes -= seg.size
         self._pending -= seg.live
-        _unlink(seg.path)
+        # Unlinked by the background thread: a big file takes milliseconds to delete.
+        self._doomed.append(seg.path)
         if not w.own and not w.segments:
             del self._writers[w.id]
             self._finished.append(w)
@@ -629,7 +667,8 @@ class OwnerSpool:
             seg.size = size
             if not fr.records:
                 fr.note = fr.note or ("empty segment, deleted" if not size else "deleted")
-            if fr.note or fr.cut_bytes or fr.skipped_bytes or fr.skipped_regions:
+            spare = not fr.cut_bytes and not size and n == segs[-1][0]  # made ahead, unused
+            if not spare and (fr.note or fr.cut_bytes or fr.skipped_bytes or fr.skipped_regions):
                 self._report(fr)
             if seg.live:
                 w.segments.append(seg)
@@ -662,6 +701,9 @@ class OwnerSpool:
             if now >= self._next_ack:
                 self._next_ack = now + ACK_PERIOD
                 self._persist_locked()
+            elif self._doomed:
+                self._unlink_doomed()
+            self._make_spare()
             due = self._next_ack if interval is None else min(self._next_ack, self._next_fsync)
         return max(due - now, 0.001)
 
@@ -693,6 +735,12 @@ class OwnerSpool:
                 self._fsync_pass()
             self._persist_locked()
 
+    def _unlink_doomed(self) -> None:
+        with self._lock:
+            doomed, self._doomed = self._doomed, []
+        for path in doomed:
+            _unlink(path)
+
     def _persist(self) -> None:
         with self._bg_lock:
             self._persist_locked()
@@ -700,6 +748,7 @@ class OwnerSpool:
     def _persist_locked(self) -> None:
         """Write the acks of writers whose state changed; delete the files of writers with
         nothing left (their lock file last, then unlock). ``_bg_lock`` held."""
+        self._unlink_doomed()  # segments before the lock files: never records without a lock
         with self._lock:
             todo = []
             for w in self._writers.values():
@@ -758,6 +807,10 @@ class OwnerSpool:
                 w.fd = -1
                 if cur.live == 0:
                     self._delete_segment(w, cur)
+            if w is not None and w.spare is not None:
+                _close(w.spare[2])
+                self._doomed.append(w.spare[1])
+                w.spare = None
             for rfd in self._retired:
                 with contextlib.suppress(OSError):
                     os.fdatasync(rfd)
@@ -785,6 +838,8 @@ class OwnerSpool:
         fds += self._retired
         if self._writer is not None and self._writer.fd >= 0:
             fds.append(self._writer.fd)
+        if self._writer is not None and self._writer.spare is not None:
+            fds.append(self._writer.spare[2])
         for fd in fds:
             _close(fd)  # never flock(LOCK_UN): that would unlock the parent's writer too
         self._reset()
