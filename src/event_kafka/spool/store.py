@@ -23,28 +23,19 @@ from typing import Literal
 
 from .. import forksafe
 from ..errors import ConfigError, SpoolError, SpoolFullError
-from ..ratelimit import RateLimitedLog
-from .acks import AckState, load_acks, save_acks
+from .acks import AckState, save_acks
 from .background import background
+from .files import close_fd, errlog, fsync_dir, mkdirs, open_regular, spool_error, unlink
 from .record import SpoolRecord, body_seq, decode_body, encode_frame
-from .segment import (
-    FileRecovery,
-    RecoveryReport,
-    Scan,
-    Segment,
-    classify,
-    open_regular,
-    segment_name,
-)
+from .recovery import drop_stale_locktmp, scan_writer, try_lock
+from .segment import FileRecovery, RecoveryReport, Scan, Segment, classify, segment_name
 
 __all__ = ["FsyncPolicy", "OwnerSpool", "SpoolSettings"]
 
 log = logging.getLogger("event_kafka.spool")
-_errlog = RateLimitedLog(log, 10.0)
 
 FsyncPolicy = Literal["never", "always"] | float
 ACK_PERIOD = 0.1  # seconds between persists of the acks (a crash forgets at most this much)
-_STALE_TMP_S = 60.0  # a writer's lock file is named within microseconds of its creation
 _MAX_REPORTED = 1000  # unknown files reported per spool (a directory full of junk stays bounded)
 _OPEN_SEG = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
 
@@ -95,52 +86,6 @@ def _first_seq(s: Segment) -> int:
     return s.first_seq
 
 
-def _error(what: str, path: str, e: OSError) -> SpoolError:
-    code = e.errno
-    text = os.strerror(code) if code else str(e)
-    name = errno_mod.errorcode.get(code, "?") if code else "?"
-    return SpoolError(f"spool: {what} {path}: {text} ({name})", code, path)
-
-
-def _mkdirs(path: str) -> None:
-    """mkdir -p where every directory created is 0o700 (makedirs gives the parents the
-    umask's default: they would show broker_ids and event names to every user)."""
-    missing = []
-    p = path
-    while not os.path.isdir(p):
-        missing.append(p)
-        parent = os.path.dirname(p)
-        if parent == p:
-            break
-        p = parent
-    for d in reversed(missing):
-        try:
-            os.mkdir(d, 0o700)
-        except FileExistsError:
-            if not os.path.isdir(d):
-                raise _error(
-                    "cannot create the spool directory",
-                    d,
-                    FileExistsError(errno_mod.EEXIST, "File exists"),
-                ) from None
-        except OSError as e:
-            raise _error("cannot create the spool directory", d, e) from None
-
-
-def _close(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        os.close(fd)
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        _errlog.warning("spool: cannot delete %s: %s", path, os.strerror(e.errno or 0))
-
-
 class OwnerSpool:
     """One owner's directory (a broker_id or an event subscriber), as this process sees it.
 
@@ -175,7 +120,7 @@ class OwnerSpool:
         self._reported: set[str] = set()
         self._closed = False
         self._reset()
-        _mkdirs(self._dir)
+        mkdirs(self._dir)
         with self._lock:
             self._open_writer()
         forksafe.register(self)
@@ -217,7 +162,7 @@ class OwnerSpool:
                 if e.errno != errno_mod.ENOENT or attempt == 3:
                     raise
                 with contextlib.suppress(SpoolError):
-                    _mkdirs(self._dir)
+                    mkdirs(self._dir)
                 continue
             self._writer = self._writers[nw.id] = nw
             return nw
@@ -230,7 +175,7 @@ class OwnerSpool:
         try:
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as e:
-            raise _error("cannot create the writer lock", tmp, e) from None
+            raise spool_error("cannot create the writer lock", tmp, e) from None
         try:
             # Locked before it gets its name, so that no adopter can ever take a live writer.
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -238,11 +183,11 @@ class OwnerSpool:
                 os.write(fd, b"%d\n" % os.getpid())
             os.rename(tmp, path)
         except OSError as e:
-            _close(fd)
-            _unlink(tmp)
-            raise _error("cannot create the writer lock", path, e) from None
+            close_fd(fd)
+            unlink(tmp)
+            raise spool_error("cannot create the writer lock", path, e) from None
         if self._always or self._interval is not None:
-            self._fsync_dir()
+            fsync_dir(self._dir)
         return _Writer(wid, fd, own=True)
 
     # -- hot path ----------------------------------------------------------------------------
@@ -278,7 +223,7 @@ class OwnerSpool:
                     os.fdatasync(w.fd)
             except OSError as e:
                 self._undo(w, seg)
-                raise _error("cannot write", seg.path, e) from None
+                raise spool_error("cannot write", seg.path, e) from None
             seg.size += n
             seg.last_seq = seq
             seg.live += 1
@@ -329,10 +274,10 @@ class OwnerSpool:
             try:
                 fd = os.open(path, _OPEN_SEG, 0o600)
             except OSError as e:
-                raise _error("cannot create segment", path, e) from None
+                raise spool_error("cannot create segment", path, e) from None
             w.seg_n = n
             if self._always:
-                self._fsync_dir()
+                fsync_dir(self._dir)
             elif self._interval is not None:
                 self._dir_dirty = True
         old = w.segments[-1] if w.fd >= 0 else None
@@ -363,29 +308,19 @@ class OwnerSpool:
         except OSError:
             return  # the rotation will try inline and report the error to the caller
         if self._always or self._interval is not None:
-            self._fsync_dir()
+            fsync_dir(self._dir)
         with self._lock:
             if not self._closed and self._writer is w and w.fd >= 0 and w.segments[-1].n < n:
                 w.spare = (n, path, fd)
                 return
-        _close(fd)  # overtaken by an inline rotation (or closed): never out of order
-        _unlink(path)
+        close_fd(fd)  # overtaken by an inline rotation (or closed): never out of order
+        unlink(path)
 
     def _release_fd(self, fd: int) -> None:
         if self._interval is not None:
             self._retired.append(fd)  # the background thread fsyncs then closes it
         else:
-            _close(fd)
-
-    def _fsync_dir(self) -> None:
-        try:
-            dfd = os.open(self._dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError as e:
-            _errlog.warning("spool: cannot fsync %s: %s", self._dir, os.strerror(e.errno or 0))
+            close_fd(fd)
 
     # -- acks --------------------------------------------------------------------------------
 
@@ -469,7 +404,7 @@ class OwnerSpool:
             with self._lock:  # deleted: all its records were acked, unless it is still listed
                 return seg not in w.segments
         except OSError as e:
-            _errlog.warning("spool: cannot read %s: %s", seg.path, e.strerror)
+            errlog.warning("spool: cannot read %s: %s", seg.path, e.strerror)
             return False
         acks, lock = w.acks, self._lock
         try:
@@ -497,7 +432,7 @@ class OwnerSpool:
                     if scan.tail is not None:
                         return True  # damage at the end, lost: later segments follow
         except OSError as e:
-            _errlog.warning("spool: cannot read %s: %s", seg.path, e.strerror)
+            errlog.warning("spool: cannot read %s: %s", seg.path, e.strerror)
             return False
 
     # -- adoption ----------------------------------------------------------------------------
@@ -521,9 +456,9 @@ class OwnerSpool:
         locked: dict[str, int] = {}
         for wid, kind in {(c[0], c[1]) for c in map(classify, names) if c}:
             if kind == "locktmp":
-                self._drop_stale_locktmp(wid)
+                drop_stale_locktmp(self._dir, wid)
             elif wid != own and wid not in known and wid not in locked:
-                fd = self._try_lock(wid)
+                fd = try_lock(self._dir, wid)
                 if fd is not None:
                     locked[wid] = fd
         self._report_unknown(names)
@@ -536,12 +471,13 @@ class OwnerSpool:
                 groups[c[0]].append((c[2], name))
         adopted = []
         for wid in sorted(locked):
-            w = self._scan_writer(wid, locked[wid], sorted(groups[wid]))
+            acks, segs, last = scan_writer(self._dir, wid, sorted(groups[wid]), self._report)
+            w = _Writer(wid, locked[wid], own=False, segments=segs, acks=acks, last_seq=last)
             with self._lock:
                 if not w.segments:
                     self._finished.append(w)
                 elif self._closed or os.getpid() != self._pid:
-                    _close(w.lock_fd)  # closed (or forked) meanwhile: leave it
+                    close_fd(w.lock_fd)  # closed (or forked) meanwhile: leave it
                 else:
                     self._writers[wid] = w
                     self._bytes += sum(s.size for s in w.segments)
@@ -557,47 +493,8 @@ class OwnerSpool:
         try:
             return os.listdir(self._dir)
         except OSError as e:
-            _errlog.warning("spool: cannot list %s: %s", self._dir, os.strerror(e.errno or 0))
+            errlog.warning("spool: cannot list %s: %s", self._dir, e.strerror)
             return []
-
-    def _try_lock(self, wid: str) -> int | None:
-        """The flock'ed lock fd of dead writer ``wid``, or None (alive, or taken by another)."""
-        path = os.path.join(self._dir, f"{wid}.lock")
-        try:
-            fd = open_regular(path, os.O_RDWR | os.O_CREAT)
-        except OSError as e:
-            _errlog.warning("spool: cannot open %s: %s", path, e.strerror)
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            # An adopter that finished before we opened it deleted that file: ours is stale.
-            st, fst = os.stat(path), os.fstat(fd)
-            if (st.st_ino, st.st_dev) != (fst.st_ino, fst.st_dev):
-                raise FileNotFoundError
-        except OSError:
-            _close(fd)
-            return None
-        return fd
-
-    def _drop_stale_locktmp(self, wid: str) -> None:
-        """A writer that died between creating and naming its lock file left nothing else.
-
-        Its creator holds it unlocked for a moment (between open and flock): only a file
-        older than :data:`_STALE_TMP_S` and not locked is stale."""
-        path = os.path.join(self._dir, f".{wid}.lock.tmp")
-        try:
-            fd = open_regular(path, os.O_RDWR)
-        except OSError:
-            return
-        try:
-            if time.time() - os.fstat(fd).st_mtime < _STALE_TMP_S:
-                return
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            _unlink(path)
-        except OSError:
-            pass  # being created right now
-        finally:
-            _close(fd)
 
     def _report_unknown(self, names: list[str]) -> None:
         for name in names:
@@ -621,63 +518,6 @@ class OwnerSpool:
             fr.skipped_bytes,
             fr.skipped_regions,
         )
-
-    def _scan_writer(self, wid: str, lock_fd: int, segs: list[tuple[int, str]]) -> _Writer:
-        """Recover a locked dead writer from its files (no spool lock held: nobody else
-        touches them)."""
-        ack_path = os.path.join(self._dir, f"{wid}.ack")
-        _unlink(ack_path + ".tmp")
-        acks, note = load_acks(ack_path)
-        if note:
-            self._report(FileRecovery(ack_path, note=note))
-        w = _Writer(wid, lock_fd, own=False, acks=acks)
-        prev = 0
-        for n, name in segs:
-            path = os.path.join(self._dir, name)
-            fr = FileRecovery(path)
-            seg = Segment(n, path)
-            try:
-                with open(open_regular(path, os.O_RDWR), "rb", buffering=0) as f:
-                    size = os.fstat(f.fileno()).st_size
-                    scan = Scan(f, 0, size)
-                    for _off, _nxt, body in scan.frames():
-                        seq = body_seq(body)
-                        if seq <= prev:
-                            fr.skipped_regions += 1  # CRC-valid but out of place: ignore
-                            continue
-                        if seq > prev + 1:
-                            acks.add_gap(prev + 1, seq - 1)  # lost to damage (or deleted)
-                        prev = seq
-                        fr.records += 1
-                        if not seg.first_seq:
-                            seg.first_seq = seq
-                        seg.last_seq = seq
-                        if not acks.acked(seq):
-                            seg.live += 1
-                    if scan.tail is not None:
-                        fr.cut_bytes = size - scan.tail
-                        size = scan.tail
-                        os.ftruncate(f.fileno(), size)
-                fr.skipped_bytes = scan.skipped_bytes
-                fr.skipped_regions += scan.skipped_regions
-            except OSError as e:
-                fr.note = f"unreadable, left in place: {e.strerror}"
-                self._report(fr)
-                continue
-            seg.size = size
-            if not fr.records:
-                fr.note = fr.note or ("empty segment, deleted" if not size else "deleted")
-            spare = not fr.cut_bytes and not size and n == segs[-1][0]  # made ahead, unused
-            if not spare and (fr.note or fr.cut_bytes or fr.skipped_bytes or fr.skipped_regions):
-                self._report(fr)
-            if seg.live:
-                w.segments.append(seg)
-            else:
-                _unlink(path)
-        w.last_seq = prev
-        if prev:
-            acks.dirty = True
-        return w
 
     # -- background: fsync and ack persistence ----------------------------------------------
 
@@ -717,14 +557,14 @@ class OwnerSpool:
         for rfd in retired:
             with contextlib.suppress(OSError):
                 os.fdatasync(rfd)
-            _close(rfd)
+            close_fd(rfd)
         if fd >= 0:
             try:
                 os.fdatasync(fd)
             except OSError as e:
-                _errlog.warning("spool %s: fsync failed: %s", self._dir, os.strerror(e.errno or 0))
+                errlog.warning("spool %s: fsync failed: %s", self._dir, e.strerror)
         if dir_dirty:
-            self._fsync_dir()
+            fsync_dir(self._dir)
 
     def sync(self) -> None:
         """Persist the acks now and, unless the policy is "never", fsync what was written."""
@@ -739,7 +579,7 @@ class OwnerSpool:
         with self._lock:
             doomed, self._doomed = self._doomed, []
         for path in doomed:
-            _unlink(path)
+            unlink(path)
 
     def _persist(self) -> None:
         with self._bg_lock:
@@ -763,13 +603,13 @@ class OwnerSpool:
                 save_acks(path, data, fsync)
             except OSError as e:
                 w.acks.dirty = True
-                _errlog.warning("spool: cannot save %s: %s", path, os.strerror(e.errno or 0))
+                errlog.warning("spool: cannot save %s: %s", path, e.strerror)
         for w in finished:
             base = os.path.join(self._dir, w.id)
-            _unlink(base + ".ack.tmp")
-            _unlink(base + ".ack")
-            _unlink(base + ".lock")
-            _close(w.lock_fd)
+            unlink(base + ".ack.tmp")
+            unlink(base + ".ack")
+            unlink(base + ".lock")
+            close_fd(w.lock_fd)
 
     # -- accounting, close, fork -------------------------------------------------------------
 
@@ -803,18 +643,18 @@ class OwnerSpool:
                 if self._interval is not None and self._unsynced:
                     with contextlib.suppress(OSError):
                         os.fdatasync(w.fd)
-                _close(w.fd)
+                close_fd(w.fd)
                 w.fd = -1
                 if cur.live == 0:
                     self._delete_segment(w, cur)
             if w is not None and w.spare is not None:
-                _close(w.spare[2])
+                close_fd(w.spare[2])
                 self._doomed.append(w.spare[1])
                 w.spare = None
             for rfd in self._retired:
                 with contextlib.suppress(OSError):
                     os.fdatasync(rfd)
-                _close(rfd)
+                close_fd(rfd)
             self._retired = []
             for x in list(self._writers.values()):
                 if not x.segments:
@@ -823,7 +663,7 @@ class OwnerSpool:
         self._persist_locked()
         with self._lock:
             for x in self._writers.values():
-                _close(x.lock_fd)  # unlock: the next process adopts what is left
+                close_fd(x.lock_fd)  # unlock: the next process adopts what is left
             self._writers.clear()
             self._writer = None
 
@@ -841,7 +681,7 @@ class OwnerSpool:
         if self._writer is not None and self._writer.spare is not None:
             fds.append(self._writer.spare[2])
         for fd in fds:
-            _close(fd)  # never flock(LOCK_UN): that would unlock the parent's writer too
+            close_fd(fd)  # never flock(LOCK_UN): that would unlock the parent's writer too
         self._reset()
 
     _after_fork_in_child = after_fork_in_child
