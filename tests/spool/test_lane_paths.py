@@ -67,9 +67,11 @@ def test_event_records_left_by_a_process_go_before_the_next_ones(
     ek2 = EventKafka(spool_dir=tmp_path)
     ek2.publish_event("E_CDR")
     ek2.subscribe("E_CDR", f"kafka:{kafka_broker.bootstrap}/{topic}")
-    assert ek2.raise_event("E_CDR", {"n": 5}) == 1
+    # Subscribing is enough: the replay starts, and flush() waits for it.
     assert ek2.flush(30) == 0
     assert ek2.stats()["spool"][0]["replayed"] == 5
+    assert ek2.raise_event("E_CDR", {"n": 5}) == 1
+    assert ek2.flush(30) == 0
     assert ek2.close(5) == 0
     records = consume(topic, expect=6)
     assert [orjson.loads(r.value or b"")["params"]["n"] for r in records] == list(range(6))

@@ -934,19 +934,25 @@ class Spools:
         for bid, sock in brokers.items():
             if bid in self.exclude:
                 continue
-            d = owner_directory(self.root, BrokerOwner(bid), sock)
             try:
-                has = any(p.suffix == ".seg" for p in d.iterdir())
-            except OSError:
-                continue
-            if has:
-                try:
-                    sl = self.lane(sock, BrokerOwner(bid))
-                except ProducerLimitError as exc:  # replayed on its first use instead
-                    guarded(log.error, "[%s] spool replay not started: %s", bid, exc)
-                    continue
-                sl.wants_replay = True
-                SENDER.add(sl)
+                self.replay_subscriber(sock, BrokerOwner(bid))
+            except ProducerLimitError as exc:  # replayed on its first use instead
+                guarded(log.error, "[%s] spool replay not started: %s", bid, exc)
+
+    def replay_subscriber(self, socket: KafkaSocket, owner: LaneOwner) -> SpooledLane | None:
+        """The lane of ``owner``, replaying in the background, if its directory holds
+        records; ``None`` (nothing opened) otherwise."""
+        d = owner_directory(self.root, owner, socket)
+        try:
+            has = any(p.suffix == ".seg" for p in d.iterdir())
+        except OSError:
+            return None
+        if not has:
+            return None
+        sl = self.lane(socket, owner)
+        sl.wants_replay = True
+        SENDER.add(sl)
+        return sl
 
     def wait_adopted(self, deadline: float) -> None:
         """Wait (bounded) until lanes scheduled for replay have adopted what is on disk."""
