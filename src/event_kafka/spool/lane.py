@@ -24,12 +24,14 @@ through a :class:`SpooledLane`: one owner directory of the on-disk store
   than ``message.timeout.ms`` fails nothing and "possibly persisted" records are not sent
   twice. Exactly one report per accepted record.
 * **Replay.** Records left by processes that are gone (their writer's lock is free) are
-  adopted when the owner is first used in a process, and for broker_ids that have a
-  directory with records, from construction on (in the background). They are deduplicated
-  against the topic's tail (``offsets_for_times`` from their oldest timestamp minus
-  :data:`~event_kafka.spool.dedupe.SLACK_MS`, every partition, ``ek-spool-id`` headers),
-  then sent in sequence order per writer before this process's own records of that owner
-  go direct (so per-key order holds across a restart). Their reports have
+  adopted in the background: for broker_ids whose directory holds records from
+  construction on, for a ``kafka:`` subscriber from its ``subscribe()``, otherwise at the
+  owner's first use in a process, and every 30 s after (a forked sibling that died). They
+  are deduplicated against the topic's tail (``offsets_for_times`` from their oldest
+  timestamp minus :data:`~event_kafka.spool.dedupe.SLACK_MS`, every partition,
+  ``ek-spool-id`` headers), then sent merged by append time (each writer in sequence order)
+  before this process's own records of that owner go direct (per-key order holds across
+  restarts). Their reports have
   ``replayed=True``; the report route is looked up by the record's route name at report time
   (an unknown name is counted, ``unknown_route``, and logged). ``on_report`` callables live
   in memory only: a replayed record has its route's report, never its ``on_report``.
