@@ -378,11 +378,19 @@ class EventKafka:
         planned stop of such a host.
         """
         deadline = time.monotonic() + timeout
-        if self.spool is not None:
+        spool = self.spool
+        if spool is not None:
             # Records left on disk by a previous process count once they are adopted.
-            self.spool.wait_adopted(deadline)
+            spool.wait_adopted(deadline)
         while True:
+            # Records changing hands (a reload's old lane to the new one) are in no lane; read
+            # before the lanes: a hand-over counts in the lanes before it leaves unsettled().
+            moving = spool.unsettled() if spool is not None else 0
             left = self.in_flight()
+            if moving and not left and time.monotonic() < deadline:
+                time.sleep(0.005)  # the sender thread finishes the hand-over shortly
+                continue
+            left += moving
             if left == 0 or time.monotonic() >= deadline:
                 return left
             # Routes may publish again from their reports: hence the loop.

@@ -78,6 +78,8 @@ broker_ids = ["[k1]127.0.0.1:{closed_port}/t", "[k2]127.0.0.1:{closed_port}/t"]
 dir = "spool"
 max_bytes = 4096
 exclude_broker_ids = ["k2"]
+[kafka]
+flush_timeout = 0.5
 [mi]
 listen = "127.0.0.1:0"
 [metrics]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,7 +14,7 @@ import orjson
 
 from event_kafka import EventKafka
 from event_kafka.devkafka import LocalKafka, Record, TansuBroker
-from event_kafka.report import report_future
+from event_kafka.report import Report, report_future
 from event_kafka.spool.dedupe import SPOOL_HEADER, parse_id
 
 Broker = LocalKafka | TansuBroker
@@ -66,9 +67,11 @@ def test_event_records_left_by_a_process_go_before_the_next_ones(
     ek2 = EventKafka(spool_dir=tmp_path)
     ek2.publish_event("E_CDR")
     ek2.subscribe("E_CDR", f"kafka:{kafka_broker.bootstrap}/{topic}")
-    assert ek2.raise_event("E_CDR", {"n": 5}) == 1
+    # Subscribing is enough: the replay starts, and flush() waits for it.
     assert ek2.flush(30) == 0
     assert ek2.stats()["spool"][0]["replayed"] == 5
+    assert ek2.raise_event("E_CDR", {"n": 5}) == 1
+    assert ek2.flush(30) == 0
     assert ek2.close(5) == 0
     records = consume(topic, expect=6)
     assert [orjson.loads(r.value or b"")["params"]["n"] for r in records] == list(range(6))
@@ -120,3 +123,30 @@ def test_without_spool_dir_nothing_changes() -> None:
         "assert not [m for m in sys.modules if m.startswith('event_kafka.spool')], sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_reload_hands_what_the_old_broker_id_left_to_the_new_one(
+    kafka_broker: Broker,
+    topic: str,
+    consume: Callable[..., list[Record]],
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))
+        port = dead.getsockname()[1]
+        ek = EventKafka([f"[k1]127.0.0.1:{port}/{topic}"], spool_dir=tmp_path, flush_timeout=0.3)
+        reports: list[Report] = []
+        ek.add_report_route("r", reports.append)
+        for i in range(5):
+            assert ek.kafka_publish("k1", f"old{i}", report_route="r") == 1
+        # A reload points k1 at the real broker: the old lane gives up after flush_timeout
+        # and its records, left in k1's directory, are taken over by the new lane.
+        ek.set_broker_ids([f"[k1]{kafka_broker.bootstrap}/{topic}"])
+        assert ek.kafka_publish("k1", "new", report_route="r") == 1
+        assert ek.flush(30) == 0  # counts the records changing hands too
+    assert sorted(r.kafka_msg for r in reports) == ["new", *(f"old{i}" for i in range(5))]
+    assert all(r.ok for r in reports)
+    assert ek.close(5) == 0
+    assert sorted(r.value or b"" for r in consume(topic, expect=6)) == sorted(
+        f"{m}".encode() for m in ["new", *(f"old{i}" for i in range(5))]
+    )

@@ -11,6 +11,7 @@ import random
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,11 +28,13 @@ from event_kafka.spool import (
 )
 from event_kafka.spool import store as store_mod
 from event_kafka.spool.acks import AckState, load_acks, save_acks
+from event_kafka.spool.background import background
 from tests.support.waiting import wait_until
 
 
 def _segments(d: Path) -> list[str]:
-    return sorted(p.name for p in d.iterdir() if p.name.endswith(".seg"))
+    """Segments holding records (not the empty one the background thread makes ahead)."""
+    return sorted(p.name for p in d.iterdir() if p.name.endswith(".seg") and p.stat().st_size)
 
 
 def _seqs(spool: OwnerSpool, writer: str, after: int = 0) -> list[int]:
@@ -93,6 +96,7 @@ def test_rotation_and_fully_acked_segments_are_deleted(spool: OwnerSpool) -> Non
     # Out of order, newest first: segments are deleted only once all their records are.
     for r in reversed(recs[:60]):
         spool.ack(w, r.seq)
+    spool.sync()  # the background thread unlinks (a big file takes milliseconds)
     left = _segments(spool.directory)
     assert left[0] != segs[0] and len(left) < len(segs)
     assert spool.pending_bytes() < full
@@ -100,6 +104,7 @@ def test_rotation_and_fully_acked_segments_are_deleted(spool: OwnerSpool) -> Non
     assert _seqs(spool, w) == list(range(61, 201))
     for r in recs[60:]:
         spool.ack(w, r.seq)
+    spool.sync()
     # Everything acked: only the current segment stays (a live writer keeps appending to it).
     assert _segments(spool.directory) == [left[-1]]
     assert spool.pending() == 0
@@ -206,8 +211,10 @@ def test_a_reader_racing_appends_and_rotations_never_skips_a_record(tmp_path: Pa
     th = threading.Thread(target=writer)
     th.start()
     cursor = 0
+    deadline = time.monotonic() + 60
     try:
         while cursor < n:
+            assert time.monotonic() < deadline, f"stuck at {cursor} of {n}"
             finished = done.is_set()
             for r in s.read(w, cursor):
                 assert r.seq == cursor + 1, f"read {r.seq} after {cursor}"
@@ -308,6 +315,58 @@ def test_acks_are_persisted_in_the_background(spool: OwnerSpool) -> None:
         return path.exists() and orjson.loads(path.read_bytes()) == {"low": 3, "ranges": [[7, 7]]}
 
     wait_until(saved, timeout=5, what="the background thread to save the acks")
+
+
+def test_spools_of_a_process_share_one_background_thread(tmp_path: Path) -> None:
+    def syncers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "ek-spool-sync"]
+
+    spools = [OwnerSpool(tmp_path / str(i), SpoolSettings(fsync=0.02)) for i in range(8)]
+    try:
+        for s in spools:
+            s.ack(s.writer_id, s.append(b"v").seq)
+            s.append(b"w")
+        assert len(syncers()) == 1
+
+        def all_saved() -> bool:
+            return all(
+                (s.directory / f"{s.writer_id}.ack").exists()
+                and orjson.loads((s.directory / f"{s.writer_id}.ack").read_bytes())["low"] == 1
+                for s in spools
+            )
+
+        wait_until(all_saved, timeout=5, what="every spool's acks saved by the one thread")
+    finally:
+        for s in spools:
+            s.close()
+    assert not [s for s in spools if s in background._work]
+    if not list(background._work):  # other tests of this session may hold spools open
+        wait_until(lambda: not syncers(), timeout=5, what="the thread to end with the last spool")
+
+
+def test_next_segment_is_made_ahead_and_a_crash_leaves_it_unreported(tmp_path: Path) -> None:
+    s = OwnerSpool(tmp_path, SpoolSettings(segment_bytes=4096))
+    w = s.writer_id
+    while s.pending_bytes() < 3000:  # past half: the background thread makes segment 2
+        s.append(b"x" * 100)
+    spare = tmp_path / f"{w}-00000002.seg"
+    wait_until(spare.exists, timeout=5, what="the next segment made ahead")
+    ino = spare.stat().st_ino
+    while len(_segments(tmp_path)) < 2:
+        s.append(b"x" * 100)
+    assert spare.stat().st_ino == ino and spare.stat().st_size  # rotated into it
+    while spare.stat().st_size < 3000:
+        s.append(b"x" * 100)
+    wait_until((tmp_path / f"{w}-00000003.seg").exists, timeout=5, what="segment 3 ahead")
+    s._pid = -1  # a crash, as far as the files go: every descriptor closed, nothing written
+    s.after_fork_in_child()
+    t = OwnerSpool(tmp_path, SpoolSettings())
+    try:
+        assert t.adopt() == [w]
+        assert not t.recovery.files  # the unused spare is no damage
+        assert not (tmp_path / f"{w}-00000003.seg").exists()
+    finally:
+        t.close()
 
 
 def test_size_limit_refuses_then_accepts_once_acked(tmp_path: Path) -> None:

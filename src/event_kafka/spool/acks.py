@@ -15,7 +15,7 @@ from bisect import bisect_right
 
 import orjson
 
-from .segment import open_regular
+from .files import open_regular
 
 __all__ = ["AckState", "load_acks", "save_acks"]
 

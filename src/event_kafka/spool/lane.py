@@ -24,12 +24,14 @@ through a :class:`SpooledLane`: one owner directory of the on-disk store
   than ``message.timeout.ms`` fails nothing and "possibly persisted" records are not sent
   twice. Exactly one report per accepted record.
 * **Replay.** Records left by processes that are gone (their writer's lock is free) are
-  adopted when the owner is first used in a process, and for broker_ids that have a
-  directory with records, from construction on (in the background). They are deduplicated
-  against the topic's tail (``offsets_for_times`` from their oldest timestamp minus
-  :data:`~event_kafka.spool.dedupe.SLACK_MS`, every partition, ``ek-spool-id`` headers),
-  then sent in sequence order per writer before this process's own records of that owner
-  go direct (so per-key order holds across a restart). Their reports have
+  adopted in the background: for broker_ids whose directory holds records from
+  construction on, for a ``kafka:`` subscriber from its ``subscribe()``, otherwise at the
+  owner's first use in a process, and every 30 s after (a forked sibling that died). They
+  are deduplicated against the topic's tail (``offsets_for_times`` from their oldest
+  timestamp minus :data:`~event_kafka.spool.dedupe.SLACK_MS`, every partition,
+  ``ek-spool-id`` headers), then sent merged by append time (each writer in sequence order)
+  before this process's own records of that owner go direct (per-key order holds across
+  restarts). Their reports have
   ``replayed=True``; the report route is looked up by the record's route name at report time
   (an unknown name is counted, ``unknown_route``, and logged). ``on_report`` callables live
   in memory only: a replayed record has its route's report, never its ``on_report``.
@@ -67,17 +69,18 @@ from confluent_kafka import KafkaError, KafkaException
 from .. import forksafe
 from ..poller import POLLER, guarded
 from ..producer.lane import Lane
+from ..producer.pool import ProducerLimitError
 from ..producer.shared import _Closed, _LibrdkafkaLogger
 from ..ratelimit import RateLimitedLog
 from ..report import Delivery, Report, RouteWorker
 from ..statistics import BrokerOwner, LaneCounters, LaneOwner, Tally
-from . import dedupe
+from . import OwnerSpool, SpoolError, SpoolFullError, dedupe
 from .sender import IDLE, SENDER, WAITING, WORKED
 
 if TYPE_CHECKING:
     from ..kafka_socket import KafkaSocket
     from ..producer import ProducerPool
-    from . import OwnerSpool, SpoolRecord, SpoolSettings
+    from . import SpoolRecord, SpoolSettings
 
 __all__ = ["EXPIRED_REASON", "SpoolRoute", "SpooledLane", "Spools", "owner_directory"]
 
@@ -288,6 +291,7 @@ class SpooledLane:
         self.accepting = True
         self.stopping = False
         self.finished = False  # stopped and its store closed
+        self.finishing = False
         self.retire_at: float | None = None
         self.wants_replay = False  # open and adopt on the sender thread (construction)
         self._reset()
@@ -296,7 +300,6 @@ class SpooledLane:
     def _reset(self) -> None:
         self.store: OwnerSpool | None = None
         self.need_adopt = False  # the sender adopts dead writers, then sending starts
-        self._appended = 0  # records this process appended
         self._next_adopt = 0.0
         self.own: str | None = None
         self.direct = False  # set once the store is open and nothing waits
@@ -352,8 +355,6 @@ class SpooledLane:
             key = key.encode()
         if not isinstance(value, bytes | None) or not isinstance(key, bytes | None):
             raise TypeError("message and key must be str or bytes")
-        from . import SpoolError, SpoolFullError
-
         with self._lock:
             if not self.accepting:  # again, under the lock: close() may have begun
                 lane.rejected_closed += 1
@@ -365,7 +366,6 @@ class SpooledLane:
                 return self._refused("spool_full", exc)
             except SpoolError as exc:
                 return self._refused("spool_error", exc)
-            self._appended += 1
             if self.write_error is not None:
                 self.write_error = None
             if on_report is not None:
@@ -410,8 +410,6 @@ class SpooledLane:
         """Open this process's writer (under the lock) and register with the sender, which
         adopts the writers of dead processes (a scan of their files: not on the caller's
         thread). Until then records wait on disk. Raises SpoolError."""
-        from . import OwnerSpool
-
         store = OwnerSpool(self.directory, self.hub.settings)
         self.own = store.writer_id
         self.need_adopt = True
@@ -423,12 +421,15 @@ class SpooledLane:
     def _adopt(self, store: OwnerSpool) -> None:
         """Adopt the writers of dead processes (sender thread, once per process and owner).
 
-        The scan runs without the owner's lock (publishers keep appending). Nothing of ours
-        was sent or acked before this, so what is pending beyond our own appends is what was
-        adopted."""
-        writers = store.adopt()
+        The scan runs without the owner's lock (publishers keep appending). The adopted
+        records are counted by reading them (nobody acks them before we send them; our own
+        acks make the store's pending() useless for that)."""
+        writers = [w for w in store.adopt() if w != self.own]
+        count = getattr(store, "pending_of", None)
+        adopted = 0
+        for w in writers:
+            adopted += count(w) if count is not None else sum(1 for _ in store.read(w, 0))
         with self._lock:
-            adopted = max(store.pending() - self._appended, 0) if writers else 0
             self.adopted += adopted
             for w in writers:
                 if w not in self.writers and w != self.own:
@@ -600,8 +601,6 @@ class SpooledLane:
         if self.store is None:
             if not self.wants_replay:
                 return IDLE
-            from . import SpoolError
-
             with self._lock:
                 if self.store is None:
                     try:
@@ -937,15 +936,25 @@ class Spools:
         for bid, sock in brokers.items():
             if bid in self.exclude:
                 continue
-            d = owner_directory(self.root, BrokerOwner(bid), sock)
             try:
-                has = any(p.suffix == ".seg" for p in d.iterdir())
-            except OSError:
-                continue
-            if has:
-                sl = self.lane(sock, BrokerOwner(bid))
-                sl.wants_replay = True
-                SENDER.add(sl)
+                self.replay_subscriber(sock, BrokerOwner(bid))
+            except ProducerLimitError as exc:  # replayed on its first use instead
+                guarded(log.error, "[%s] spool replay not started: %s", bid, exc)
+
+    def replay_subscriber(self, socket: KafkaSocket, owner: LaneOwner) -> SpooledLane | None:
+        """The lane of ``owner``, replaying in the background, if its directory holds
+        records; ``None`` (nothing opened) otherwise."""
+        d = owner_directory(self.root, owner, socket)
+        try:
+            has = any(p.suffix == ".seg" for p in d.iterdir())
+        except OSError:
+            return None
+        if not has:
+            return None
+        sl = self.lane(socket, owner)
+        sl.wants_replay = True
+        SENDER.add(sl)
+        return sl
 
     def wait_adopted(self, deadline: float) -> None:
         """Wait (bounded) until lanes scheduled for replay have adopted what is on disk."""
@@ -955,7 +964,19 @@ class Spools:
             ):
                 return
             SENDER.wake()
-            time.sleep(0.005)
+            time.sleep(0.005)  # adoption is a directory scan on the sender thread: short
+
+    def unsettled(self) -> int:
+        """Records in no lane's count yet: on disk behind a released lane that is stopping
+        (its heir adopts them once it finished), or (1 each) lanes still to adopt."""
+        n = 0
+        for sl in self.lanes:
+            if sl.stopping and sl.retire_at is not None and not sl.finished:
+                ln = sl.lane
+                n += max(ln._accepted.value + sl.adopted - ln.delivered - ln.failed - sl.held, 0)
+            elif sl.need_adopt or (sl.wants_replay and sl.store is None):
+                n += 1
+        return n
 
     def release(self, sl: SpooledLane) -> None:
         """A lane is no longer used (reload, unsubscribe): it keeps sending for
@@ -992,33 +1013,36 @@ class Spools:
         left = 0
         for sl in lanes:
             with self._lock:
-                if sl not in self._all:
+                if sl.finishing:
                     continue
-                self._all.remove(sl)
+                sl.finishing = True
             n = max(sl.lane._accepted.value + sl.adopted - sl.lane.delivered - sl.lane.failed, 0)
-            sl.finished = True  # the pool no longer waits for these
-            sl.left = n
-            left += n
-            self.left += n
             SENDER.remove(sl)
             store = sl.store
             if store is not None:
                 try:
-                    store.close()
+                    store.close()  # unlocks its writers: an heir may adopt them now
                 except Exception as exc:
                     guarded(log.error, "[%s] spool close: %r", sl.owner.name, exc)
             with self._lock:
                 heirs = [o for o in self._all if o.directory == sl.directory and o.store]
-            for o in heirs:  # a reload's new lane for the same owner takes what is left
-                o.need_adopt = True
-                SENDER.wake()
+                for o in heirs:  # a reload's new lane for the same owner takes what is left
+                    o.need_adopt = True
+                # Only now (flush() counts them through this lane until an heir adopts).
+                self._all.remove(sl)
+                sl.finished = True  # the pool no longer waits for these
+            SENDER.wake()
+            sl.left = n
+            left += n
+            self.left += n
             if n:
                 guarded(
                     log.warning,
-                    "[%s] %d record(s) left in the spool %s for the next process",
+                    "[%s] %d record(s) left in the spool %s%s",
                     sl.owner.name,
                     n,
                     sl.directory,
+                    " for the lane that replaces it" if heirs else " for the next process",
                 )
         return left
 

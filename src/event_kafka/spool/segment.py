@@ -7,10 +7,7 @@ frame is *skipped* (counted); damage running to the end of the file is a torn ta
 
 from __future__ import annotations
 
-import errno
-import os
 import re
-import stat
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,7 +21,6 @@ __all__ = [
     "Scan",
     "Segment",
     "classify",
-    "open_regular",
     "segment_name",
 ]
 
@@ -33,19 +29,6 @@ _NAME = re.compile(
     rf"(?P<w>{WRITER_RE})(?:-(?P<n>[0-9]{{8}})\.seg|\.lock|\.ack|\.ack\.tmp)|\.(?P<t>{WRITER_RE})\.lock\.tmp"
 )
 _CHUNK = 256 << 10
-
-
-def open_regular(path: str, flags: int = os.O_RDONLY) -> int:
-    """A descriptor of the regular file ``path``: never follows a symlink, never blocks on a
-    FIFO planted under a spool name. Raises OSError (EINVAL for other kinds of file)."""
-    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", path)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 def read_fully(f: BinaryIO, n: int) -> bytes:

@@ -14,7 +14,6 @@ import fcntl
 import logging
 import os
 import secrets
-import threading
 import time
 from bisect import bisect_right
 from collections.abc import Generator, Iterator
@@ -24,27 +23,19 @@ from typing import Literal
 
 from .. import forksafe
 from ..errors import ConfigError, SpoolError, SpoolFullError
-from ..ratelimit import RateLimitedLog
-from .acks import AckState, load_acks, save_acks
+from .acks import AckState, save_acks
+from .background import background
+from .files import close_fd, errlog, fsync_dir, mkdirs, open_regular, spool_error, unlink
 from .record import SpoolRecord, body_seq, decode_body, encode_frame
-from .segment import (
-    FileRecovery,
-    RecoveryReport,
-    Scan,
-    Segment,
-    classify,
-    open_regular,
-    segment_name,
-)
+from .recovery import drop_stale_locktmp, scan_writer, try_lock
+from .segment import FileRecovery, RecoveryReport, Scan, Segment, classify, segment_name
 
 __all__ = ["FsyncPolicy", "OwnerSpool", "SpoolSettings"]
 
 log = logging.getLogger("event_kafka.spool")
-_errlog = RateLimitedLog(log, 10.0)
 
 FsyncPolicy = Literal["never", "always"] | float
 ACK_PERIOD = 0.1  # seconds between persists of the acks (a crash forgets at most this much)
-_STALE_TMP_S = 60.0  # a writer's lock file is named within microseconds of its creation
 _MAX_REPORTED = 1000  # unknown files reported per spool (a directory full of junk stays bounded)
 _OPEN_SEG = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
 
@@ -87,57 +78,12 @@ class _Writer:
     acks: AckState = field(default_factory=AckState)
     last_seq: int = 0
     fd: int = -1  # own writer: the current segment, open O_APPEND (-1: none yet)
-    seg_n: int = 0  # own writer: number of the last segment created
+    seg_n: int = 0  # own writer: the last segment number taken (created or being created)
+    spare: tuple[int, str, int] | None = None  # own writer: next segment made ahead (n, path, fd)
 
 
 def _first_seq(s: Segment) -> int:
     return s.first_seq
-
-
-def _error(what: str, path: str, e: OSError) -> SpoolError:
-    code = e.errno
-    text = os.strerror(code) if code else str(e)
-    name = errno_mod.errorcode.get(code, "?") if code else "?"
-    return SpoolError(f"spool: {what} {path}: {text} ({name})", code, path)
-
-
-def _mkdirs(path: str) -> None:
-    """mkdir -p where every directory created is 0o700 (makedirs gives the parents the
-    umask's default: they would show broker_ids and event names to every user)."""
-    missing = []
-    p = path
-    while not os.path.isdir(p):
-        missing.append(p)
-        parent = os.path.dirname(p)
-        if parent == p:
-            break
-        p = parent
-    for d in reversed(missing):
-        try:
-            os.mkdir(d, 0o700)
-        except FileExistsError:
-            if not os.path.isdir(d):
-                raise _error(
-                    "cannot create the spool directory",
-                    d,
-                    FileExistsError(errno_mod.EEXIST, "File exists"),
-                ) from None
-        except OSError as e:
-            raise _error("cannot create the spool directory", d, e) from None
-
-
-def _close(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        os.close(fd)
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        _errlog.warning("spool: cannot delete %s: %s", path, os.strerror(e.errno or 0))
 
 
 class OwnerSpool:
@@ -167,13 +113,14 @@ class OwnerSpool:
         fs = settings.fsync
         self._interval: float | None = None if isinstance(fs, str) else float(fs)
         self._lock = forksafe.lock()
-        self._persist_lock = forksafe.lock()  # serialises ack-file writes and cleanups
-        self._stop = forksafe.event()
+        # Serialises the background work (fsyncs, ack files, deleting finished writers) with
+        # sync() and close(): never an fsync of a descriptor that close() is closing.
+        self._bg_lock = forksafe.lock()
         self.recovery = RecoveryReport()
         self._reported: set[str] = set()
         self._closed = False
         self._reset()
-        _mkdirs(self._dir)
+        mkdirs(self._dir)
         with self._lock:
             self._open_writer()
         forksafe.register(self)
@@ -184,11 +131,13 @@ class OwnerSpool:
         self._writers: dict[str, _Writer] = {}
         self._finished: list[_Writer] = []  # writers with nothing left: files to delete
         self._retired: list[int] = []  # segment fds to fsync then close (interval policy)
+        self._doomed: list[str] = []  # acked segments to unlink (background)
         self._bytes = 0
         self._pending = 0
         self._unsynced = False
         self._dir_dirty = False
-        self._thread: threading.Thread | None = None
+        self._registered = False  # with the process's background thread
+        self._next_fsync = self._next_ack = 0.0
 
     # -- writer ------------------------------------------------------------------------------
 
@@ -213,7 +162,7 @@ class OwnerSpool:
                 if e.errno != errno_mod.ENOENT or attempt == 3:
                     raise
                 with contextlib.suppress(SpoolError):
-                    _mkdirs(self._dir)
+                    mkdirs(self._dir)
                 continue
             self._writer = self._writers[nw.id] = nw
             return nw
@@ -226,7 +175,7 @@ class OwnerSpool:
         try:
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as e:
-            raise _error("cannot create the writer lock", tmp, e) from None
+            raise spool_error("cannot create the writer lock", tmp, e) from None
         try:
             # Locked before it gets its name, so that no adopter can ever take a live writer.
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -234,11 +183,11 @@ class OwnerSpool:
                 os.write(fd, b"%d\n" % os.getpid())
             os.rename(tmp, path)
         except OSError as e:
-            _close(fd)
-            _unlink(tmp)
-            raise _error("cannot create the writer lock", path, e) from None
+            close_fd(fd)
+            unlink(tmp)
+            raise spool_error("cannot create the writer lock", path, e) from None
         if self._always or self._interval is not None:
-            self._fsync_dir()
+            fsync_dir(self._dir)
         return _Writer(wid, fd, own=True)
 
     # -- hot path ----------------------------------------------------------------------------
@@ -274,7 +223,7 @@ class OwnerSpool:
                     os.fdatasync(w.fd)
             except OSError as e:
                 self._undo(w, seg)
-                raise _error("cannot write", seg.path, e) from None
+                raise spool_error("cannot write", seg.path, e) from None
             seg.size += n
             seg.last_seq = seq
             seg.live += 1
@@ -282,8 +231,8 @@ class OwnerSpool:
             self._bytes += n
             self._pending += 1
             self._unsynced = True
-            if self._thread is None:
-                self._start_thread()
+            if not self._registered:
+                self._register()
         return SpoolRecord(w.id, seq, ts_ms, key, value, headers, route)
 
     def _undo(self, w: _Writer, seg: Segment) -> None:
@@ -314,39 +263,64 @@ class OwnerSpool:
             )
 
     def _rotate(self, w: _Writer) -> None:
-        n = w.seg_n + 1
-        path = os.path.join(self._dir, segment_name(w.id, n))
-        try:
-            fd = os.open(path, _OPEN_SEG, 0o600)
-        except OSError as e:
-            raise _error("cannot create segment", path, e) from None
+        if w.spare is not None:
+            # Made ahead by the background thread: creating a file can take milliseconds
+            # (the journal) and appends wait on this lock meanwhile.
+            n, path, fd = w.spare
+            w.spare = None
+        else:
+            n = w.seg_n + 1
+            path = os.path.join(self._dir, segment_name(w.id, n))
+            try:
+                fd = os.open(path, _OPEN_SEG, 0o600)
+            except OSError as e:
+                raise spool_error("cannot create segment", path, e) from None
+            w.seg_n = n
+            if self._always:
+                fsync_dir(self._dir)
+            elif self._interval is not None:
+                self._dir_dirty = True
         old = w.segments[-1] if w.fd >= 0 else None
         if old is not None:
             self._release_fd(w.fd)
-        w.fd, w.seg_n = fd, n
+        w.fd = fd
         w.segments.append(Segment(n, path, first_seq=w.last_seq + 1, last_seq=w.last_seq))
-        if self._always:
-            self._fsync_dir()
-        elif self._interval is not None:
-            self._dir_dirty = True
         if old is not None and old.live == 0:
             self._delete_segment(w, old)
+
+    def _make_spare(self) -> None:
+        """Create the own writer's next segment ahead of need once the current one is half
+        full (background thread, no lock held while the file is created)."""
+        with self._lock:
+            w = self._writer
+            if (
+                self._closed
+                or w is None
+                or w.spare is not None
+                or w.fd < 0
+                or w.segments[-1].size * 2 < self._segment_bytes
+            ):
+                return
+            n = w.seg_n = w.seg_n + 1  # taken: an inline rotation meanwhile uses the next
+        path = os.path.join(self._dir, segment_name(w.id, n))
+        try:
+            fd = os.open(path, _OPEN_SEG, 0o600)
+        except OSError:
+            return  # the rotation will try inline and report the error to the caller
+        if self._always or self._interval is not None:
+            fsync_dir(self._dir)
+        with self._lock:
+            if not self._closed and self._writer is w and w.fd >= 0 and w.segments[-1].n < n:
+                w.spare = (n, path, fd)
+                return
+        close_fd(fd)  # overtaken by an inline rotation (or closed): never out of order
+        unlink(path)
 
     def _release_fd(self, fd: int) -> None:
         if self._interval is not None:
             self._retired.append(fd)  # the background thread fsyncs then closes it
         else:
-            _close(fd)
-
-    def _fsync_dir(self) -> None:
-        try:
-            dfd = os.open(self._dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError as e:
-            _errlog.warning("spool: cannot fsync %s: %s", self._dir, os.strerror(e.errno or 0))
+            close_fd(fd)
 
     # -- acks --------------------------------------------------------------------------------
 
@@ -384,7 +358,8 @@ class OwnerSpool:
         w.segments.remove(seg)
         self._bytes -= seg.size
         self._pending -= seg.live
-        _unlink(seg.path)
+        # Unlinked by the background thread: a big file takes milliseconds to delete.
+        self._doomed.append(seg.path)
         if not w.own and not w.segments:
             del self._writers[w.id]
             self._finished.append(w)
@@ -429,7 +404,7 @@ class OwnerSpool:
             with self._lock:  # deleted: all its records were acked, unless it is still listed
                 return seg not in w.segments
         except OSError as e:
-            _errlog.warning("spool: cannot read %s: %s", seg.path, e.strerror)
+            errlog.warning("spool: cannot read %s: %s", seg.path, e.strerror)
             return False
         acks, lock = w.acks, self._lock
         try:
@@ -457,7 +432,7 @@ class OwnerSpool:
                     if scan.tail is not None:
                         return True  # damage at the end, lost: later segments follow
         except OSError as e:
-            _errlog.warning("spool: cannot read %s: %s", seg.path, e.strerror)
+            errlog.warning("spool: cannot read %s: %s", seg.path, e.strerror)
             return False
 
     # -- adoption ----------------------------------------------------------------------------
@@ -481,9 +456,9 @@ class OwnerSpool:
         locked: dict[str, int] = {}
         for wid, kind in {(c[0], c[1]) for c in map(classify, names) if c}:
             if kind == "locktmp":
-                self._drop_stale_locktmp(wid)
+                drop_stale_locktmp(self._dir, wid)
             elif wid != own and wid not in known and wid not in locked:
-                fd = self._try_lock(wid)
+                fd = try_lock(self._dir, wid)
                 if fd is not None:
                     locked[wid] = fd
         self._report_unknown(names)
@@ -496,19 +471,20 @@ class OwnerSpool:
                 groups[c[0]].append((c[2], name))
         adopted = []
         for wid in sorted(locked):
-            w = self._scan_writer(wid, locked[wid], sorted(groups[wid]))
+            acks, segs, last = scan_writer(self._dir, wid, sorted(groups[wid]), self._report)
+            w = _Writer(wid, locked[wid], own=False, segments=segs, acks=acks, last_seq=last)
             with self._lock:
                 if not w.segments:
                     self._finished.append(w)
                 elif self._closed or os.getpid() != self._pid:
-                    _close(w.lock_fd)  # closed (or forked) meanwhile: leave it
+                    close_fd(w.lock_fd)  # closed (or forked) meanwhile: leave it
                 else:
                     self._writers[wid] = w
                     self._bytes += sum(s.size for s in w.segments)
                     self._pending += sum(s.live for s in w.segments)
                     adopted.append(wid)
-                    if self._thread is None:
-                        self._start_thread()
+                    if not self._registered:
+                        self._register()
         if self._finished:
             self._persist()
         return adopted
@@ -517,47 +493,8 @@ class OwnerSpool:
         try:
             return os.listdir(self._dir)
         except OSError as e:
-            _errlog.warning("spool: cannot list %s: %s", self._dir, os.strerror(e.errno or 0))
+            errlog.warning("spool: cannot list %s: %s", self._dir, e.strerror)
             return []
-
-    def _try_lock(self, wid: str) -> int | None:
-        """The flock'ed lock fd of dead writer ``wid``, or None (alive, or taken by another)."""
-        path = os.path.join(self._dir, f"{wid}.lock")
-        try:
-            fd = open_regular(path, os.O_RDWR | os.O_CREAT)
-        except OSError as e:
-            _errlog.warning("spool: cannot open %s: %s", path, e.strerror)
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            # An adopter that finished before we opened it deleted that file: ours is stale.
-            st, fst = os.stat(path), os.fstat(fd)
-            if (st.st_ino, st.st_dev) != (fst.st_ino, fst.st_dev):
-                raise FileNotFoundError
-        except OSError:
-            _close(fd)
-            return None
-        return fd
-
-    def _drop_stale_locktmp(self, wid: str) -> None:
-        """A writer that died between creating and naming its lock file left nothing else.
-
-        Its creator holds it unlocked for a moment (between open and flock): only a file
-        older than :data:`_STALE_TMP_S` and not locked is stale."""
-        path = os.path.join(self._dir, f".{wid}.lock.tmp")
-        try:
-            fd = open_regular(path, os.O_RDWR)
-        except OSError:
-            return
-        try:
-            if time.time() - os.fstat(fd).st_mtime < _STALE_TMP_S:
-                return
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            _unlink(path)
-        except OSError:
-            pass  # being created right now
-        finally:
-            _close(fd)
 
     def _report_unknown(self, names: list[str]) -> None:
         for name in names:
@@ -582,82 +519,33 @@ class OwnerSpool:
             fr.skipped_regions,
         )
 
-    def _scan_writer(self, wid: str, lock_fd: int, segs: list[tuple[int, str]]) -> _Writer:
-        """Recover a locked dead writer from its files (no spool lock held: nobody else
-        touches them)."""
-        ack_path = os.path.join(self._dir, f"{wid}.ack")
-        _unlink(ack_path + ".tmp")
-        acks, note = load_acks(ack_path)
-        if note:
-            self._report(FileRecovery(ack_path, note=note))
-        w = _Writer(wid, lock_fd, own=False, acks=acks)
-        prev = 0
-        for n, name in segs:
-            path = os.path.join(self._dir, name)
-            fr = FileRecovery(path)
-            seg = Segment(n, path)
-            try:
-                with open(open_regular(path, os.O_RDWR), "rb", buffering=0) as f:
-                    size = os.fstat(f.fileno()).st_size
-                    scan = Scan(f, 0, size)
-                    for _off, _nxt, body in scan.frames():
-                        seq = body_seq(body)
-                        if seq <= prev:
-                            fr.skipped_regions += 1  # CRC-valid but out of place: ignore
-                            continue
-                        if seq > prev + 1:
-                            acks.add_gap(prev + 1, seq - 1)  # lost to damage (or deleted)
-                        prev = seq
-                        fr.records += 1
-                        if not seg.first_seq:
-                            seg.first_seq = seq
-                        seg.last_seq = seq
-                        if not acks.acked(seq):
-                            seg.live += 1
-                    if scan.tail is not None:
-                        fr.cut_bytes = size - scan.tail
-                        size = scan.tail
-                        os.ftruncate(f.fileno(), size)
-                fr.skipped_bytes = scan.skipped_bytes
-                fr.skipped_regions += scan.skipped_regions
-            except OSError as e:
-                fr.note = f"unreadable, left in place: {e.strerror}"
-                self._report(fr)
-                continue
-            seg.size = size
-            if not fr.records:
-                fr.note = fr.note or ("empty segment, deleted" if not size else "deleted")
-            if fr.note or fr.cut_bytes or fr.skipped_bytes or fr.skipped_regions:
-                self._report(fr)
-            if seg.live:
-                w.segments.append(seg)
-            else:
-                _unlink(path)
-        w.last_seq = prev
-        if prev:
-            acks.dirty = True
-        return w
-
     # -- background: fsync and ack persistence ----------------------------------------------
 
-    def _start_thread(self) -> None:
-        t = threading.Thread(target=self._run, name="ek-spool-sync", daemon=True)
-        self._thread = t
-        t.start()
+    def _register(self) -> None:
+        self._registered = True
+        now = time.monotonic()
+        self._next_ack = now + ACK_PERIOD
+        self._next_fsync = now + (self._interval or 0.0)
+        background.add(self)
 
-    def _run(self) -> None:
-        interval = self._interval
-        period = min(interval, ACK_PERIOD) if interval else ACK_PERIOD
-        next_ack = time.monotonic() + ACK_PERIOD
-        while not self._stop.wait(period):
-            try:
-                if interval is not None:
-                    self._fsync_pass()
-                if time.monotonic() >= next_ack:
-                    next_ack = time.monotonic() + ACK_PERIOD
-                    self._persist()
-            except Exception:
-                log.exception("spool %s: background sync failed", self._dir)
+    def _background_step(self, now: float) -> float:
+        """Fsync and persist the acks when due (the background thread); returns the time
+        until the next is due."""
+        with self._bg_lock:
+            if self._closed:
+                return ACK_PERIOD
+            interval = self._interval
+            if interval is not None and now >= self._next_fsync:
+                self._next_fsync = now + interval
+                self._fsync_pass()
+            if now >= self._next_ack:
+                self._next_ack = now + ACK_PERIOD
+                self._persist_locked()
+            elif self._doomed:
+                self._unlink_doomed()
+            self._make_spare()
+            due = self._next_ack if interval is None else min(self._next_ack, self._next_fsync)
+        return max(due - now, 0.001)
 
     def _fsync_pass(self) -> None:
         with self._lock:
@@ -669,46 +557,59 @@ class OwnerSpool:
         for rfd in retired:
             with contextlib.suppress(OSError):
                 os.fdatasync(rfd)
-            _close(rfd)
+            close_fd(rfd)
         if fd >= 0:
             try:
                 os.fdatasync(fd)
             except OSError as e:
-                _errlog.warning("spool %s: fsync failed: %s", self._dir, os.strerror(e.errno or 0))
+                errlog.warning("spool %s: fsync failed: %s", self._dir, e.strerror)
         if dir_dirty:
-            self._fsync_dir()
+            fsync_dir(self._dir)
 
     def sync(self) -> None:
         """Persist the acks now and, unless the policy is "never", fsync what was written."""
-        if self._interval is not None:
-            self._fsync_pass()
-        self._persist()
+        with self._bg_lock:
+            if self._closed:
+                return
+            if self._interval is not None:
+                self._fsync_pass()
+            self._persist_locked()
+
+    def _unlink_doomed(self) -> None:
+        with self._lock:
+            doomed, self._doomed = self._doomed, []
+        for path in doomed:
+            unlink(path)
 
     def _persist(self) -> None:
+        with self._bg_lock:
+            self._persist_locked()
+
+    def _persist_locked(self) -> None:
         """Write the acks of writers whose state changed; delete the files of writers with
-        nothing left (their lock file last, then unlock)."""
-        with self._persist_lock:
-            with self._lock:
-                todo = []
-                for w in self._writers.values():
-                    if w.acks.dirty:
-                        w.acks.dirty = False
-                        todo.append((w, w.acks.to_json()))
-                finished, self._finished = self._finished, []
-            fsync = self._always or self._interval is not None
-            for w, data in todo:
-                path = os.path.join(self._dir, f"{w.id}.ack")
-                try:
-                    save_acks(path, data, fsync)
-                except OSError as e:
-                    w.acks.dirty = True
-                    _errlog.warning("spool: cannot save %s: %s", path, os.strerror(e.errno or 0))
-            for w in finished:
-                base = os.path.join(self._dir, w.id)
-                _unlink(base + ".ack.tmp")
-                _unlink(base + ".ack")
-                _unlink(base + ".lock")
-                _close(w.lock_fd)
+        nothing left (their lock file last, then unlock). ``_bg_lock`` held."""
+        self._unlink_doomed()  # segments before the lock files: never records without a lock
+        with self._lock:
+            todo = []
+            for w in self._writers.values():
+                if w.acks.dirty:
+                    w.acks.dirty = False
+                    todo.append((w, w.acks.to_json()))
+            finished, self._finished = self._finished, []
+        fsync = self._always or self._interval is not None
+        for w, data in todo:
+            path = os.path.join(self._dir, f"{w.id}.ack")
+            try:
+                save_acks(path, data, fsync)
+            except OSError as e:
+                w.acks.dirty = True
+                errlog.warning("spool: cannot save %s: %s", path, e.strerror)
+        for w in finished:
+            base = os.path.join(self._dir, w.id)
+            unlink(base + ".ack.tmp")
+            unlink(base + ".ack")
+            unlink(base + ".lock")
+            close_fd(w.lock_fd)
 
     # -- accounting, close, fork -------------------------------------------------------------
 
@@ -730,10 +631,11 @@ class OwnerSpool:
             if self._closed:
                 return
             self._closed = True
-            thread = self._thread
-        self._stop.set()
-        if thread is not None:
-            thread.join()
+        background.discard(self)
+        with self._bg_lock:
+            self._close_files()
+
+    def _close_files(self) -> None:
         with self._lock:
             w = self._writer
             if w is not None and w.fd >= 0:
@@ -741,23 +643,27 @@ class OwnerSpool:
                 if self._interval is not None and self._unsynced:
                     with contextlib.suppress(OSError):
                         os.fdatasync(w.fd)
-                _close(w.fd)
+                close_fd(w.fd)
                 w.fd = -1
                 if cur.live == 0:
                     self._delete_segment(w, cur)
+            if w is not None and w.spare is not None:
+                close_fd(w.spare[2])
+                self._doomed.append(w.spare[1])
+                w.spare = None
             for rfd in self._retired:
                 with contextlib.suppress(OSError):
                     os.fdatasync(rfd)
-                _close(rfd)
+                close_fd(rfd)
             self._retired = []
             for x in list(self._writers.values()):
                 if not x.segments:
                     del self._writers[x.id]
                     self._finished.append(x)
-        self._persist()
+        self._persist_locked()
         with self._lock:
             for x in self._writers.values():
-                _close(x.lock_fd)  # unlock: the next process adopts what is left
+                close_fd(x.lock_fd)  # unlock: the next process adopts what is left
             self._writers.clear()
             self._writer = None
 
@@ -772,8 +678,10 @@ class OwnerSpool:
         fds += self._retired
         if self._writer is not None and self._writer.fd >= 0:
             fds.append(self._writer.fd)
+        if self._writer is not None and self._writer.spare is not None:
+            fds.append(self._writer.spare[2])
         for fd in fds:
-            _close(fd)  # never flock(LOCK_UN): that would unlock the parent's writer too
+            close_fd(fd)  # never flock(LOCK_UN): that would unlock the parent's writer too
         self._reset()
 
     _after_fork_in_child = after_fork_in_child

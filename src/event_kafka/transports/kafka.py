@@ -195,6 +195,19 @@ class KafkaDestination(Destination):
         self.transport.pool.claim(self.socket.producer_key)
         self._claimed = True
 
+    def subscribed(self, event: str) -> None:
+        """Now a subscriber of ``event``: with a spool, records a previous process left in
+        its directory are replayed from now on (not only from the first event)."""
+        spool = self.transport.spool
+        if spool is None or self._lane is not None:
+            return
+        with self._lock:
+            if self._lane is None and not self._closed:
+                try:
+                    self._lane = spool.replay_subscriber(self.socket, EventOwner(event))
+                except (ProducerLimitError, RuntimeError) as exc:
+                    _log.error("kafka:%s: %s", self.print(), exc)
+
     def _open(self, event: str) -> Lane | SpooledLane | None:
         with self._lock:
             if self._lane is None and not self._closed:
