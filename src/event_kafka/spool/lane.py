@@ -366,6 +366,10 @@ class SpooledLane:
                 return self._refused("spool_full", exc)
             except SpoolError as exc:
                 return self._refused("spool_error", exc)
+            except ValueError as exc:  # a field too long for a spool frame: as too large
+                lane.rejected_too_large += 1
+                self._failog.warning("[%s] message rejected: %s", self.owner.name, exc)
+                return -1
             if self.write_error is not None:
                 self.write_error = None
             if on_report is not None:
@@ -437,10 +441,8 @@ class SpooledLane:
                     self.cursor.setdefault(w, 0)
                     self.dedupe_from[w] = 0
                     self.direct = False  # theirs go first (a later adoption: from now on)
-            self.need_adopt = False
-            self._next_adopt = (
-                time.monotonic() + ADOPT_INTERVAL
-            )  # flush() waits for this (adopted records counted)
+            self.need_adopt = False  # after the count: flush() waits for this
+            self._next_adopt = time.monotonic() + ADOPT_INTERVAL
         if writers:
             log.warning(
                 "[%s] spool: adopted %d record(s) of %d writer(s) gone from %s",
@@ -1025,7 +1027,9 @@ class Spools:
                 except Exception as exc:
                     guarded(log.error, "[%s] spool close: %r", sl.owner.name, exc)
             with self._lock:
-                heirs = [o for o in self._all if o.directory == sl.directory and o.store]
+                heirs = [
+                    o for o in self._all if o is not sl and o.directory == sl.directory and o.store
+                ]
                 for o in heirs:  # a reload's new lane for the same owner takes what is left
                     o.need_adopt = True
                 # Only now (flush() counts them through this lane until an heir adopts).
