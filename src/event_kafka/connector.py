@@ -97,6 +97,10 @@ class EventKafka:
         spool_fsync: ``"never"`` (default: survives the death of the process, not of the
             machine), ``"always"`` (fsync per record) or seconds between fsyncs.
         spool_exclude: broker_ids that publish without the spool.
+        spool_max_total_bytes: the most bytes of the whole spool (every owner directory of
+            this instance); ``None`` (default): only ``spool_max_bytes`` per owner. Set it
+            where subscribers can be added from outside (the MI): each new one is a
+            directory of up to ``spool_max_bytes``.
 
     Nothing connects at construction: producers are created on first use, per process.
     Report routes and ``on_report`` run on worker threads, never on the thread serving
@@ -118,6 +122,7 @@ class EventKafka:
         spool_max_age: float | None = None,
         spool_fsync: FsyncPolicy = "never",
         spool_exclude: Iterable[str] = (),
+        spool_max_total_bytes: int | None = None,
     ) -> None:
         self.brokers: dict[str, KafkaSocket] = _parse_broker_ids(broker_ids)
         self.event_header = event_header
@@ -142,6 +147,7 @@ class EventKafka:
             self.spool = _make_spools(
                 self, spool_dir, spool_max_bytes, spool_max_age, spool_fsync, spool_exclude
             )
+            self.spool.max_total_bytes = _check_total(spool_max_total_bytes)
         _instances.add(self)
 
     def set_broker_ids(self, broker_ids: Iterable[str] | Mapping[str, KafkaSocket]) -> None:
@@ -476,6 +482,12 @@ def _make_spools(
     )
     spools.replay_existing(ek.brokers)
     return spools
+
+
+def _check_total(value: object) -> int | None:
+    if value is not None and (type(value) is not int or value <= 0):
+        raise ConfigError(f"spool_max_total_bytes must be None or a positive int, not {value!r}")
+    return value
 
 
 def _check_message(message: object, key: object, tombstone: object) -> None:
