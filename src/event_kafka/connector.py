@@ -212,8 +212,9 @@ class EventKafka:
 
         Never blocks on the network. -1 means: unknown broker id, queue full (after
         ``queue_full_wait``), report backlog full, message over ``message.max.bytes``,
-        producer in a fatal state, ``max_producers`` reached, or closed — each counted in
-        :meth:`stats`. An empty key is a null key, as in OpenSIPS. With ``report_route``,
+        producer in a fatal state, ``max_producers`` reached, closed, or (with a spool) the
+        spool full or unwritable — each counted in :meth:`stats`. With a spool, 1 means the
+        record is on disk; a full librdkafka queue then only delays it (never -1). An empty key is a null key, as in OpenSIPS. With ``report_route``,
         that route runs exactly once for this message with its
         :class:`~event_kafka.report.Report`. ``on_report`` is a per-message alternative (it
         runs on a worker thread shared by all ``on_report`` callbacks, so keep it short).
@@ -376,7 +377,8 @@ class EventKafka:
 
     def flush(self, timeout: float = 10.0) -> int:
         """Wait up to ``timeout`` until every accepted message was reported; returns how many
-        are still in flight. It keeps accepting meanwhile.
+        are still in flight (with a spool: also those waiting in it, a previous process's
+        included). It keeps accepting meanwhile.
 
         It blocks on conditions (deliveries, then report routes), which releases the GIL and
         so lets the delivery and report-route threads run even in hosts whose calling thread
@@ -410,6 +412,10 @@ class EventKafka:
         Every message still undelivered gets a failure report ("not delivered before
         shutdown"). Returns how many that were. Report routes get one more second to run the
         reports still queued; a route still stuck after that is left running on its own.
+
+        With a spool (``spool_dir``), what is not delivered within ``timeout`` is left in the
+        spool with no report (the next ``EventKafka`` on that directory delivers it); the
+        count returned includes those records.
 
         Safe to call more than once, and from inside a report route or ``on_report``: there
         it flushes and fails the rest as above but does not wait for the calling route's
