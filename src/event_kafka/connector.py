@@ -214,7 +214,8 @@ class EventKafka:
         ``queue_full_wait``), report backlog full, message over ``message.max.bytes``,
         producer in a fatal state, ``max_producers`` reached, closed, or (with a spool) the
         spool full or unwritable — each counted in :meth:`stats`. With a spool, 1 means the
-        record is on disk; a full librdkafka queue then only delays it (never -1). An empty key is a null key, as in OpenSIPS. With ``report_route``,
+        record is on disk; a full librdkafka queue then only delays it (never -1). An empty
+        key is a null key, as in OpenSIPS. With ``report_route``,
         that route runs exactly once for this message with its
         :class:`~event_kafka.report.Report`. ``on_report`` is a per-message alternative (it
         runs on a worker thread shared by all ``on_report`` callbacks, so keep it short).
