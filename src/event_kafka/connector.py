@@ -97,6 +97,10 @@ class EventKafka:
         spool_fsync: ``"never"`` (default: survives the death of the process, not of the
             machine), ``"always"`` (fsync per record) or seconds between fsyncs.
         spool_exclude: broker_ids that publish without the spool.
+        spool_max_total_bytes: the most bytes of the whole spool (every owner directory of
+            this instance); ``None`` (default): only ``spool_max_bytes`` per owner. Set it
+            where subscribers can be added from outside (the MI): each new one is a
+            directory of up to ``spool_max_bytes``.
 
     Nothing connects at construction: producers are created on first use, per process.
     Report routes and ``on_report`` run on worker threads, never on the thread serving
@@ -118,6 +122,7 @@ class EventKafka:
         spool_max_age: float | None = None,
         spool_fsync: FsyncPolicy = "never",
         spool_exclude: Iterable[str] = (),
+        spool_max_total_bytes: int | None = None,
     ) -> None:
         self.brokers: dict[str, KafkaSocket] = _parse_broker_ids(broker_ids)
         self.event_header = event_header
@@ -142,6 +147,7 @@ class EventKafka:
             self.spool = _make_spools(
                 self, spool_dir, spool_max_bytes, spool_max_age, spool_fsync, spool_exclude
             )
+            self.spool.max_total_bytes = _check_total(spool_max_total_bytes)
         _instances.add(self)
 
     def set_broker_ids(self, broker_ids: Iterable[str] | Mapping[str, KafkaSocket]) -> None:
@@ -206,8 +212,10 @@ class EventKafka:
 
         Never blocks on the network. -1 means: unknown broker id, queue full (after
         ``queue_full_wait``), report backlog full, message over ``message.max.bytes``,
-        producer in a fatal state, ``max_producers`` reached, or closed — each counted in
-        :meth:`stats`. An empty key is a null key, as in OpenSIPS. With ``report_route``,
+        producer in a fatal state, ``max_producers`` reached, closed, or (with a spool) the
+        spool full or unwritable — each counted in :meth:`stats`. With a spool, 1 means the
+        record is on disk; a full librdkafka queue then only delays it (never -1). An empty
+        key is a null key, as in OpenSIPS. With ``report_route``,
         that route runs exactly once for this message with its
         :class:`~event_kafka.report.Report`. ``on_report`` is a per-message alternative (it
         runs on a worker thread shared by all ``on_report`` callbacks, so keep it short).
@@ -370,7 +378,8 @@ class EventKafka:
 
     def flush(self, timeout: float = 10.0) -> int:
         """Wait up to ``timeout`` until every accepted message was reported; returns how many
-        are still in flight. It keeps accepting meanwhile.
+        are still in flight (with a spool: also those waiting in it, a previous process's
+        included). It keeps accepting meanwhile.
 
         It blocks on conditions (deliveries, then report routes), which releases the GIL and
         so lets the delivery and report-route threads run even in hosts whose calling thread
@@ -404,6 +413,10 @@ class EventKafka:
         Every message still undelivered gets a failure report ("not delivered before
         shutdown"). Returns how many that were. Report routes get one more second to run the
         reports still queued; a route still stuck after that is left running on its own.
+
+        With a spool (``spool_dir``), what is not delivered within ``timeout`` is left in the
+        spool with no report (the next ``EventKafka`` on that directory delivers it); the
+        count returned includes those records.
 
         Safe to call more than once, and from inside a report route or ``on_report``: there
         it flushes and fails the rest as above but does not wait for the calling route's
@@ -476,6 +489,12 @@ def _make_spools(
     )
     spools.replay_existing(ek.brokers)
     return spools
+
+
+def _check_total(value: object) -> int | None:
+    if value is not None and (type(value) is not int or value <= 0):
+        raise ConfigError(f"spool_max_total_bytes must be None or a positive int, not {value!r}")
+    return value
 
 
 def _check_message(message: object, key: object, tombstone: object) -> None:

@@ -38,7 +38,8 @@ class Report:
     ``message`` hold the raw bytes). ``reason`` says why it failed (``None`` on success);
     ``topic``, ``partition`` and ``offset`` are known once the broker acknowledged it.
     ``replayed`` is true for a spooled record that another process accepted (and left in the
-    spool when it died or closed): this process delivered it and reports it.
+    spool when it died or closed), or a lane this process retired at a reload: this one
+    delivered it (or found it already in Kafka) and reports it.
 
     >>> r.avp["kafka_status"]      # doctest: +SKIP
     0

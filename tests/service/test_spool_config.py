@@ -30,6 +30,7 @@ def test_spool_section_is_parsed_and_resolved(tmp_path: Path) -> None:
     s = load_config_text(
         'broker_ids = ["[k1]127.0.0.1:9092/t", "[k2]127.0.0.1:9092/u"]\n'
         '[spool]\ndir = "spool"\nmax_bytes = 1048576\nmax_age = 3600\nfsync = 0.5\n'
+        "max_total_bytes = 2097152\n"
         'exclude_broker_ids = ["k2"]\n',
         "ek.toml",
         base_dir=tmp_path,
@@ -42,6 +43,7 @@ def test_spool_section_is_parsed_and_resolved(tmp_path: Path) -> None:
         0.5,
         ["k2"],
     )
+    assert sp.max_total_bytes == 2097152
     default = load_config_text('broker_ids = ["[k1]127.0.0.1:9092/t"]', "ek.toml")
     assert default.spool_dir is None and default.model.spool.fsync == "never"
 
@@ -53,6 +55,7 @@ def test_spool_section_is_parsed_and_resolved(tmp_path: Path) -> None:
         ('fsync = "sometimes"', "spool.fsync"),
         ("fsync = 0", "spool.fsync"),
         ("max_bytes = 0", "spool.max_bytes"),
+        ("max_total_bytes = -5", "spool.max_total_bytes"),
         ("max_age = -1", "spool.max_age"),
         ('dir = ""', "spool.dir: empty path"),
         ('dir = "FILE/sub"', "is not a directory"),

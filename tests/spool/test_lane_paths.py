@@ -150,3 +150,21 @@ def test_reload_hands_what_the_old_broker_id_left_to_the_new_one(
     assert sorted(r.value or b"" for r in consume(topic, expect=6)) == sorted(
         f"{m}".encode() for m in ["new", *(f"old{i}" for i in range(5))]
     )
+
+
+def test_max_total_bytes_bounds_every_directory_together(tmp_path: Path) -> None:
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))
+        brokers = [f"[k{i}]127.0.0.1:{dead.getsockname()[1]}/t" for i in (1, 2)]
+        ek = EventKafka(brokers, spool_dir=tmp_path, spool_max_total_bytes=8192)
+        ok = {"k1": 0, "k2": 0}
+        for i in range(200):
+            bid = f"k{1 + i % 2}"
+            if ek.kafka_publish(bid, "x" * 100) == 1:
+                ok[bid] += 1
+        spool = {s["broker_id"]: s for s in ek.stats()["spool"]}
+        total = sum(s["bytes"] for s in spool.values())
+        assert 0 < total <= 8192 + 2 * 256  # a sum is at most 0.1 s old
+        assert ok["k1"] > 0 and ok["k2"] > 0 and sum(ok.values()) < 200
+        assert sum(s["rejected_spool_full"] for s in spool.values()) == 200 - sum(ok.values())
+        assert ek.close(0) == sum(ok.values())

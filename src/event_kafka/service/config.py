@@ -5,7 +5,8 @@ Layout (every table is optional except where noted; see ``examples/event-kafka.t
     broker_ids = ["[k1]127.0.0.1:9092/sip?t.acks=all", "[dlq]127.0.0.1:9092/sip-dlq"]
 
     [kafka]        flush_timeout, queue_full_wait
-    [spool]        dir, max_bytes, max_age, fsync, exclude_broker_ids   (restart to change)
+    [spool]        dir, max_bytes, max_total_bytes, max_age, fsync, exclude_broker_ids
+                   (restart to change)
     [events]       publish = [...], auto_publish, auto_publish_max, event_header
     [[subscriptions]]   event, socket                  (static: never expire)
     [report_routes.NAME]  log, dead_letter, count
@@ -227,6 +228,9 @@ class SpoolSection(_Model):
     fsync: Literal["never", "always"] | Annotated[float, Field(gt=0, lt=3600)] = "never"
     """``never``: survives a crash of the service, not of the machine; ``always``: an fsync
     per record; seconds: an fsync that often."""
+    max_total_bytes: Annotated[int, Field(gt=0)] | None = None
+    """Bytes of the whole spool (every directory); unset: only ``max_bytes`` per directory.
+    Set it when MI callers may subscribe: each subscriber is a directory of ``max_bytes``."""
     exclude_broker_ids: list[NonEmpty] = []
     """broker_ids that publish without the spool (e.g. a high-volume, loss-tolerant one)."""
 

@@ -135,6 +135,7 @@ class Service:
             spool_max_age=m.spool.max_age,
             spool_fsync=m.spool.fsync,
             spool_exclude=m.spool.exclude_broker_ids,
+            spool_max_total_bytes=m.spool.max_total_bytes,
         )
         # Read when each producer is built (lazily, on first use): set before any message.
         self._ek.pool.statistics_interval_ms = m.metrics.statistics_interval_ms

@@ -96,6 +96,8 @@ DEDUPE_GIVE_UP = 5
 (the consumer may lack a permission the producer has): duplicates then possible, counted."""
 ADOPT_INTERVAL = 30.0
 """Seconds between looks for writers of processes that died since (a forked sibling)."""
+TOTAL_EVERY = 0.1
+"""Seconds between sums of every directory's bytes for ``max_total_bytes``."""
 BATCH = 5000
 """Records one sender step handles for one lane (fairness between lanes)."""
 
@@ -355,6 +357,9 @@ class SpooledLane:
             key = key.encode()
         if not isinstance(value, bytes | None) or not isinstance(key, bytes | None):
             raise TypeError("message and key must be str or bytes")
+        over = self.hub.over_total() if self.hub.max_total_bytes is not None else None
+        if over is not None:
+            return self._refused("spool_full", SpoolFullError(over))
         with self._lock:
             if not self.accepting:  # again, under the lock: close() may have begun
                 lane.rejected_closed += 1
@@ -366,8 +371,14 @@ class SpooledLane:
                 return self._refused("spool_full", exc)
             except SpoolError as exc:
                 return self._refused("spool_error", exc)
+            except ValueError as exc:  # a field too long for a spool frame: as too large
+                lane.rejected_too_large += 1
+                self._failog.warning("[%s] message rejected: %s", self.owner.name, exc)
+                return -1
             if self.write_error is not None:
                 self.write_error = None
+            if self.hub.max_total_bytes is not None:
+                self.hub.added(len(value or b"") + len(key or b"") + 64)  # + frame overhead
             if on_report is not None:
                 self._callbacks[(rec.writer, rec.seq)] = on_report
             if self.direct:
@@ -437,10 +448,8 @@ class SpooledLane:
                     self.cursor.setdefault(w, 0)
                     self.dedupe_from[w] = 0
                     self.direct = False  # theirs go first (a later adoption: from now on)
-            self.need_adopt = False
-            self._next_adopt = (
-                time.monotonic() + ADOPT_INTERVAL
-            )  # flush() waits for this (adopted records counted)
+            self.need_adopt = False  # after the count: flush() waits for this
+            self._next_adopt = time.monotonic() + ADOPT_INTERVAL
         if writers:
             log.warning(
                 "[%s] spool: adopted %d record(s) of %d writer(s) gone from %s",
@@ -908,6 +917,34 @@ class Spools:
         self._lock = forksafe.rlock()
         self.closed = False
         self.left = 0  # records stopped lanes left in their directories
+        self.max_total_bytes: int | None = None  # every owner directory together
+        self._total = (0.0, 0)  # (when, bytes): summed at most every TOTAL_EVERY s
+
+    def over_total(self) -> str | None:
+        """Why the whole spool takes nothing more (``max_total_bytes``), or ``None``.
+
+        Summing every directory on each call would cost O(owners): the sum is redone every
+        ``TOTAL_EVERY`` s, appends since are added as they come (:meth:`added`), and an
+        estimate at the limit is checked against a fresh sum before refusing."""
+        limit = self.max_total_bytes
+        if limit is None:
+            return None
+        now = time.monotonic()
+        at, total = self._total
+        if now - at > TOTAL_EVERY or total >= limit:
+            total = sum(sl.store.pending_bytes() for sl in self.lanes if sl.store is not None)
+            self._total = (now, total)
+        if total < limit:
+            return None
+        return (
+            f"spool {self.root} is full: {total} B in all its directories, "
+            f"max_total_bytes {limit} B"
+        )
+
+    def added(self, n: int) -> None:
+        """``n`` bytes were just appended somewhere (for :meth:`over_total`)."""
+        at, total = self._total
+        self._total = (at, total + n)
 
     def lane(self, socket: KafkaSocket, owner: LaneOwner) -> SpooledLane:
         """The spooled lane of ``owner`` publishing to ``socket`` (created on first call)."""
@@ -1025,7 +1062,9 @@ class Spools:
                 except Exception as exc:
                     guarded(log.error, "[%s] spool close: %r", sl.owner.name, exc)
             with self._lock:
-                heirs = [o for o in self._all if o.directory == sl.directory and o.store]
+                heirs = [
+                    o for o in self._all if o is not sl and o.directory == sl.directory and o.store
+                ]
                 for o in heirs:  # a reload's new lane for the same owner takes what is left
                     o.need_adopt = True
                 # Only now (flush() counts them through this lane until an heir adopts).
