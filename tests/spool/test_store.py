@@ -12,6 +12,7 @@ import stat
 import tempfile
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -266,6 +267,24 @@ def test_a_rotation_right_after_the_reader_saw_the_end_does_not_skip(
             s.append(b"4")
         assert len(_segments(s.directory)) == 2
         assert rest + [r.seq for r in s.read(w, rest[-1] if rest else 2)] == [3, 4]
+    finally:
+        s.close()
+
+
+def test_read_streams_a_large_backlog_in_bounded_memory(tmp_path: Path) -> None:
+    s = OwnerSpool(tmp_path / "big", SpoolSettings(segment_bytes=4 << 20))
+    try:
+        v = b"m" * 4000
+        for _ in range(4000):  # 16 MB on disk, 4 segments
+            s.append(v)
+        tracemalloc.start()
+        try:
+            n = sum(len(r.value or b"") for r in s.read(s.writer_id, 0))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert n == 16_000_000
+        assert peak < 2 << 20, f"read() held {peak} B at once"
     finally:
         s.close()
 
