@@ -322,6 +322,26 @@ def test_acks_persist_across_close_and_reopen(tmp_path: Path) -> None:
     assert os.listdir(d) == []
 
 
+def test_adopt_returns_dead_writers_oldest_first(tmp_path: Path) -> None:
+    born = []
+    for i in range(6):  # one after the other, as a chain of crashed processes would
+        s = OwnerSpool(tmp_path, SpoolSettings())
+        s.adopt()  # takes the previous one and, like a dead broker, sends nothing
+        t0 = s.append(b"%d" % i).ts_ms
+        born.append(s.writer_id)
+        s.close()
+        wait_until(lambda t0=t0: time.time_ns() // 1_000_000 > t0, what="the next millisecond")
+    s = OwnerSpool(tmp_path, SpoolSettings())
+    try:
+        got = s.adopt()
+        assert got == born  # not their (random) id order
+        assert [s.pending_of(w) for w in got] == [1] * 6 and s.pending_of("0" * 16) == 0
+        s.ack(got[0], 1)
+        assert s.pending_of(got[0]) == 0 and s.pending() == 5
+    finally:
+        s.close()
+
+
 def test_acks_are_persisted_in_the_background(spool: OwnerSpool) -> None:
     w = spool.writer_id
     for _ in range(10):

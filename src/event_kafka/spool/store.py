@@ -443,8 +443,10 @@ class OwnerSpool:
         A writer whose lock file can be flock'ed has no live process: it is locked (so that
         no other process adopts it too), scanned (torn tail cut, damage skipped, all reported
         in :attr:`recovery`) and its unacked records become readable with :meth:`read` and
-        ackable with :meth:`ack`. Returns the ids of adopted writers that have records left;
-        a writer with nothing left is deleted."""
+        ackable with :meth:`ack`. Returns the ids of adopted writers that have records left,
+        oldest first (by the time of the first record each still has on disk): replaying
+        them in this order keeps per-key order across a chain of crashed processes. A writer
+        with nothing left is deleted."""
         if self._pid != os.getpid():
             self.after_fork_in_child()
         with self._lock:
@@ -469,9 +471,11 @@ class OwnerSpool:
             c = classify(name)
             if c and c[0] in groups and c[1] == "seg":
                 groups[c[0]].append((c[2], name))
-        adopted = []
+        adopted: list[tuple[int, str]] = []
         for wid in sorted(locked):
-            acks, segs, last = scan_writer(self._dir, wid, sorted(groups[wid]), self._report)
+            acks, segs, last, first_ts = scan_writer(
+                self._dir, wid, sorted(groups[wid]), self._report
+            )
             w = _Writer(wid, locked[wid], own=False, segments=segs, acks=acks, last_seq=last)
             with self._lock:
                 if not w.segments:
@@ -482,12 +486,12 @@ class OwnerSpool:
                     self._writers[wid] = w
                     self._bytes += sum(s.size for s in w.segments)
                     self._pending += sum(s.live for s in w.segments)
-                    adopted.append(wid)
+                    adopted.append((first_ts, wid))
                     if not self._registered:
                         self._register()
         if self._finished:
             self._persist()
-        return adopted
+        return [wid for _, wid in sorted(adopted)]
 
     def _listdir(self) -> list[str]:
         try:
@@ -616,6 +620,12 @@ class OwnerSpool:
     def pending(self) -> int:
         """Records appended or adopted and not acked yet."""
         return self._pending
+
+    def pending_of(self, writer: str) -> int:
+        """Records of ``writer`` (ours or adopted) not acked yet; 0 for an unknown writer."""
+        with self._lock:
+            w = self._writers.get(writer)
+            return sum(s.live for s in w.segments) if w is not None else 0
 
     def pending_bytes(self) -> int:
         """Bytes of this process's segment files (own and adopted) not deleted yet: what
