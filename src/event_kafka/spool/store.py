@@ -23,7 +23,7 @@ from typing import Literal
 
 from .. import forksafe
 from ..errors import ConfigError, SpoolError, SpoolFullError
-from .acks import AckState, save_acks
+from .acks import AckState, save_acks, snapshot_json
 from .background import background
 from .files import close_fd, errlog, fsync_dir, mkdirs, open_regular, spool_error, unlink
 from .record import SpoolRecord, body_seq, decode_body, encode_frame
@@ -592,19 +592,21 @@ class OwnerSpool:
     def _persist_locked(self) -> None:
         """Write the acks of writers whose state changed; delete the files of writers with
         nothing left (their lock file last, then unlock). ``_bg_lock`` held."""
-        self._unlink_doomed()  # segments before the lock files: never records without a lock
-        with self._lock:
+        with self._lock:  # one view: a finished writer's last segments are in this doomed
+            doomed, self._doomed = self._doomed, []
             todo = []
             for w in self._writers.values():
                 if w.acks.dirty:
                     w.acks.dirty = False
-                    todo.append((w, w.acks.to_json()))
+                    todo.append((w, w.acks.snapshot()))  # serialised below, off the lock
             finished, self._finished = self._finished, []
+        for path in doomed:  # segments before lock files: never records without a lock
+            unlink(path)
         fsync = self._always or self._interval is not None
-        for w, data in todo:
+        for w, snap in todo:
             path = os.path.join(self._dir, f"{w.id}.ack")
             try:
-                save_acks(path, data, fsync)
+                save_acks(path, snapshot_json(snap), fsync)
             except OSError as e:
                 w.acks.dirty = True
                 errlog.warning("spool: cannot save %s: %s", path, e.strerror)
