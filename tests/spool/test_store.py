@@ -511,7 +511,9 @@ def test_fsync_policies_round_trip(tmp_path: Path, fsync: str | float) -> None:
         {"segment_bytes": -1},
         {"fsync": "sometimes"},
         {"fsync": 0},
+        {"fsync": True},
         {"max_age": -1},
+        {"max_age": True},
     ],
 )
 def test_bad_settings_are_refused(kw: dict[str, object]) -> None:

@@ -57,7 +57,9 @@ class SpoolSettings:
                 f"spool segment_bytes must be a positive integer, not {self.segment_bytes!r}"
             )
         if self.max_age is not None and not (
-            isinstance(self.max_age, int | float) and self.max_age > 0
+            isinstance(self.max_age, int | float)
+            and not isinstance(self.max_age, bool)
+            and self.max_age > 0
         ):
             raise ConfigError(f"spool max_age must be positive seconds, not {self.max_age!r}")
         f = self.fsync
