@@ -189,7 +189,7 @@ class Recovery:
 
     reports: list[Report] = field(default_factory=list)
     left_after_flush: int = -1  # what flush() returned
-    spooled_after_flush: int = -1  # records + dead writers' segments left when flush() returned
+    spooled_after_flush: int = -1  # records the spool still held when flush() returned
     left_at_close: int = -1
     took: float = 0.0
 
@@ -198,7 +198,7 @@ class Recovery:
         assert self.left_after_flush == 0, f"flush() returned {self.left_after_flush}"
         assert self.spooled_after_flush == 0, (
             f"flush() returned {self.left_after_flush} while the spool held "
-            f"{self.spooled_after_flush} records + dead writers' segments"
+            f"{self.spooled_after_flush} records"
         )
         assert self.left_at_close == 0, f"close() left {self.left_at_close} in the spool"
 
@@ -234,21 +234,16 @@ def recover(spool: Path, spec: str, timeout: float = 120.0, **kw: object) -> Rec
         with lock:
             out.reports.append(r)
 
-    segments = list(spool.rglob("*.seg"))  # of the dead writers: deleted once all acked
     t0 = time.monotonic()
     ek = EventKafka([spec], spool_dir=spool, **kw)  # type: ignore[arg-type]
     try:
         ek.add_report_route("rec", route)
         out.left_after_flush = ek.flush(timeout)
-        out.spooled_after_flush = spooled(ek) + sum(p.exists() for p in segments)
+        out.spooled_after_flush = spooled(ek)
         if out.left_after_flush == 0 and out.spooled_after_flush:
             # flush() returned early (a bug check_flush() reports): keep draining, so that
             # the test still measures delivery.
-            wait_until(
-                lambda: ek.flush(1) == 0 and not any(p.exists() for p in segments),
-                timeout,
-                "the dead writers' segments drained",
-            )
+            wait_until(lambda: ek.flush(1) == 0 and not spooled(ek), timeout, "the spool drained")
         out.took = time.monotonic() - t0
     finally:
         out.left_at_close = ek.close(10)
