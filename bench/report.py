@@ -29,6 +29,10 @@ def markdown(data: dict[str, Any]) -> str:
     if o:
         out += ["", "| outage scenario | value |", "|---|---|"]
         out += [f"| {k} | {v} |" for k, v in o.items() if k != "stats"]
+    so = data.get("spool_outage")
+    if so:
+        out += ["", "| spool outage scenario | value |", "|---|---|"]
+        out += [f"| {k} | {v} |" for k, v in so.items()]
     return "\n".join(out)
 
 
