@@ -12,6 +12,7 @@ import stat
 import tempfile
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -270,6 +271,24 @@ def test_a_rotation_right_after_the_reader_saw_the_end_does_not_skip(
         s.close()
 
 
+def test_read_streams_a_large_backlog_in_bounded_memory(tmp_path: Path) -> None:
+    s = OwnerSpool(tmp_path / "big", SpoolSettings(segment_bytes=4 << 20))
+    try:
+        v = b"m" * 4000
+        for _ in range(4000):  # 16 MB on disk, 4 segments
+            s.append(v)
+        tracemalloc.start()
+        try:
+            n = sum(len(r.value or b"") for r in s.read(s.writer_id, 0))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert n == 16_000_000
+        assert peak < 2 << 20, f"read() held {peak} B at once"
+    finally:
+        s.close()
+
+
 def test_acks_persist_across_close_and_reopen(tmp_path: Path) -> None:
     d = tmp_path / "o"
     s = OwnerSpool(d, SpoolSettings(segment_bytes=2048))
@@ -301,6 +320,69 @@ def test_acks_persist_across_close_and_reopen(tmp_path: Path) -> None:
         t.close()
     # The new writer never appended: nothing left behind at all.
     assert os.listdir(d) == []
+
+
+def test_adopt_returns_dead_writers_oldest_first(tmp_path: Path) -> None:
+    born = []
+    for i in range(6):  # one after the other, as a chain of crashed processes would
+        s = OwnerSpool(tmp_path, SpoolSettings())
+        s.adopt()  # takes the previous one and, like a dead broker, sends nothing
+        t0 = s.append(b"%d" % i).ts_ms
+        born.append(s.writer_id)
+        s.close()
+        wait_until(lambda t0=t0: time.time_ns() // 1_000_000 > t0, what="the next millisecond")
+    s = OwnerSpool(tmp_path, SpoolSettings())
+    try:
+        got = s.adopt()
+        assert got == born  # not their (random) id order
+        assert [s.pending_of(w) for w in got] == [1] * 6 and s.pending_of("0" * 16) == 0
+        s.ack(got[0], 1)
+        assert s.pending_of(got[0]) == 0 and s.pending() == 5
+    finally:
+        s.close()
+
+
+def test_random_operations_agree_with_a_model(tmp_path: Path) -> None:
+    """Appends, acks in any order, reads from any seq, syncs and close-then-adopt cycles:
+    what read() returns is always exactly the unacked records, in seq order."""
+    rng = random.Random(1401)
+    for round_ in range(6):
+        d = tmp_path / str(round_)
+        settings = SpoolSettings(segment_bytes=rng.choice([150, 1000, 8000]))
+        s = OwnerSpool(d, settings)
+        model: dict[tuple[str, int], bytes] = {}  # unacked (writer, seq) -> value
+        try:
+            for _ in range(300):
+                op = rng.random()
+                if op < 0.5:
+                    r = s.append(rng.randbytes(rng.randint(0, 120)))
+                    model[(r.writer, r.seq)] = r.value or b""
+                elif op < 0.85 and model:
+                    w, q = rng.choice(list(model))
+                    s.ack(w, q)
+                    del model[(w, q)]
+                elif op < 0.95:
+                    for w in {w for w, _ in model}:
+                        after = rng.choice([0, rng.randint(0, 200)])
+                        got = [(r.seq, r.value) for r in s.read(w, after)]
+                        want = sorted((q, v) for (x, q), v in model.items() if x == w and q > after)
+                        assert got == want
+                    assert s.pending() == len(model)
+                elif op < 0.97:
+                    s.sync()
+                else:
+                    s.close()  # a restart: the next process adopts every earlier writer
+                    s = OwnerSpool(d, settings)
+                    s.adopt()
+                    assert s.pending() == len(model)
+        finally:
+            s.close()
+        t = OwnerSpool(d, settings)
+        try:
+            t.adopt()
+            assert t.pending() == len(model)
+        finally:
+            t.close()
 
 
 def test_acks_are_persisted_in_the_background(spool: OwnerSpool) -> None:
@@ -429,7 +511,9 @@ def test_fsync_policies_round_trip(tmp_path: Path, fsync: str | float) -> None:
         {"segment_bytes": -1},
         {"fsync": "sometimes"},
         {"fsync": 0},
+        {"fsync": True},
         {"max_age": -1},
+        {"max_age": True},
     ],
 )
 def test_bad_settings_are_refused(kw: dict[str, object]) -> None:

@@ -6,6 +6,7 @@ os._exit; each is waited for with a deadline and killed by PID if it hangs.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -17,7 +18,7 @@ import sys
 import textwrap
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -272,14 +273,13 @@ def test_efbig_is_a_clear_error_loses_nothing_and_recovers(tmp_path: Path) -> No
         s.close()
 
 
-@pytest.fixture
-def tiny_tmpfs(tmp_path: Path) -> Path:
+@contextlib.contextmanager
+def _tmpfs(where: Path, options: str) -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
+    where.mkdir()
     res = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mnt)],
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
         capture_output=True,
         text=True,
         timeout=10,
@@ -287,9 +287,24 @@ def tiny_tmpfs(tmp_path: Path) -> Path:
     if res.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
     try:
-        yield mnt  # type: ignore[misc]
+        yield where
     finally:
-        subprocess.run(["umount", str(mnt)], timeout=10, check=False)
+        subprocess.run(["umount", str(where)], timeout=10, check=False)
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    with _tmpfs(tmp_path / "mnt", "size=64k,mode=0700") as mnt:
+        yield mnt
+
+
+def test_read_only_file_system_is_a_clear_error(tmp_path: Path) -> None:
+    with _tmpfs(tmp_path / "ro", "size=64k,mode=0700,ro") as mnt:
+        with pytest.raises(SpoolError) as ei:
+            OwnerSpool(mnt / "owner", SpoolSettings())
+        assert ei.value.errno == errno.EROFS
+        assert str(mnt / "owner") in str(ei.value)
+        assert os.strerror(errno.EROFS) in str(ei.value)
 
 
 def test_disk_full_is_a_clear_error_loses_nothing_and_recovers(tiny_tmpfs: Path) -> None:

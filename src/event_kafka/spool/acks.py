@@ -17,7 +17,7 @@ import orjson
 
 from .files import open_regular
 
-__all__ = ["AckState", "load_acks", "save_acks"]
+__all__ = ["AckState", "load_acks", "save_acks", "snapshot_json"]
 
 _MAX_FILE = 64 << 20  # more is damage: the ranges follow what is in flight
 
@@ -117,11 +117,22 @@ class AckState:
             del self._starts[: self._head], self._ends[: self._head]
             self._head = 0
 
+    def snapshot(self) -> tuple[int, list[int], list[int]]:
+        """A copy to serialise later (two C-level slices: cheap under the store's lock)."""
+        h = self._head
+        return self.low, self._starts[h:], self._ends[h:]
+
     def to_json(self) -> bytes:
-        return orjson.dumps({"low": self.low, "ranges": self.ranges})
+        return snapshot_json(self.snapshot())
 
     def __repr__(self) -> str:
         return f"AckState(low={self.low}, ranges={len(self._starts) - self._head})"
+
+
+def snapshot_json(snap: tuple[int, list[int], list[int]]) -> bytes:
+    """The ``.ack`` file's content for a :meth:`AckState.snapshot`."""
+    low, starts, ends = snap
+    return orjson.dumps({"low": low, "ranges": list(zip(starts, ends, strict=True))})
 
 
 def load_acks(path: str) -> tuple[AckState, str]:

@@ -105,6 +105,11 @@ def body_seq(body: bytes) -> int:
     return int.from_bytes(body[:8], "little")
 
 
+def body_ts(body: bytes) -> int:
+    """The ts_ms of a frame body (checked by CRC already)."""
+    return int.from_bytes(body[8:16], "little", signed=True)
+
+
 def decode_body(writer: str, body: bytes) -> SpoolRecord | None:
     """The record of a body whose CRC matched; None if its inner lengths do not add up (a CRC
     collision on garbage: never raise on what is read from disk)."""

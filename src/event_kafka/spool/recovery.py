@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from .acks import AckState, load_acks
 from .files import close_fd, open_regular, unlink
-from .record import body_seq
+from .record import body_seq, body_ts
 from .segment import FileRecovery, Scan, Segment
 
 __all__ = ["STALE_TMP_S", "drop_stale_locktmp", "scan_writer", "try_lock"]
@@ -68,17 +68,18 @@ def scan_writer(
     wid: str,
     segs: list[tuple[int, str]],
     report: Callable[[FileRecovery], None],
-) -> tuple[AckState, list[Segment], int]:
+) -> tuple[AckState, list[Segment], int, int]:
     """Recover locked dead writer ``wid`` from its files: its acks, the segments that still
-    hold unacked records (others are deleted) and its last seq. ``segs`` are its segment
-    (number, name) pairs in order; what was found damaged goes to ``report``."""
+    hold unacked records (others are deleted), its last seq and the ts_ms of its first
+    record on disk (its age). ``segs`` are its segment (number, name) pairs in order; what
+    was found damaged goes to ``report``."""
     ack_path = os.path.join(directory, f"{wid}.ack")
     unlink(ack_path + ".tmp")
     acks, note = load_acks(ack_path)
     if note:
         report(FileRecovery(ack_path, note=note))
     kept: list[Segment] = []
-    prev = 0
+    prev = first_ts = 0
     for n, name in segs:
         path = os.path.join(directory, name)
         fr = FileRecovery(path)
@@ -95,6 +96,8 @@ def scan_writer(
                     if seq > prev + 1:
                         acks.add_gap(prev + 1, seq - 1)  # lost to damage (or deleted)
                     prev = seq
+                    if not first_ts:
+                        first_ts = body_ts(body)
                     fr.records += 1
                     if not seg.first_seq:
                         seg.first_seq = seq
@@ -123,4 +126,4 @@ def scan_writer(
             unlink(path)
     if prev:
         acks.dirty = True
-    return acks, kept, prev
+    return acks, kept, prev, first_ts

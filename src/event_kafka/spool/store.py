@@ -23,7 +23,7 @@ from typing import Literal
 
 from .. import forksafe
 from ..errors import ConfigError, SpoolError, SpoolFullError
-from .acks import AckState, save_acks
+from .acks import AckState, save_acks, snapshot_json
 from .background import background
 from .files import close_fd, errlog, fsync_dir, mkdirs, open_regular, spool_error, unlink
 from .record import SpoolRecord, body_seq, decode_body, encode_frame
@@ -57,7 +57,9 @@ class SpoolSettings:
                 f"spool segment_bytes must be a positive integer, not {self.segment_bytes!r}"
             )
         if self.max_age is not None and not (
-            isinstance(self.max_age, int | float) and self.max_age > 0
+            isinstance(self.max_age, int | float)
+            and not isinstance(self.max_age, bool)
+            and self.max_age > 0
         ):
             raise ConfigError(f"spool max_age must be positive seconds, not {self.max_age!r}")
         f = self.fsync
@@ -443,8 +445,10 @@ class OwnerSpool:
         A writer whose lock file can be flock'ed has no live process: it is locked (so that
         no other process adopts it too), scanned (torn tail cut, damage skipped, all reported
         in :attr:`recovery`) and its unacked records become readable with :meth:`read` and
-        ackable with :meth:`ack`. Returns the ids of adopted writers that have records left;
-        a writer with nothing left is deleted."""
+        ackable with :meth:`ack`. Returns the ids of adopted writers that have records left,
+        oldest first (by the time of the first record each still has on disk): replaying
+        them in this order keeps per-key order across a chain of crashed processes. A writer
+        with nothing left is deleted."""
         if self._pid != os.getpid():
             self.after_fork_in_child()
         with self._lock:
@@ -469,9 +473,11 @@ class OwnerSpool:
             c = classify(name)
             if c and c[0] in groups and c[1] == "seg":
                 groups[c[0]].append((c[2], name))
-        adopted = []
+        adopted: list[tuple[int, str]] = []
         for wid in sorted(locked):
-            acks, segs, last = scan_writer(self._dir, wid, sorted(groups[wid]), self._report)
+            acks, segs, last, first_ts = scan_writer(
+                self._dir, wid, sorted(groups[wid]), self._report
+            )
             w = _Writer(wid, locked[wid], own=False, segments=segs, acks=acks, last_seq=last)
             with self._lock:
                 if not w.segments:
@@ -482,12 +488,12 @@ class OwnerSpool:
                     self._writers[wid] = w
                     self._bytes += sum(s.size for s in w.segments)
                     self._pending += sum(s.live for s in w.segments)
-                    adopted.append(wid)
+                    adopted.append((first_ts, wid))
                     if not self._registered:
                         self._register()
         if self._finished:
             self._persist()
-        return adopted
+        return [wid for _, wid in sorted(adopted)]
 
     def _listdir(self) -> list[str]:
         try:
@@ -588,19 +594,21 @@ class OwnerSpool:
     def _persist_locked(self) -> None:
         """Write the acks of writers whose state changed; delete the files of writers with
         nothing left (their lock file last, then unlock). ``_bg_lock`` held."""
-        self._unlink_doomed()  # segments before the lock files: never records without a lock
-        with self._lock:
+        with self._lock:  # one view: a finished writer's last segments are in this doomed
+            doomed, self._doomed = self._doomed, []
             todo = []
             for w in self._writers.values():
                 if w.acks.dirty:
                     w.acks.dirty = False
-                    todo.append((w, w.acks.to_json()))
+                    todo.append((w, w.acks.snapshot()))  # serialised below, off the lock
             finished, self._finished = self._finished, []
+        for path in doomed:  # segments before lock files: never records without a lock
+            unlink(path)
         fsync = self._always or self._interval is not None
-        for w, data in todo:
+        for w, snap in todo:
             path = os.path.join(self._dir, f"{w.id}.ack")
             try:
-                save_acks(path, data, fsync)
+                save_acks(path, snapshot_json(snap), fsync)
             except OSError as e:
                 w.acks.dirty = True
                 errlog.warning("spool: cannot save %s: %s", path, e.strerror)
@@ -616,6 +624,12 @@ class OwnerSpool:
     def pending(self) -> int:
         """Records appended or adopted and not acked yet."""
         return self._pending
+
+    def pending_of(self, writer: str) -> int:
+        """Records of ``writer`` (ours or adopted) not acked yet; 0 for an unknown writer."""
+        with self._lock:
+            w = self._writers.get(writer)
+            return sum(s.live for s in w.segments) if w is not None else 0
 
     def pending_bytes(self) -> int:
         """Bytes of this process's segment files (own and adopted) not deleted yet: what
