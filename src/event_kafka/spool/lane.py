@@ -432,14 +432,11 @@ class SpooledLane:
     def _adopt(self, store: OwnerSpool) -> None:
         """Adopt the writers of dead processes (sender thread, once per process and owner).
 
-        The scan runs without the owner's lock (publishers keep appending). The adopted
-        records are counted by reading them (nobody acks them before we send them; our own
-        acks make the store's pending() useless for that)."""
+        The scan runs without the owner's lock (publishers keep appending). The store gives
+        them oldest first; nobody acks their records before we send them, so counting them
+        now is exact."""
         writers = [w for w in store.adopt() if w != self.own]
-        count = getattr(store, "pending_of", None)
-        adopted = 0
-        for w in writers:
-            adopted += count(w) if count is not None else sum(1 for _ in store.read(w, 0))
+        adopted = sum(store.pending_of(w) for w in writers)
         with self._lock:
             self.adopted += adopted
             for w in writers:
