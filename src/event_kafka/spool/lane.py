@@ -713,7 +713,7 @@ class SpooledLane:
                     "[%s] spool: topic %r not readable yet (%s): records wait in the spool",
                     self.owner.name,
                     self.topic,
-                    exc,
+                    sp.scrub(str(exc)),
                 )
                 return WAITING
             found = dedupe.Found(complete=False)
@@ -724,7 +724,7 @@ class SpooledLane:
                 "sending them again (duplicates possible)",
                 self.owner.name,
                 self.topic,
-                exc,
+                self.lane.sp.scrub(str(exc)),
             )
             found = dedupe.Found(complete=False)
         else:
