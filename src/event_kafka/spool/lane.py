@@ -73,7 +73,7 @@ from ..producer.pool import ProducerLimitError
 from ..producer.shared import _Closed, _LibrdkafkaLogger
 from ..ratelimit import RateLimitedLog
 from ..report import Delivery, Report, RouteWorker
-from ..statistics import BrokerOwner, LaneCounters, LaneOwner, Tally
+from ..statistics import COUNTERS, BrokerOwner, LaneCounters, LaneOwner, Tally
 from . import OwnerSpool, SpoolError, SpoolFullError, dedupe
 from .sender import IDLE, SENDER, WAITING, WORKED
 
@@ -221,12 +221,25 @@ class _Stored:
         return self._offset
 
 
+@dataclass(slots=True)
+class _Stopped(LaneCounters):
+    """A stopped owner's counters: ``in_flight`` is only what librdkafka still holds (records
+    left in the spool are no longer waited for, and get no report)."""
+
+    held: int = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self.held
+
+
 class OwnerLane(Lane):
     """The producer lane under a spooled owner (made by the pool, counted like any lane).
 
-    ``accepted`` counts records appended by this process plus records adopted from others;
-    ``in_flight`` is then what is spooled or in librdkafka. Once the owner stops (close,
-    release), records left on disk are no longer in flight: only those librdkafka holds are.
+    ``accepted`` counts records appended by this process plus records adopted from others
+    (monotonic); ``in_flight`` is what is spooled or in librdkafka. Once the owner stops
+    (close, release), records left on disk are no longer in flight for the pool: only those
+    librdkafka holds are.
     """
 
     spooled: SpooledLane
@@ -234,13 +247,18 @@ class OwnerLane(Lane):
     @property
     def accepted(self) -> int:
         sl: SpooledLane | None = self.__dict__.get("spooled")
-        if sl is None:  # not attached yet
-            return self._accepted.value
-        if sl.finished:  # everything not done is in the spool, counted as left
-            return self.delivered + self.failed
-        if sl.stopping:
-            return self.delivered + self.failed + sl.held
-        return self._accepted.value + sl.adopted
+        return self._accepted.value + (sl.adopted if sl is not None else 0)
+
+    @property
+    def stats(self) -> LaneCounters:
+        c = super().stats
+        sl: SpooledLane | None = self.__dict__.get("spooled")
+        if sl is None or not sl.stopping:
+            return c
+        out = _Stopped(held=0 if sl.finished else sl.held)
+        for n in COUNTERS:
+            setattr(out, n, getattr(c, n))
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,14 +450,11 @@ class SpooledLane:
     def _adopt(self, store: OwnerSpool) -> None:
         """Adopt the writers of dead processes (sender thread, once per process and owner).
 
-        The scan runs without the owner's lock (publishers keep appending). The adopted
-        records are counted by reading them (nobody acks them before we send them; our own
-        acks make the store's pending() useless for that)."""
+        The scan runs without the owner's lock (publishers keep appending). The store gives
+        them oldest first; nobody acks their records before we send them, so counting them
+        now is exact."""
         writers = [w for w in store.adopt() if w != self.own]
-        count = getattr(store, "pending_of", None)
-        adopted = 0
-        for w in writers:
-            adopted += count(w) if count is not None else sum(1 for _ in store.read(w, 0))
+        adopted = sum(store.pending_of(w) for w in writers)
         with self._lock:
             self.adopted += adopted
             for w in writers:
@@ -716,7 +731,7 @@ class SpooledLane:
                     "[%s] spool: topic %r not readable yet (%s): records wait in the spool",
                     self.owner.name,
                     self.topic,
-                    exc,
+                    sp.scrub(str(exc)),
                 )
                 return WAITING
             found = dedupe.Found(complete=False)
@@ -727,7 +742,7 @@ class SpooledLane:
                 "sending them again (duplicates possible)",
                 self.owner.name,
                 self.topic,
-                exc,
+                self.lane.sp.scrub(str(exc)),
             )
             found = dedupe.Found(complete=False)
         else:
