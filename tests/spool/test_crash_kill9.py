@@ -89,8 +89,10 @@ def test_kill9_rounds_chained_then_fresh_process_drains(
         tag = f"r{r:02d}"
         count = rng.randint(2_000, 20_000)
         boot = kafka_broker.bootstrap if up else dead_address()
-        child = start_publisher(spool, spec(boot, topic), tag, count, tmp_path)
-        log.append(f"{tag}:{'up' if up else 'DOWN'}:{kill_at_random_point(child, count, rng, up)}")
+        fsync = rng.choice(["never", "never", "0.05"])  # the background fsync thread too
+        child = start_publisher(spool, spec(boot, topic), tag, count, tmp_path, fsync=fsync)
+        where = kill_at_random_point(child, count, rng, up)
+        log.append(f"{tag}:{'up' if up else 'DOWN'}:fsync={fsync}:{where}")
         promised.update(child.promised())
         attempted[tag] = count
     print("rounds: " + " ".join(log))
