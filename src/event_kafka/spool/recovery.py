@@ -12,6 +12,7 @@ import fcntl
 import os
 import time
 from collections.abc import Callable
+from typing import BinaryIO
 
 from .acks import AckState, load_acks
 from .files import close_fd, open_regular, unlink
@@ -63,6 +64,17 @@ def drop_stale_locktmp(directory: str, wid: str) -> None:
         close_fd(fd)
 
 
+def _zeros(f: BinaryIO, start: int, end: int) -> bool:
+    """Whether bytes ``start``..``end`` of ``f`` are all zero."""
+    f.seek(start)
+    while start < end:
+        chunk = f.read(min(end - start, 1 << 20))
+        if not chunk or chunk.count(0) != len(chunk):
+            return False
+        start += len(chunk)
+    return True
+
+
 def scan_writer(
     directory: str,
     wid: str,
@@ -105,7 +117,9 @@ def scan_writer(
                     if not acks.acked(seq):
                         seg.live += 1
                 if scan.tail is not None:
-                    fr.cut_bytes = size - scan.tail
+                    # Zeros only: space allocated ahead for a mapped segment, not damage.
+                    if not _zeros(f, scan.tail, size):
+                        fr.cut_bytes = size - scan.tail
                     size = scan.tail
                     os.ftruncate(f.fileno(), size)
             fr.skipped_bytes = scan.skipped_bytes
