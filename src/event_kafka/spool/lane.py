@@ -322,6 +322,7 @@ class SpooledLane:
         self.need_adopt = False  # the sender adopts dead writers, then sending starts
         self._next_adopt = 0.0
         self.own: str | None = None
+        self._own_prefix = b""  # ek-spool-id header of our own records: b"<writer>:"
         self.direct = False  # set once the store is open and nothing waits
         self.adopted = 0  # records of other writers counted as accepted
         self.writers: list[str] = []  # writers to send from disk, adopted first
@@ -369,22 +370,27 @@ class SpooledLane:
             return -1
         if on_report is not None and self.hub.pool.callbacks.full():
             return lane._backlog_full(self.hub.pool.callbacks)
-        if isinstance(value, str):
-            value = value.encode()
-        if isinstance(key, str):
+        if type(value) is not bytes:
+            if isinstance(value, str):
+                value = value.encode()
+            elif value is not None:
+                raise TypeError("message and key must be str or bytes")
+        if key is not None and type(key) is not bytes:
+            if not isinstance(key, str):
+                raise TypeError("message and key must be str or bytes")
             key = key.encode()
-        if not isinstance(value, bytes | None) or not isinstance(key, bytes | None):
-            raise TypeError("message and key must be str or bytes")
-        over = self.hub.over_total() if self.hub.max_total_bytes is not None else None
-        if over is not None:
-            return self._refused("spool_full", SpoolFullError(over))
+        hub = self.hub
+        if hub.max_total_bytes is not None:
+            over = hub.over_total()
+            if over is not None:
+                return self._refused("spool_full", SpoolFullError(over))
         with self._lock:
             if not self.accepting:  # again, under the lock: close() may have begun
                 lane.rejected_closed += 1
                 return -1
             try:
                 store = self.store if self.store is not None else self._open()
-                rec = store.append(value, key, headers, route)
+                seq, ts_ms = store.put(value, key, headers, route)
             except SpoolFullError as exc:
                 return self._refused("spool_full", exc)
             except SpoolError as exc:
@@ -395,10 +401,11 @@ class SpooledLane:
                 return -1
             if self.write_error is not None:
                 self.write_error = None
-            if self.hub.max_total_bytes is not None:
-                self.hub.added(len(value or b"") + len(key or b"") + 64)  # + frame overhead
+            if hub.max_total_bytes is not None:
+                hub.added(len(value or b"") + len(key or b"") + 64)  # + frame overhead
+            own = self.own
             if on_report is not None:
-                self._callbacks[(rec.writer, rec.seq)] = on_report
+                self._callbacks[(own, seq)] = on_report  # type: ignore[index]
             if self.direct:
                 if route is not None:
                     w = self._worker(route)
@@ -406,16 +413,16 @@ class SpooledLane:
                         self._to_backlog()
                         lane._accepted.bump()
                         return 1
-                got = self._produce(rec)
-                if got == _REFUSE:
+                got = self._send(own, seq, ts_ms, value, key, headers, route)  # type: ignore[arg-type]
+                if got == _OK:
+                    self.cursor[own] = seq  # type: ignore[index]
+                elif got == _REFUSE:
                     if self._refusal is not None:
                         lane._rejected(self._refusal)
-                    self._callbacks.pop((rec.writer, rec.seq), None)
-                    self.cursor[rec.writer] = rec.seq
-                    store.ack(rec.writer, rec.seq)
+                    self._callbacks.pop((own, seq), None)  # type: ignore[arg-type]
+                    self.cursor[own] = seq  # type: ignore[index]
+                    store.ack(own, seq)  # type: ignore[arg-type]
                     return -1
-                if got == _OK:
-                    self.cursor[rec.writer] = rec.seq
                 else:
                     self._to_backlog()
             lane._accepted.bump()
@@ -441,6 +448,7 @@ class SpooledLane:
         thread). Until then records wait on disk. Raises SpoolError."""
         store = OwnerSpool(self.directory, self.hub.settings)
         self.own = store.writer_id
+        self._own_prefix = f"{self.own}:".encode()
         self.need_adopt = True
         self.direct = False
         self.store = store
@@ -476,17 +484,36 @@ class SpooledLane:
         SENDER.wake()
 
     def _produce(self, rec: SpoolRecord) -> int:
-        hdrs = [*(rec.headers or ()), (dedupe.SPOOL_HEADER, f"{rec.writer}:{rec.seq}".encode())]
-        dr = partial(self._dr, rec.writer, rec.seq, rec.route)
+        return self._send(
+            rec.writer, rec.seq, rec.ts_ms, rec.value, rec.key, rec.headers, rec.route
+        )
+
+    def _send(
+        self,
+        writer: str,
+        seq: int,
+        ts_ms: int,
+        value: bytes | None,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]] | None,
+        route: str | None,
+    ) -> int:
+        """Hand one record to librdkafka: _OK, _FULL (it waits on disk) or _REFUSE."""
+        sid = (self._own_prefix if writer == self.own else f"{writer}:".encode()) + b"%d" % seq
+        hdrs = (
+            [(dedupe.SPOOL_HEADER, sid)]
+            if headers is None
+            else [*headers, (dedupe.SPOOL_HEADER, sid)]
+        )
         self._sent.bump()
         try:
             self.lane.sp.produce(
                 self.topic,
-                rec.value,
-                rec.key,
-                on_delivery=dr,
+                value,
+                key,
+                on_delivery=partial(self._dr, writer, seq, route),
                 headers=hdrs,
-                timestamp=rec.ts_ms,
+                timestamp=ts_ms,
             )
         except BufferError:
             self._back.bump()
@@ -521,14 +548,17 @@ class SpooledLane:
             if err is None:
                 if self._suspects:
                     self._suspects.discard((writer, seq))
-                self._ack(writer, seq)
+                store = self.store
+                if store is not None:
+                    store.ack(writer, seq)
                 lane._delivered.bump()
                 sp = lane.sp
                 if sp.down:
                     sp.mark_up()
                 if sp.last_error is not None:
                     sp.last_error = None
-                self._report(writer, seq, route, None, msg, None)
+                if route is not None or self._callbacks:
+                    self._report(writer, seq, route, None, msg, None)
             elif _retriable(err) or self._first_too_large(err, writer, seq):
                 if not self.stopping:
                     self._retried.bump()

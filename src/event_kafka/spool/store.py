@@ -143,6 +143,7 @@ class OwnerSpool:
     def _reset(self) -> None:
         self._pid = os.getpid()
         self._writer: _Writer | None = None
+        self._writer_id = ""  # of self._writer (it only changes in a forked child)
         self._writers: dict[str, _Writer] = {}
         self._finished: list[_Writer] = []  # writers with nothing left: files to delete
         self._retired: list[int] = []  # segment fds to fsync then close (interval policy)
@@ -180,6 +181,7 @@ class OwnerSpool:
                     mkdirs(self._dir)
                 continue
             self._writer = self._writers[nw.id] = nw
+            self._writer_id = nw.id
             return nw
         raise AssertionError("unreachable")
 
@@ -220,6 +222,18 @@ class OwnerSpool:
         Thread-safe. Raises :class:`SpoolFullError` past ``max_bytes``, :class:`SpoolError`
         when the file system refuses (the record is then not spooled; a later call tries
         again), ValueError for a record that cannot be framed."""
+        seq, ts_ms = self.put(value, key, headers, route)
+        return SpoolRecord(self._writer_id, seq, ts_ms, key, value, headers, route)
+
+    def put(
+        self,
+        value: bytes | None,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]] | None,
+        route: str | None,
+    ) -> tuple[int, int]:
+        """:meth:`append` without building a :class:`SpoolRecord` (the lane's hot path):
+        returns the record's ``(seq, ts_ms)`` in this process's writer."""
         with self._lock:
             w = self._writer or self._open_writer()
             seq = w.last_seq + 1
@@ -247,7 +261,7 @@ class OwnerSpool:
             self._unsynced = True
             if not self._registered:
                 self._register()
-        return SpoolRecord(w.id, seq, ts_ms, key, value, headers, route)
+        return seq, ts_ms
 
     def _write(self, w: _Writer, seg: Segment, frame: bytes, n: int) -> None:
         """Write one frame with ``os.write`` (fsync "always"); lock held."""
