@@ -401,6 +401,8 @@ class EventKafka:
                 continue
             left += moving
             if left == 0 or time.monotonic() >= deadline:
+                if spool is not None:
+                    spool.sync()  # a kill right after flush() re-reports nothing it reported
                 return left
             # Routes may publish again from their reports: hence the loop.
             self.pool.wait_delivered(max(deadline - time.monotonic(), 0.0))

@@ -55,7 +55,8 @@ def kill_at_random_point(child: Child, count: int, rng: random.Random, broker_up
         child.wait("publishing done", lambda: child.marker("done"))
         time.sleep(rng.uniform(0.0, 0.3))  # a random moment while librdkafka sends
     else:
-        child.wait("flush done", lambda: child.marker("flushed"), timeout=120)
+        kill_after_flush(child)
+        return f"{where}@{child.progress()}"
     at = child.progress()
     child.kill9()
     return f"{where}@{at}"
@@ -141,12 +142,38 @@ def test_kill9_each_round_a_fresh_process_drains(
             }
         replayed += len(rec.reports)
         print(f"  {tag} {'up' if up else 'DOWN'} killed {where}: {len(rec.reports)} replayed")
+        if where.startswith("flushed"):  # every record was reported before the kill
+            assert not rec.reports, f"{tag}: {len(rec.reports)} reported twice after flush()"
         flush_errors += rec.left_after_flush != 0 or rec.spooled_after_flush != 0
         rec.left_after_flush = rec.spooled_after_flush = 0
         rec.check_flush()  # close() left nothing
     t = tally(records, promised, attempted)
     check(t, f"kill -9 x6, fresh recovery each, {replayed} replayed reports")
     assert not flush_errors, f"in {flush_errors} rounds flush() returned before the spool drained"
+
+
+def test_kill9_right_after_flush_nothing_reported_twice(
+    kafka_broker: Broker, make_topic: MakeTopic, consume: Consume, tmp_path: Path
+) -> None:
+    """flush() persists the acks before it returns: a child killed right after its flush()
+    (every record reported there) leaves nothing for the next process to report again."""
+    topic = make_topic(3)
+    spool = tmp_path / "spool"
+    child = start_publisher(spool, spec(kafka_broker.bootstrap, topic), "a", 20_000, tmp_path)
+    kill_after_flush(child)
+    promised = child.promised()
+    rec = recover(spool, spec(kafka_broker.bootstrap, topic))
+    records = consume(topic, expect=len(promised["a"]), timeout=60)
+    t = tally(records, promised, {"a": 20_000})
+    print(f"killed right after flush(): {len(rec.reports)} of {t.promised} reported again")
+    check(t, "kill -9 right after flush()")
+    assert not rec.reports, f"{len(rec.reports)} records reported twice across the kill"
+    rec.check_flush()
+
+
+def kill_after_flush(child: Child) -> None:
+    child.wait("flush done", lambda: child.marker("flushed"), timeout=120)
+    child.kill9()
 
 
 @pytest.mark.parametrize("broker", ["up", "down"])

@@ -1151,6 +1151,17 @@ class Spools:
                 sp._purge_and_serve(p, max(deadline - time.monotonic(), 2.0), held)
         return self.finish_lanes(lanes)
 
+    def sync(self) -> None:
+        """Persist every owner's acks now (``flush()`` before it returns): a process killed
+        right after has no record that it reported re-reported by the next one."""
+        for sl in self.lanes:
+            store = sl.store
+            if store is not None:
+                try:
+                    store.sync()
+                except Exception as exc:  # the acks stay in memory; persisted again later
+                    guarded(log.error, "[%s] spool: cannot persist acks: %r", sl.owner.name, exc)
+
     def unwritable(self) -> list[str]:
         """Why spools cannot write (one line per owner), for readiness."""
         out = []
