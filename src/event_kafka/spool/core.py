@@ -85,6 +85,7 @@ class LaneCore:
         self._dedupe_next = 0.0
         self._dedupe_failures = 0
         self._scan_job: _ScanJob | None = None
+        self._full_at: int | None = None  # librdkafka's queue length when it was last full
         self._next_sweep = 0.0
         self._suspects: set[tuple[str, int]] = set()  # sent alone after "too large"
         self._solo = False  # the last record sent was a suspect: wait for its report

@@ -141,6 +141,7 @@ class Delivering(LaneCore):
             )
         except BufferError:
             self._back.bump()
+            self._full_at = self.lane.sp.queue_length
             return _FULL
         except _Closed:
             self._back.bump()

@@ -7,6 +7,7 @@ import heapq
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from ..poller import guarded
@@ -240,12 +241,21 @@ class Replaying(Delivering):
         one after the other or ran side by side. Direct mode again once caught up."""
         store = self.store
         assert store is not None
+        full = self._full_at
+        if full is not None:
+            # librdkafka's queue was full: reading the disk again is wasted until it drained.
+            if self.lane.sp.queue_length >= full:
+                return WAITING
+            self._full_at = None
         budget = BATCH
         now_ms = int(time.time() * 1000)
         writers = list(self.writers)
         if self.own is not None and self.own not in writers:
             writers.append(self.own)
-        merged = heapq.merge(*(store.read(w, self.cursor.get(w, 0)) for w in writers), key=_ts)
+        if len(writers) == 1:
+            merged: Iterator[SpoolRecord] = store.read(writers[0], self.cursor.get(writers[0], 0))
+        else:
+            merged = heapq.merge(*(store.read(w, self.cursor.get(w, 0)) for w in writers), key=_ts)
         for rec in merged:
             if self.stopping or self.rewind or budget <= 0:
                 return WORKED

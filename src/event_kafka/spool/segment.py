@@ -29,6 +29,7 @@ _NAME = re.compile(
     rf"(?P<w>{WRITER_RE})(?:-(?P<n>[0-9]{{8}})\.seg|\.lock|\.ack|\.ack\.tmp)|\.(?P<t>{WRITER_RE})\.lock\.tmp"
 )
 _CHUNK = 256 << 10
+MARK_EVERY = 64
 
 
 def read_fully(f: BinaryIO, n: int) -> bytes:
@@ -73,6 +74,9 @@ class Segment:
     # Where a reader last was (seq, offset of the next frame), one tuple so that concurrent
     # readers never pair one's seq with another's offset: the next read() starts there.
     hint: tuple[int, int] = (0, 0)
+    # Offsets of the frames first_seq + i * MARK_EVERY (own writer, filled by appends): a read
+    # from any seq skips fewer than MARK_EVERY frames (records sent directly meanwhile).
+    marks: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True)

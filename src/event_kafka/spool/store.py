@@ -32,7 +32,15 @@ from .background import background
 from .files import close_fd, errlog, fsync_dir, mkdirs, open_regular, spool_error, unlink
 from .record import SpoolRecord, body_seq, decode_body, encode_frame
 from .recovery import drop_stale_locktmp, scan_writer, try_lock
-from .segment import FileRecovery, RecoveryReport, Scan, Segment, classify, segment_name
+from .segment import (
+    MARK_EVERY,
+    FileRecovery,
+    RecoveryReport,
+    Scan,
+    Segment,
+    classify,
+    segment_name,
+)
 
 __all__ = ["FsyncPolicy", "OwnerSpool", "SpoolSettings"]
 
@@ -252,6 +260,8 @@ class OwnerSpool:
                 w.mm[seg.size : end] = frame  # type: ignore[index]
             else:
                 self._write(w, seg, frame, n)
+            if not (seq - seg.first_seq) % MARK_EVERY:
+                seg.marks.append(seg.size)
             seg.size += n
             seg.last_seq = seq
             seg.live += 1
@@ -459,6 +469,9 @@ class OwnerSpool:
                     return
                 hint_seq, hint_off = seg.hint
                 start = hint_off if 0 < hint_seq <= after_seq else 0
+                i = (after_seq + 1 - seg.first_seq) // MARK_EVERY
+                if i > 0 and seg.marks:
+                    start = max(start, seg.marks[min(i, len(seg.marks) - 1)])
             more = yield from self._read_segment(w, seg, start, after_seq)
             if not more:
                 return
