@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Lane", "LaneHost"]
 
+_tuple_new = tuple.__new__
+
 
 class LaneHost(Protocol):
     """What a lane needs from the pool that made it."""
@@ -200,13 +202,14 @@ class Lane:
         self._dr_count(err, msg)
         # The reason is resolved now: purge_reason is only valid while this purge runs.
         reason = None if err is None else self.reason(err)
-        self.route.submit(Delivery(self, err, msg, reason))  # type: ignore[union-attr]
+        # tuple.__new__: a NamedTuple's own __new__ is a Python call, this is one per report.
+        self.route.submit(_tuple_new(Delivery, (self, err, msg, reason, None)))  # type: ignore[union-attr]
 
     def _dr_once(self, on_report: Callable[[Report], object], err: Any, msg: Any) -> None:
         self._dr(err, msg)
         reason = None if err is None else self.reason(err)
         # On a worker, not here: user code never runs on the poller.
-        self.pool.callbacks.submit(Delivery(self, err, msg, reason, on_report))
+        self.pool.callbacks.submit(_tuple_new(Delivery, (self, err, msg, reason, on_report)))
 
     def route_failed(self) -> None:
         """A report route or ``on_report`` raised for one of this lane's messages."""
