@@ -230,7 +230,7 @@ def test_forked_workers_get_their_own_producers(
     # glibc's getaddrinfo lock held in the children (docs/guarantees.md, "Fork").
     assert ek.kafka_publish("k", "parent") == 1
     assert ek.flush(10) == 0
-    parent_producer = ek.pool.producers[0]._producer
+    parent_producer = ek.pool.producers[0].handles[0]
     pids = []
     for w in range(3):
         pid = os.fork()
@@ -238,7 +238,7 @@ def test_forked_workers_get_their_own_producers(
             code = 1
             try:
                 ok = all(ek.kafka_publish("k", f"w{w}:{i}") == 1 for i in range(500))
-                child_producer = ek.pool.producers[0]._producer
+                child_producer = ek.pool.producers[0].handles[0]
                 left = ek.close(20)
                 delivered = ek.stats()["broker_ids"]["k"]["delivered"]
                 crossed = child_producer is parent_producer

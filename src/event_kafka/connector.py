@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("event_kafka")
 
+_TEXT = (str, bytes)  # a tuple: ``str | bytes`` builds a union object at every call
+
 R = TypeVar("R", bound=Callable[[Report], object])
 
 
@@ -193,7 +195,7 @@ class EventKafka:
         """
         if (type(message) is not str and type(message) is not bytes) or tombstone:
             _check_message(message, key, tombstone)
-        if key is not None and type(key) is not str and not isinstance(key, str | bytes):
+        if key is not None and type(key) is not str and not isinstance(key, _TEXT):
             raise TypeError(f"kafka_publish: key must be str, bytes or None, not {_tn(key)}")
         try:
             lane = self._lanes.get((broker_id, report_route))
