@@ -122,10 +122,12 @@ class Lane:
             dr = partial(self._dr_once_ref, on_report)
             produce = self.sp.produce
         try:
+            # Positional (partition -1 = librdkafka's partitioner, timestamp 0 = now): a call
+            # with keywords costs confluent-kafka 0.3 us more, a third of a produce.
             if headers is None:
-                produce(self.topic, value, key, on_delivery=dr)
+                produce(self.topic, value, key, -1, dr)
             else:
-                produce(self.topic, value, key, on_delivery=dr, headers=headers)
+                produce(self.topic, value, key, -1, dr, None, 0, headers)
         except BufferError:
             quiet = route is None and on_report is None
             return self._queue_full(value, key, headers, dr, on_report, quiet)
@@ -183,7 +185,7 @@ class Lane:
                 time.sleep(0.0005)
                 produce = self.sp.produce_quiet if quiet else self.sp.produce
                 try:
-                    produce(self.topic, value, key, on_delivery=dr, headers=headers)
+                    produce(self.topic, value, key, -1, dr, None, 0, headers)
                 except BufferError:
                     continue
                 except (KafkaException, _Closed):
@@ -249,11 +251,24 @@ class Lane:
             self.pool.note_delivery()
 
     def _dr_route(self, err: KafkaError | None, msg: Any) -> None:
+        route: RouteWorker = self.route  # type: ignore[assignment]
+        if err is None and not self.released:
+            # _dr_count's success path inlined: one call less per report.
+            self._bump_delivered()
+            sp = self.sp
+            if sp.down:
+                sp.mark_up()
+            if sp.last_error is not None:
+                sp.last_error = None
+            if self.pool.flushing:
+                self.pool.note_delivery()
+            # tuple.__new__: a NamedTuple's own __new__ is a Python call, one per report.
+            route.submit(_tuple_new(Delivery, (self, None, msg, None, None)))
+            return
         self._dr_count(err, msg)
         # The reason is resolved now: purge_reason is only valid while this purge runs.
         reason = None if err is None else self.reason(err)
-        # tuple.__new__: a NamedTuple's own __new__ is a Python call, this is one per report.
-        self.route.submit(_tuple_new(Delivery, (self, err, msg, reason, None)))  # type: ignore[union-attr]
+        route.submit(_tuple_new(Delivery, (self, err, msg, reason, None)))
 
     def _dr_once(self, on_report: Callable[[Report], object], err: Any, msg: Any) -> None:
         self._dr(err, msg)
