@@ -193,7 +193,8 @@ class EventKafka:
             ValueError: ``tombstone=True`` with a message or without a key.
             UnknownReportRouteError: ``report_route`` was never registered.
         """
-        if (type(message) is not str and type(message) is not bytes) or tombstone:
+        t = type(message)
+        if (t is not bytes and t is not str) or tombstone:
             _check_message(message, key, tombstone)
         if key is not None and type(key) is not str and not isinstance(key, _TEXT):
             raise TypeError(f"kafka_publish: key must be str, bytes or None, not {_tn(key)}")
