@@ -86,7 +86,7 @@ class Report:
         A successful delivery's key, message, topic, partition and offset are read from the
         librdkafka message only when the route asks for them (:class:`_DeliveredReport`)."""
         if d.error is None and cls is Report:
-            return _DeliveredReport(d.source.kafka_id, d.message)
+            return _DeliveredReport(d.source.kafka_id, d.message, d.replayed)
         msg = d.message
         if d.error is None:
             return cls(
@@ -162,10 +162,11 @@ class _DeliveredReport(Report):
 
     __slots__ = ("_msg",)
 
-    def __init__(self, kafka_id: str, msg: Any) -> None:
+    def __init__(self, kafka_id: str, msg: Any, replayed: bool = False) -> None:
         self.kafka_id = kafka_id
         self.kafka_status = STATUS_SUCCESS
         self.reason = None
+        self.replayed = replayed
         self._msg = msg
 
     @property
@@ -350,7 +351,7 @@ class RouteWorker:
                 continue
             try:
                 if d.error is None:  # from_delivery's success case, one call less
-                    report: Report = _DeliveredReport(d.source.kafka_id, d.message)
+                    report: Report = _DeliveredReport(d.source.kafka_id, d.message, d.replayed)
                 else:
                     report = build(d)
                 (d.callback or route)(report)  # type: ignore[misc]

@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from confluent_kafka import KafkaError, KafkaException
 
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Lane", "LaneHost"]
 
+# Builds a Delivery without NamedTuple's Python-level __new__; it skips the field defaults too,
+# so every call passes all of Delivery's fields.
 _tuple_new = tuple.__new__
 
 
@@ -68,6 +70,10 @@ class Lane:
     is counted.
     """
 
+    derives_successes: ClassVar[bool] = True
+    """A lane without a route derives its successes from what librdkafka holds; a subclass
+    that produces with callbacks of its own (the spool's) counts them itself instead."""
+
     _accepted: Tally
     _delivered: Tally
     _failed: Tally
@@ -89,7 +95,7 @@ class Lane:
         self.route = route
         self.kafka_id = owner.name
         # Counts only (no route): successes are derived, see the module docstring.
-        self.quiet = route is None
+        self.quiet = route is None and self.derives_successes
         self._new_counters()
         self.released = False
         self._failog = RateLimitedLog(log, 10.0)
@@ -263,18 +269,18 @@ class Lane:
             if self.pool.flushing:
                 self.pool.note_delivery()
             # tuple.__new__: a NamedTuple's own __new__ is a Python call, one per report.
-            route.submit(_tuple_new(Delivery, (self, None, msg, None, None)))
+            route.submit(_tuple_new(Delivery, (self, None, msg, None, None, False)))
             return
         self._dr_count(err, msg)
         # The reason is resolved now: purge_reason is only valid while this purge runs.
         reason = None if err is None else self.reason(err)
-        route.submit(_tuple_new(Delivery, (self, err, msg, reason, None)))
+        route.submit(_tuple_new(Delivery, (self, err, msg, reason, None, False)))
 
     def _dr_once(self, on_report: Callable[[Report], object], err: Any, msg: Any) -> None:
         self._dr(err, msg)
         reason = None if err is None else self.reason(err)
         # On a worker, not here: user code never runs on the poller.
-        self.pool.callbacks.submit(_tuple_new(Delivery, (self, err, msg, reason, on_report)))
+        self.pool.callbacks.submit(_tuple_new(Delivery, (self, err, msg, reason, on_report, False)))
 
     def route_failed(self) -> None:
         """A report route or ``on_report`` raised for one of this lane's messages."""

@@ -243,6 +243,7 @@ class OwnerLane(Lane):
     """
 
     spooled: SpooledLane
+    derives_successes = False  # the spool's own delivery callbacks count every outcome
 
     @property
     def accepted(self) -> int:
@@ -1118,7 +1119,7 @@ class Spools:
                 return sum(sl.held for sl in mine)
 
             if held():
-                sp._purge_and_serve(p, max(deadline - time.monotonic(), 2.0), held)
+                sp._purge_and_serve([p], max(deadline - time.monotonic(), 2.0), held)
         return self.finish_lanes(lanes)
 
     def unwritable(self) -> list[str]:
