@@ -137,22 +137,29 @@ def main(argv: list[str] | None = None) -> int:
         kafka = LocalKafka(heap_mb=1024).start()
         bootstrap = kafka.bootstrap
     results: list[dict[str, Any]] = []
+    load_start = os.getloadavg()
     try:
         # Not recorded: the broker's JIT warms up on the first runs, which would favour later rows.
         run_row("raw", bootstrap, args.count, args.cap, False, "pike")
         for payload in args.payloads.split(","):
             for idem in [x == "on" for x in args.idempotence.split(",")]:
+                # Repeats interleaved (row A, B, C, A, B, C...): on a shared machine the load
+                # drifts over minutes, and a row's runs back to back would all get the same.
+                runs: dict[str, list[dict[str, Any]]] = {row: [] for row in rows}
+                for _ in range(args.repeats):
+                    for row in rows:
+                        count = min(args.count, SLOW_ROWS.get(row, args.count))
+                        runs[row].append(run_row(row, bootstrap, count, args.cap, idem, payload))
                 for row in rows:
-                    count = min(args.count, SLOW_ROWS.get(row, args.count))
-                    runs = [
-                        run_row(row, bootstrap, count, args.cap, idem, payload)
-                        for _ in range(args.repeats)
-                    ]
-                    entry = summarize(row, payload, idem, runs)
+                    entry = summarize(row, payload, idem, runs[row])
                     results.append(entry)
                     print(format_line(entry), flush=True)
         add_ratios(results)
-        print()
+        load_end = os.getloadavg()
+        print(
+            f"\nload average (1, 5, 15 min): {_load(load_start)} at the start, "
+            f"{_load(load_end)} at the end"
+        )
         print_table(results)
         outage: dict[str, Any] | None = None
         if args.outage_seconds > 0:
@@ -181,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         "count": args.count,
         "repeats": args.repeats,
         "broker": "external " + bootstrap if args.bootstrap else "Apache Kafka (LocalKafka)",
+        "loadavg_start": _load(load_start),
+        "loadavg_end": _load(os.getloadavg()),
     }
     out.write_text(
         json.dumps(
@@ -191,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nresults written to {out}")
     failed = [r for r in results if r.get("errors")]
     return 1 if failed and args.smoke else 0
+
+
+def _load(avg: tuple[float, float, float]) -> str:
+    return " ".join(f"{x:.2f}" for x in avg)
 
 
 def summarize(row: str, payload: str, idem: bool, runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -74,7 +74,7 @@ def _close_new(instances: set[object], pools: set[ProducerPool]) -> bool:
         # a dead broker (getaddrinfo, OpenSSL RAND for the backoff jitter) while anything,
         # e.g. a failed test's traceback, holds the pool: drop the handles themselves.
         for sp in [*pool._producers.values(), *pool._releasing]:
-            sp._producer = None
+            sp._producer = sp._quiet = None
     return bool(eks or new)
 
 

@@ -230,7 +230,7 @@ def test_forked_workers_get_their_own_producers(
     # glibc's getaddrinfo lock held in the children (docs/guarantees.md, "Fork").
     assert ek.kafka_publish("k", "parent") == 1
     assert ek.flush(10) == 0
-    parent_producer = ek.pool.producers[0]._producer
+    parent_producer = ek.pool.producers[0].handles[0]
     pids = []
     for w in range(3):
         pid = os.fork()
@@ -238,7 +238,7 @@ def test_forked_workers_get_their_own_producers(
             code = 1
             try:
                 ok = all(ek.kafka_publish("k", f"w{w}:{i}") == 1 for i in range(500))
-                child_producer = ek.pool.producers[0]._producer
+                child_producer = ek.pool.producers[0].handles[0]
                 left = ek.close(20)
                 delivered = ek.stats()["broker_ids"]["k"]["delivered"]
                 crossed = child_producer is parent_producer
@@ -393,3 +393,39 @@ def test_report_future_resolves_with_the_report(kafka_broker: Broker, topic: str
         ek.close(0)
         r = lost.result(timeout=30)
     assert (r.ok, r.kafka_id, r.reason) == (False, "dead", "not delivered before shutdown")
+
+
+def test_lanes_without_a_route_count_exactly_without_a_callback_per_success(
+    kafka_broker: Broker, make_topic: Callable[..., str], consume: Consume
+) -> None:
+    """A lane with no report route gets no Python call per success (docs/benchmarks.md): its
+    ``delivered`` is derived from what librdkafka still holds. It must never run ahead of the
+    acknowledgements, must be exact once they came, and a lane released while its messages
+    are in flight must leave the pool once they are reported (nothing calls back for them)."""
+    dead = EventKafka([f"[d]{dead_broker()}/t"])
+    assert [dead.kafka_publish("d", f"m{i}") for i in range(20)] == [1] * 20
+    s = dead.stats()["broker_ids"]["d"]
+    assert (s["accepted"], s["delivered"], s["in_flight"]) == (20, 0, 20)
+    assert dead.close(0.2) == 20
+    s = dead.stats()["broker_ids"]["d"]
+    assert (s["delivered"], s["failed"], s["in_flight"]) == (0, 20, 0)
+
+    b = kafka_broker.bootstrap
+    ta, tb = make_topic(1), make_topic(1)
+    ek = EventKafka([f"[a]{b}/{ta}?g.linger.ms=200", f"[b]{b}/{tb}?g.linger.ms=200"])
+    for i in range(500):
+        assert ek.kafka_publish("a", f"a{i}") == 1 and ek.kafka_publish("b", f"b{i}") == 1
+    [lane_a] = [ln for ln in ek.pool.lanes if ln.topic == ta]
+    assert lane_a.delivered < 500  # linger 200 ms: not acknowledged yet, so not counted
+    t0 = time.monotonic()
+    assert ek.flush(10) == 0
+    assert time.monotonic() - t0 < 2  # flush waits on the counts, not for its timeout
+    assert (lane_a.delivered, ek.stats()["broker_ids"]["b"]["delivered"]) == (500, 500)
+    for i in range(500, 1000):
+        assert ek.kafka_publish("a", f"a{i}") == 1
+    ek.set_broker_ids([f"[b]{b}/{tb}?g.linger.ms=200"])  # releases a; the producer stays
+    assert lane_a in ek.pool.lanes  # its messages are in flight
+    assert wait_until(lambda: lane_a not in ek.pool.lanes, 10)
+    assert (lane_a.delivered, lane_a.failed) == (1000, 0)
+    assert ek.close(10) == 0
+    assert len(consume(ta, expect=1000)) == 1000 and len(consume(tb, expect=500)) == 500

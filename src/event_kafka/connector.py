@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("event_kafka")
 
+_TEXT = (str, bytes)  # a tuple: ``str | bytes`` builds a union object at every call
+
 R = TypeVar("R", bound=Callable[[Report], object])
 
 
@@ -231,9 +233,10 @@ class EventKafka:
             ValueError: ``tombstone=True`` with a message or without a key.
             UnknownReportRouteError: ``report_route`` was never registered.
         """
-        if (type(message) is not str and type(message) is not bytes) or tombstone:
+        t = type(message)
+        if (t is not bytes and t is not str) or tombstone:
             _check_message(message, key, tombstone)
-        if key is not None and type(key) is not str and not isinstance(key, str | bytes):
+        if key is not None and type(key) is not str and not isinstance(key, _TEXT):
             raise TypeError(f"kafka_publish: key must be str, bytes or None, not {_tn(key)}")
         try:
             lane = self._lanes.get((broker_id, report_route))

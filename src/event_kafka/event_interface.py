@@ -87,6 +87,8 @@ __all__ = [
 
 log = logging.getLogger("event_kafka.event_interface")
 
+_SIP = (str, bytes)
+
 
 class EventInterface:
     """Published events and their subscribers; raises events to every subscriber.
@@ -385,7 +387,8 @@ class EventInterface:
         ev = self._events.get(event) if type(event) is str else self._event(event)
         if ev is None:
             raise _unknown(event)
-        if sip_msg is not None and not isinstance(sip_msg, str | bytes):
+        # A tuple, not ``str | bytes``: that builds a union object at every call.
+        if sip_msg is not None and type(sip_msg) is not str and not isinstance(sip_msg, _SIP):
             raise TypeError(f"sip_msg must be str, bytes, CallId or None, not {_tn(sip_msg)}")
         senders, needs_callid, deadline = ev.snap
         if deadline != INF and deadline < self._clock():

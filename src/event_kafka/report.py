@@ -12,10 +12,10 @@ import contextlib
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, InvalidStateError
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from confluent_kafka import KafkaError
 
@@ -81,7 +81,12 @@ class Report:
 
     @classmethod
     def from_delivery(cls, d: Delivery) -> Report:
-        """The report of delivery ``d`` (built on a route worker, off the poller)."""
+        """The report of delivery ``d`` (built on a route worker, off the poller).
+
+        A successful delivery's key, message, topic, partition and offset are read from the
+        librdkafka message only when the route asks for them (:class:`_DeliveredReport`)."""
+        if d.error is None and cls is Report:
+            return _DeliveredReport(d.source.kafka_id, d.message, d.replayed)
         msg = d.message
         if d.error is None:
             return cls(
@@ -149,6 +154,47 @@ class Report:
         )
 
 
+class _DeliveredReport(Report):
+    """A success :class:`Report` that reads the message's fields when first asked for.
+
+    Routes mostly read ``kafka_status`` alone; five C calls per report for the rest were
+    the largest cost of the route thread (docs/benchmarks.md)."""
+
+    __slots__ = ("_msg",)
+
+    def __init__(self, kafka_id: str, msg: Any, replayed: bool = False) -> None:
+        self.kafka_id = kafka_id
+        self.kafka_status = STATUS_SUCCESS
+        self.reason = None
+        self.replayed = replayed
+        self._msg = msg
+
+    @property
+    def key(self) -> bytes | None:  # type: ignore[override]
+        k: bytes | None = self._msg.key()
+        return k
+
+    @property
+    def message(self) -> bytes | None:  # type: ignore[override]
+        v: bytes | None = self._msg.value()
+        return v
+
+    @property
+    def topic(self) -> str | None:  # type: ignore[override]
+        t: str | None = self._msg.topic()
+        return t
+
+    @property
+    def partition(self) -> int | None:  # type: ignore[override]
+        p: int | None = self._msg.partition()
+        return p
+
+    @property
+    def offset(self) -> int | None:  # type: ignore[override]
+        o: int | None = self._msg.offset()
+        return o
+
+
 ReportRoute = Callable[[Report], object]
 
 
@@ -165,13 +211,13 @@ class ReportSource(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(NamedTuple):
     """One message's outcome as librdkafka gave it, handed by the poller to a route worker.
 
     The :class:`Report` is built from it on the worker (:meth:`Report.from_delivery`), off
     the poller. ``reason`` is resolved at delivery time (a purge's reason is only known
-    then); ``callback`` is a per-message ``on_report`` (``None``: the worker's route).
+    then); ``callback`` is a per-message ``on_report`` (``None``: the worker's route). A
+    tuple: the poller builds one per report, and a tuple is the cheapest to build.
     """
 
     source: ReportSource
@@ -211,6 +257,10 @@ class RouteWorker:
     runs. The backlog is bounded without ever blocking the poller: :meth:`full` is checked
     before a message is accepted and :meth:`reserve` counts it after, so at most about
     ``max_pending`` accepted messages wait for this worker; past that ``publish`` refuses.
+
+    Reports are handed over in batches: :meth:`submit` appends to a deque and wakes the
+    thread only when it sleeps; once awake it runs everything queued before sleeping again.
+    So a burst of reports from one poll costs one wake-up, not one per report.
     """
 
     def __init__(self, name: str, route: ReportRoute | None, max_pending: int = 100_000) -> None:
@@ -221,7 +271,11 @@ class RouteWorker:
         self.ran = 0  # the worker thread alone writes it
         self._reserved = Tally()
         self._submitted = Tally()  # the poller and closing threads submit
-        self._q: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
+        self._items: deque[Delivery] = deque()
+        # Wake-ups: True = reports queued, None = stop(); at most one True while _awake.
+        self._q: queue.SimpleQueue[bool | None] = queue.SimpleQueue()
+        self._awake = False
+        self._budget = 0  # full() calls left before it reads the exact backlog again
         self._ran_cond = forksafe.condition()  # drain() waits on it
         self._draining = 0
         self._thread: threading.Thread | None = None
@@ -231,8 +285,16 @@ class RouteWorker:
     # -- publishing side ---------------------------------------------------------------------
 
     def full(self) -> bool:
-        """Messages accepted for this worker whose report has not run yet reach the bound."""
-        return self._reserved.value - self.ran >= self.max_pending
+        """Messages accepted for this worker whose report has not run yet reach the bound.
+
+        Reading the exact backlog takes a lock; it is read again only after half of the
+        headroom it last showed has been used, so the bound holds without a lock per call."""
+        self._budget -= 1
+        if self._budget > 0:
+            return False
+        pending = self._reserved.value - self.ran
+        self._budget = (self.max_pending - pending) // 2
+        return pending >= self.max_pending
 
     def reserve(self) -> None:
         """One more accepted message will be reported through this worker."""
@@ -243,7 +305,10 @@ class RouteWorker:
     def submit(self, d: Delivery) -> None:
         """Queue one report; never blocks (the bound is enforced at :meth:`full`)."""
         self._submitted.bump()
-        self._q.put(d)
+        self._items.append(d)
+        if not self._awake:
+            self._awake = True
+            self._q.put(True)
         # After the put: a worker that is ending re-checks the queue under the lock.
         if self._thread is None:
             self._start()
@@ -257,16 +322,39 @@ class RouteWorker:
 
     def _run(self) -> None:
         get = self._q.get
+        items = self._items
+        stopping = False
         while True:
-            d = get()
-            if d is None:  # stop(): end once nothing is queued any more
+            if get() is None:
+                stopping = True
+            self._run_queued()
+            if stopping:
                 with self._lock:
-                    if self._q.empty():
+                    if not items:
                         self._thread = None
                         return
+
+    def _run_queued(self) -> None:
+        """Run every queued report, then mark the worker asleep (re-checking the deque: a
+        submit that saw it awake put no wake-up)."""
+        popleft = self._items.popleft
+        route = self.route
+        build = Report.from_delivery
+        while True:
+            try:
+                d = popleft()
+            except IndexError:
+                self._awake = False
+                if not self._items:
+                    return
+                self._awake = True
                 continue
             try:
-                (d.callback or self.route)(Report.from_delivery(d))  # type: ignore[misc]
+                if d.error is None:  # from_delivery's success case, one call less
+                    report: Report = _DeliveredReport(d.source.kafka_id, d.message, d.replayed)
+                else:
+                    report = build(d)
+                (d.callback or route)(report)  # type: ignore[misc]
             except BaseException as exc:  # user code: nothing it raises may end this thread
                 self._failed(d.source, exc)
             self.ran += 1
@@ -319,6 +407,9 @@ class RouteWorker:
     def reset_after_fork(self) -> None:
         # The parent's thread does not exist here; reports of the parent are the parent's.
         self._q = queue.SimpleQueue()
+        self._items = deque()
+        self._awake = False
+        self._budget = 0
         self._thread = None
         self.errors = self.ran = 0
         self._reserved = Tally()

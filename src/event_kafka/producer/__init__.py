@@ -12,7 +12,9 @@ Guarantees, and how:
 * **Never blocks on the network.** ``produce()`` only enqueues; nothing connects at start-up.
   A full queue waits at most ``queue_full_wait`` (default 0), then the call returns -1, counted.
 * **Exactly one report per accepted message.** Every message carries a delivery callback;
-  one thread per process (:mod:`event_kafka.poller`) serves every producer's callbacks. User
+  one thread per process (:mod:`event_kafka.poller`) serves every producer's callbacks. For
+  lanes without a report route only failures reach Python; their successes are counted from
+  what librdkafka still holds (:mod:`.lane`). User
   code (report routes, ``on_report``) runs on worker threads
   (:class:`~event_kafka.report.RouteWorker`), never on that thread, and nothing it raises or
   how long it takes can stop other reports. At close, what is left after the flush time is

@@ -30,6 +30,9 @@ __all__ = ["DRAIN_GRACE", "ProducerLimitError", "ProducerPool"]
 DRAIN_GRACE = 1.0
 """Seconds report routes get after the flush time to run the reports still queued."""
 
+LINGER_CHECK = 0.05
+"""Seconds between looks at released quiet lanes (and producers) with messages in flight."""
+
 
 class ProducerLimitError(EventKafkaError, RuntimeError):
     """A new producer configuration would exceed the pool's ``max_producers``."""
@@ -77,6 +80,9 @@ class ProducerPool:
         self.callbacks = RouteWorker("on_report", None, report_queue_size)
         self._releasing: set[SharedProducer] = set()
         self._release_items: list[tuple[SharedProducer, Lane, float]] = []
+        # Released quiet lanes with messages in flight: no callback says when their last one
+        # is reported, so the releaser thread looks (every LINGER_CHECK s).
+        self._lingering: list[Lane] = []
         self._releaser: threading.Thread | None = None
         self._deferred: list[RouteWorker] = []
         self._lock = forksafe.rlock()
@@ -174,17 +180,23 @@ class ProducerPool:
             if sp.lanes > 0 or self.closed:
                 if lane.stats.in_flight == 0 and lane in self._lanes:
                     self._lanes.remove(lane)  # else: when its last report comes (_dr_count)
+                elif lane.quiet and lane in self._lanes:
+                    self._lingering.append(lane)  # no per-message callback: looked at
+                    self._start_releaser()
                 return
             del self._producers[sp.key]
             # close() must still wait for this one: records in it are accepted records.
             self._releasing.add(sp)
             self._release_items.append((sp, lane, time.monotonic() + self.flush_timeout))
-            if self._releaser is None:
-                # One thread for every producer being let go, not one each: 300 subscribers
-                # expiring at once must not make 300 threads.
-                t = threading.Thread(target=self._release_loop, name="ek-release", daemon=True)
-                self._releaser = t
-                t.start()
+            self._start_releaser()
+
+    def _start_releaser(self) -> None:
+        # Under the lock. One thread for every producer being let go, not one each: 300
+        # subscribers expiring at once must not make 300 threads.
+        if self._releaser is None:
+            t = threading.Thread(target=self._release_loop, name="ek-release", daemon=True)
+            self._releaser = t
+            t.start()
 
     def forget(self, lane: Lane) -> None:
         """Drop a released lane that has nothing in flight any more (KB16)."""
@@ -198,14 +210,24 @@ class ProducerPool:
         serving them meanwhile) or their flush time is up (then they are purged)."""
         while True:
             with self._lock:
-                if not self._release_items:
+                if self._lingering:
+                    done = [ln for ln in self._lingering if ln.stats.in_flight <= 0]
+                    for ln in done:
+                        self._lingering.remove(ln)
+                        if ln in self._lanes:
+                            self._lanes.remove(ln)
+                    if done:
+                        self._changed.notify_all()
+                if not self._release_items and not self._lingering:
                     self._releaser = None
                     return
                 now = time.monotonic()
                 due = [it for it in self._release_items if not it[0]._in_flight() or now >= it[2]]
                 if not due:
-                    # forget() notifies when a released lane's last report has come.
-                    self._changed.wait(min(it[2] for it in self._release_items) - now)
+                    # forget() notifies when a released lane's last report has come; quiet
+                    # lanes have no per-message callback to say so: look again soon.
+                    wait = min((it[2] for it in self._release_items), default=now + 1.0) - now
+                    self._changed.wait(min(wait, LINGER_CHECK))
                     continue
             for item in due:
                 sp, lane, _deadline = item
@@ -323,18 +345,27 @@ class ProducerPool:
     def wait_delivered(self, timeout: float) -> bool:
         """Wait up to ``timeout`` until no lane has a message without its delivery report
         (report routes may still be running them); True if none has."""
+        deadline = time.monotonic() + timeout
         with self._delivered:
             self.flushing += 1
             try:
-                return self._delivered.wait_for(
-                    lambda: not any(ln.stats.in_flight for ln in self.lanes), timeout
-                )
+                while any(ln.stats.in_flight for ln in self.lanes):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    # Quiet lanes' successes notify nobody: wait in short slices.
+                    self._delivered.wait(min(left, LINGER_CHECK))
+                return True
             finally:
                 self.flushing -= 1
 
     def in_flight_of(self, sp: SharedProducer) -> int:
         """Messages accepted through ``sp`` whose report has not come yet."""
         return sum(ln.stats.in_flight for ln in self.lanes if ln.sp is sp)
+
+    def delivered_of(self, sp: SharedProducer) -> int:
+        """Messages delivered through ``sp`` so far (its lanes' ``delivered``)."""
+        return sum(ln.delivered for ln in self.lanes if ln.sp is sp)
 
     @property
     def lanes(self) -> list[Lane]:
@@ -382,5 +413,6 @@ class ProducerPool:
         self._deferred = []
         self._releasing = set()  # the parent's background closes, not ours
         self._release_items = []
+        self._lingering = []
         self._releaser = None
         self.flushing = 0

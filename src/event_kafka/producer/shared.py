@@ -77,9 +77,19 @@ class ProducerHost(Protocol):
         """Messages accepted through ``sp`` whose report has not come yet."""
         ...
 
+    def delivered_of(self, sp: SharedProducer) -> int:
+        """Messages delivered through ``sp`` so far (its lanes' ``delivered``)."""
+        ...
+
 
 class SharedProducer:
-    """One confluent-kafka Producer shared by every lane with the same configuration."""
+    """One confluent-kafka Producer shared by every lane with the same configuration.
+
+    Two librdkafka handles at most, each built on first use: ``produce`` (a delivery report
+    for every message: lanes with a report route, ``on_report`` messages) and
+    ``produce_quiet`` (``delivery.report.only.error``: lanes that only count; their
+    successes cost no Python call, see :class:`~event_kafka.producer.lane.Lane`).
+    """
 
     def __init__(self, host: ProducerHost, key: object, config: dict[str, str], label: str):
         self.host = host
@@ -90,7 +100,10 @@ class SharedProducer:
         self._secrets = tuple(v for k, v in config.items() if v and is_sensitive(k))
         self.lanes = 0
         self._producer: Any = None
+        self._quiet: Any = None  # the delivery.report.only.error handle
         self.produce: Callable[..., None] = self._first_produce
+        self.produce_quiet: Callable[..., None] = self._first_produce_quiet
+        self._seen_delivered: int | None = None  # see _quiet_progress
         self._lock = forksafe.lock()
         self._rebuilding = False
         self.purge_reason = SHUTDOWN_REASON
@@ -111,18 +124,38 @@ class SharedProducer:
 
     def _first_produce(self, *args: Any, **kwargs: Any) -> None:
         # Replaced by the real Producer.produce once built: laziness costs nothing per call.
+        self._ensure(False)
+        self.produce(*args, **kwargs)
+
+    def _first_produce_quiet(self, *args: Any, **kwargs: Any) -> None:
+        self._ensure(True)
+        self.produce_quiet(*args, **kwargs)
+
+    def _ensure(self, quiet: bool) -> None:
         with self._lock:
             if self.closed:
                 raise _Closed
-            if self._producer is None:
+            if (self._quiet if quiet else self._producer) is None:
                 if not forksafe.resolver_usable():
                     _guarded(log.error, "[%s] %s", self.label, forksafe.NO_RESOLVER)
                     raise KafkaException(KafkaError(KafkaError._RESOLVE, forksafe.NO_RESOLVER))
-                self._build()
-        self.produce(*args, **kwargs)
+                self._build(quiet)
 
-    def _new_producer(self) -> Any:
+    @property
+    def handles(self) -> list[Any]:
+        """The librdkafka producers built so far (none, one or both kinds)."""
+        return [p for p in (self._producer, self._quiet) if p is not None]
+
+    def _new_producer(self, quiet: bool = False) -> Any:
         conf: dict[str, Any] = dict(self.config)
+        if quiet:
+            # confluent-kafka handles this one itself (it does not reach librdkafka): every
+            # message still gets its C delivery callback, which frees its per-message state
+            # and drops its reference to the Python callback, but the Python callback runs
+            # only for failures. (Passed to librdkafka, successes would never free it: the
+            # leak confluent-kafka's own test_producer_dr_only_error is about.)
+            conf["delivery.report.only.error"] = True
+        conf["error_cb"] = self._on_error
         conf["error_cb"] = self._on_error
         conf["logger"] = _LibrdkafkaLogger(self.scrub, self.label)
         conf.setdefault("client.id", "event-kafka")
@@ -133,19 +166,29 @@ class SharedProducer:
             conf["stats_cb"] = self._on_stats
         return Producer(conf)
 
-    def _build(self) -> None:
-        p = self._new_producer()
-        self._producer = p
-        self.produce = p.produce
+    def _build(self, quiet: bool = False) -> None:
+        p = self._new_producer(quiet)
+        if quiet:
+            self._quiet = p
+            self.produce_quiet = p.produce
+        else:
+            self._producer = p
+            self.produce = p.produce
         POLLER.add(self)
 
     def serve(self, timeout: float) -> int:
         """Serve this producer's callbacks for up to ``timeout`` s (the poller calls this)."""
-        p = self._producer
-        if p is None:
+        p, q = self._producer, self._quiet
+        if p is None and q is None:
             return 0
         try:
-            n: int = p.poll(timeout)
+            if q is None:
+                n: int = p.poll(timeout)
+            elif p is None:
+                n = q.poll(timeout)
+            else:
+                n = p.poll(0)
+                n += q.poll(0 if n else timeout)
         except (KafkaException, SystemError) as exc:
             # confluent-kafka raises fatal errors from poll(); SystemError is its known
             # failure mode when a callback runs with the fatal exception pending.
@@ -158,21 +201,32 @@ class SharedProducer:
             # Off the poller: a rebuild waits for the old producer's purge reports.
             self._rebuilding = True
             threading.Thread(target=self._rebuild, name="ek-rebuild", daemon=True).start()
+        if q is not None and (self.down or self.last_error is not None):
+            self._quiet_progress()
+        else:
+            self._seen_delivered = None
         return n
+
+    def _quiet_progress(self) -> None:
+        """Deliveries prove the brokers reachable; the quiet handle's come with no callback,
+        so while down (or with an error noted) the lanes' derived ``delivered`` is watched."""
+        d = self.host.delivered_of(self)
+        if self._seen_delivered is not None and d > self._seen_delivered:
+            if self.down:
+                self.mark_up()
+            self.last_error = None
+        self._seen_delivered = d
 
     def _note_fatal(self, exc: BaseException) -> None:
         err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
         if err is None or err.fatal() or err.code() == KafkaError._FATAL:
             reason = err.str() if err is not None else str(exc)
-            if self._producer is not None:
+            for p in self.handles:
                 with contextlib.suppress(Exception):
-                    fe = (
-                        self._producer.fatal_error()
-                        if hasattr(self._producer, "fatal_error")
-                        else None
-                    )
+                    fe = p.fatal_error() if hasattr(p, "fatal_error") else None
                     if fe is not None:
                         reason = fe.str()
+                        break
             self.fatal_pending = self.scrub(reason)
         else:
             _guarded(log.error, "[%s] producer error: %s", self.label, self.scrub(str(exc)))
@@ -182,14 +236,17 @@ class SharedProducer:
         try:
             reason = self.fatal_pending or "fatal error"
             _guarded(log.error, "[%s] producer in fatal state (%s): rebuilding", self.label, reason)
-            old = self._producer
             with self._lock:
+                old = self.handles
                 if self.closed:
                     self.fatal_pending = None
                     return
-                new = self._new_producer()
-                self._producer = new
-                self.produce = new.produce
+                if self._producer is not None:
+                    self._producer = self._new_producer()
+                    self.produce = self._producer.produce
+                if self._quiet is not None:
+                    self._quiet = self._new_producer(True)
+                    self.produce_quiet = self._quiet.produce
                 self.fatal_pending = None
                 self.rebuilds += 1
             self.purge_reason = f"fatal producer error: {reason}"
@@ -209,17 +266,19 @@ class SharedProducer:
         return redact(text, self._secrets)
 
     def _purge_and_serve(
-        self, p: Any, timeout: float, remaining: Callable[[], int] | None = None
+        self, ps: list[Any], timeout: float, remaining: Callable[[], int] | None = None
     ) -> int:
-        """Purge what ``p`` still holds and serve the resulting failure reports."""
-        remaining = remaining or p.__len__
-        with contextlib.suppress(Exception):
-            p.purge(in_queue=True, in_flight=True, blocking=False)
+        """Purge what the handles ``ps`` still hold and serve the resulting failure reports."""
+        remaining = remaining or (lambda: sum(len(p) for p in ps))
+        for p in ps:
+            with contextlib.suppress(Exception):
+                p.purge(in_queue=True, in_flight=True, blocking=False)
         deadline = time.monotonic() + timeout
         left = remaining()
         while left and time.monotonic() < deadline:
-            with contextlib.suppress(Exception):
-                p.poll(0.05)
+            for p in ps:
+                with contextlib.suppress(Exception):
+                    p.poll(0.05 / len(ps))
             left = remaining()
         if left:
             self.lost_reports += left
@@ -235,20 +294,23 @@ class SharedProducer:
         """Stop accepting, flush up to ``timeout``, fail what is left; returns that count."""
         with self._lock:
             self.closed = True
-            self.produce = _closed_produce
-            p = self._producer
+            self.produce = self.produce_quiet = _closed_produce
+            ps = self.handles
         POLLER.remove(self)
-        if p is None:
+        if not ps:
             return 0
         deadline = time.monotonic() + timeout
-        while self._in_flight() and time.monotonic() < deadline:
-            try:
-                p.flush(min(0.5, max(deadline - time.monotonic(), 0.0)))
-            except (KafkaException, SystemError) as exc:
-                self._note_fatal(exc)
-                break
-            except BaseException as exc:  # a callback's logging handler
-                _guarded(log.error, "[%s] callback raised %r", self.label, exc)
+        stop = False
+        while not stop and self._in_flight() and time.monotonic() < deadline:
+            for p in ps:
+                try:
+                    p.flush(min(0.5 / len(ps), max(deadline - time.monotonic(), 0.0)))
+                except (KafkaException, SystemError) as exc:
+                    self._note_fatal(exc)
+                    stop = True
+                    break
+                except BaseException as exc:  # a callback's logging handler
+                    _guarded(log.error, "[%s] callback raised %r", self.label, exc)
         left = self._in_flight()
         if left:
             _guarded(
@@ -259,14 +321,15 @@ class SharedProducer:
                 timeout,
             )
             self.purge_reason = SHUTDOWN_REASON
-            self._purge_and_serve(p, 2.0, self._in_flight)
+            self._purge_and_serve(ps, 2.0, self._in_flight)
         return left
 
     def reset_after_fork(self) -> None:
-        if self._producer is not None:
-            _orphans.append(self._producer)
-        self._producer = None
+        _orphans.extend(self.handles)
+        self._producer = self._quiet = None
         self.produce = self._first_produce if not self.closed else _closed_produce
+        self.produce_quiet = self._first_produce_quiet if not self.closed else _closed_produce
+        self._seen_delivered = None
         self._rebuilding = False
         self.fatal_pending = None
         self.down = False
@@ -303,7 +366,7 @@ class SharedProducer:
     def probe(self, timeout: float) -> bool:
         """Whether a metadata request gets an answer within ``timeout`` (with this producer's
         own TLS/SASL settings); a reply clears ``down``. False while no producer is built."""
-        p = self._producer
+        p = self._producer if self._producer is not None else self._quiet
         if p is None:
             return False
         try:
@@ -326,8 +389,8 @@ class SharedProducer:
 
     @property
     def queue_length(self) -> int:
-        p = self._producer
-        return len(p) if p is not None else 0
+        p, q = self._producer, self._quiet
+        return (len(p) if p is not None else 0) + (len(q) if q is not None else 0)
 
 
 def _any_broker_up(stats_json: str) -> bool:

@@ -251,7 +251,7 @@ class Spools:
                 return sum(sl.held for sl in mine)
 
             if held():
-                sp._purge_and_serve(p, max(deadline - time.monotonic(), 2.0), held)
+                sp._purge_and_serve([p], max(deadline - time.monotonic(), 2.0), held)
         return self.finish_lanes(lanes)
 
     def sync(self) -> None:

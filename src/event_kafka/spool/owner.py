@@ -66,6 +66,7 @@ class OwnerLane(Lane):
     """
 
     spooled: LaneCore
+    derives_successes = False  # the spool's own delivery callbacks count every outcome
 
     @property
     def accepted(self) -> int:

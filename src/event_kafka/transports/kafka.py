@@ -146,8 +146,8 @@ class KafkaDestination(Destination):
     lane, acquired on first send."""
 
     __slots__ = (
-        "__weakref__", "_claimed", "_closed", "_event", "_headers", "_lane", "_lock",
-        "needs_callid", "socket", "transport",
+        "__weakref__", "_claimed", "_closed", "_event", "_headers", "_key_param", "_lane",
+        "_lock", "needs_callid", "socket", "transport",
     )  # fmt: skip
 
     def __init__(self, transport: KafkaTransport, socket: KafkaSocket) -> None:
@@ -160,6 +160,7 @@ class KafkaDestination(Destination):
         self._claimed = False
         self._lock = forksafe.lock()
         self.needs_callid = socket.key_callid
+        self._key_param = socket.key_param
 
     @property
     def lane(self) -> Lane | SpooledLane | None:
@@ -186,8 +187,8 @@ class KafkaDestination(Destination):
             if self.transport.event_header:
                 self._headers = [(EVENT_HEADER, event.encode())]
             self._event = event
-        if self.socket.key_param is not None:
-            key = param_key(params, self.socket.key_param)
+        if self._key_param is not None:
+            key = param_key(params, self._key_param)
         return lane.publish(payload, key, self._headers or None) == 1
 
     def admit(self) -> None:

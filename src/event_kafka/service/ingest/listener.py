@@ -14,6 +14,7 @@ from typing import Any, TypeAlias
 
 import orjson
 
+from ...address import format_peer
 from ...ratelimit import RateLimitedLog
 from ..counters import counter_dict
 from .notification import IngestError, Notification, parse_notification
@@ -66,8 +67,11 @@ class Listener:
     bad_log: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(log, 10.0))
     event_param: str | None = None
 
-    def handle(self, raw: bytes, peer: str) -> tuple[Any, bool, bytes | None]:
-        """Decode and raise one notification: ``(id, has_id, reply bytes or None)``."""
+    def handle(self, raw: bytes, peer: object) -> tuple[Any, bool, bytes | None]:
+        """Decode and raise one notification: ``(id, has_id, reply bytes or None)``.
+
+        ``peer``: its text, or the address as ``recvfrom`` gives it (formatted only when a
+        log line names it)."""
         c = self.counters
         c.received += 1
         try:
@@ -75,7 +79,10 @@ class Listener:
         except IngestError as exc:
             c.malformed += 1
             self.bad_log.warning(
-                "%s ingest: malformed notification from %s: %s", self.name, peer, exc
+                "%s ingest: malformed notification from %s: %s",
+                self.name,
+                peer if isinstance(peer, str) else format_peer(peer),
+                exc,
             )
             if exc.id is None:
                 return None, False, None

@@ -198,7 +198,7 @@ def _parse_canonical(raw: bytes) -> Notification | None:
     if type(obj) is not dict or "id" in obj:
         return None
     method = obj.get("method")
-    if type(method) is not str or event_name_problem(method) is not None:
+    if type(method) is not str or not _valid_name(method):
         return None
     params = obj.get("params")
     try:
@@ -208,6 +208,22 @@ def _parse_canonical(raw: bytes) -> Notification | None:
         return None
     # A dict keeps the order (and, proven above, had no duplicates): build_payload's fastest form.
     return Notification(method, params or None, payload=raw)
+
+
+# Event names already found valid: the check is then one set lookup. Bounded, since names
+# come from the network; past the bound names are checked each time, as before.
+_VALID_NAMES: set[str] = set()
+_VALID_NAMES_MAX = 1024
+
+
+def _valid_name(name: str) -> bool:
+    if name in _VALID_NAMES:
+        return True
+    if event_name_problem(name) is not None:
+        return False
+    if len(_VALID_NAMES) < _VALID_NAMES_MAX:
+        _VALID_NAMES.add(name)
+    return True
 
 
 def _event_from_param(value: Any, rid: Any) -> str:
