@@ -73,6 +73,15 @@ __all__ = ["EXPIRED_REASON", "OwnerLane", "SpoolRoute", "SpooledLane", "Spools",
 
 log = logging.getLogger("event_kafka.spool")
 
+YIELD_EVERY = 256
+"""Direct publishes between looks at librdkafka's queue (:meth:`SpooledLane._yield_to_reports`)."""
+YIELD_ABOVE = 4096
+"""Records in librdkafka (sent, or delivered with the report not served yet) above which a
+publish lets the delivery thread run."""
+YIELD_SLEEP = 0.0002
+YIELD_MAX = 0.002
+"""Seconds one publish gives the delivery thread at most."""
+
 
 class SpooledLane(Replaying):
     """One owner (a broker_id or a ``kafka:`` subscriber): its spool directory in front of
@@ -113,6 +122,7 @@ class SpooledLane(Replaying):
             over = hub.over_total()
             if over is not None:
                 return self._refused("spool_full", SpoolFullError(over))
+        yield_now = False
         with self._lock:
             if not self.accepting:  # again, under the lock: close() may have begun
                 lane.rejected_closed += 1
@@ -145,6 +155,8 @@ class SpooledLane(Replaying):
                 got = self._send(own, seq, ts_ms, value, key, headers, route)  # type: ignore[arg-type]
                 if got == _OK:
                     self.cursor[own] = seq  # type: ignore[index]
+                    if not seq % YIELD_EVERY:
+                        yield_now = True
                 elif got == _REFUSE:
                     if self._refusal is not None:
                         lane._rejected(self._refusal)
@@ -155,7 +167,29 @@ class SpooledLane(Replaying):
                 else:
                     self._to_backlog()
             lane._accepted.bump()
+        if yield_now:
+            self._yield_to_reports()
         return 1
+
+    def _yield_to_reports(self) -> None:
+        """Let the delivery thread serve reports when they pile up (outside the lock).
+
+        confluent-kafka takes the GIL once per delivery report. Appends never release it
+        (a copy into a mapping, no system call), so without this a publishing loop leaves
+        the poller one report per switch interval (5 ms): librdkafka's queue fills with
+        delivered records and the lane falls back to reading them from disk. Bounded
+        (``YIELD_MAX``), and it stops as soon as the queue does not shrink: a broker that is
+        down or slow holds records that no report frees, and the spool is there for those."""
+        sp = self.lane.sp
+        n = sp.queue_length
+        if n <= YIELD_ABOVE or sp.down:
+            return
+        deadline = time.monotonic() + YIELD_MAX
+        while True:
+            time.sleep(YIELD_SLEEP)  # releases the GIL: the poller serves reports meanwhile
+            was, n = n, sp.queue_length
+            if n <= YIELD_ABOVE // 2 or n >= was or time.monotonic() >= deadline:
+                return
 
     # -- monitoring and lifecycle ------------------------------------------------------------
 

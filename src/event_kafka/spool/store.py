@@ -20,6 +20,7 @@ import os
 import secrets
 import time
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,7 @@ class OwnerSpool:
         self._pid = os.getpid()
         self._writer: _Writer | None = None
         self._writer_id = ""  # of self._writer (it only changes in a forked child)
+        self._ackq: deque[tuple[str, int]] = deque()  # acks not applied yet (see ack())
         self._writers: dict[str, _Writer] = {}
         self._finished: list[_Writer] = []  # writers with nothing left: files to delete
         self._retired: list[int] = []  # segment fds to fsync then close (interval policy)
@@ -330,6 +332,7 @@ class OwnerSpool:
                 w.fd = -1
 
     def _make_room(self, w: _Writer, n: int) -> None:
+        self._drain_acks()
         cur = w.segments[-1] if w.fd >= 0 else None
         if cur is not None and cur.live == 0 and cur.size:
             self._delete_segment(w, cur)  # everything acked: no need to wait for a rotation
@@ -407,16 +410,32 @@ class OwnerSpool:
     def ack(self, writer: str, seq: int) -> None:
         """Record ``seq`` of ``writer`` as done (delivered, or failed with its report).
 
-        Cheap and thread-safe; persisted every ~100 ms and at close. A segment whose records
-        are all acked is deleted (the current one of a live writer when it rotates). Unknown
-        writers and seqs are ignored; acking twice is harmless."""
-        with self._lock:
+        Cheap and thread-safe, and never waits: the ack is queued and applied under the lock
+        when it is free (now, or by the next user of the store's state). Waiting for the lock
+        here would hand the GIL back and forth with a publishing thread that holds it in
+        ``append`` (a convoy: one delivery report served per switch interval). Persisted every
+        ~100 ms and by :meth:`sync` and :meth:`close`. A segment whose records are all acked is
+        deleted (the current one of a live writer when it rotates). Unknown writers and seqs
+        are ignored; acking twice is harmless."""
+        self._ackq.append((writer, seq))
+        lock = self._lock
+        if lock.acquire(False):
+            try:
+                self._drain_acks()
+            finally:
+                lock.release()
+
+    def _drain_acks(self) -> None:
+        """Apply the queued acks (lock held)."""
+        q = self._ackq
+        while q:
+            writer, seq = q.popleft()
             w = self._writers.get(writer)
             if w is None or seq > w.last_seq or seq < 1 or not w.acks.add(seq):
-                return
+                continue
             segs = w.segments
             if not segs:
-                return
+                continue
             seg = segs[0]
             if seq > seg.last_seq:
                 seg = segs[-1]
@@ -424,7 +443,7 @@ class OwnerSpool:
                     i = bisect_right(segs, seq, key=_first_seq) - 1
                     seg = segs[i]
             if not seg.first_seq <= seq <= seg.last_seq:
-                return
+                continue
             seg.live -= 1
             self._pending -= 1
             if seg.live == 0 and not (w.fd >= 0 and seg is segs[-1]):
@@ -453,12 +472,15 @@ class OwnerSpool:
         frame by frame (memory does not grow with the backlog). A segment that cannot be
         read ends the iteration (logged): never a later record before an earlier one."""
         with self._lock:
+            self._drain_acks()
             w = self._writers.get(writer)
         if w is None:
             return
         done_n = 0
         while True:
             with self._lock:
+                if self._ackq:
+                    self._drain_acks()
                 if self._writers.get(writer) is not w:
                     return
                 seg = next(
@@ -508,6 +530,8 @@ class OwnerSpool:
                         if seq <= after_seq:
                             continue
                         with lock:
+                            if self._ackq:
+                                self._drain_acks()
                             done = acks.acked(seq)
                         if not done:
                             rec = decode_body(w.id, body)
@@ -677,6 +701,7 @@ class OwnerSpool:
         """Write the acks of writers whose state changed; delete the files of writers with
         nothing left (their lock file last, then unlock). ``_bg_lock`` held."""
         with self._lock:  # one view: a finished writer's last segments are in this doomed
+            self._drain_acks()
             doomed, self._doomed = self._doomed, []
             todo = []
             for w in self._writers.values():
@@ -705,17 +730,24 @@ class OwnerSpool:
 
     def pending(self) -> int:
         """Records appended or adopted and not acked yet."""
+        if self._ackq:
+            with self._lock:
+                self._drain_acks()
         return self._pending
 
     def pending_of(self, writer: str) -> int:
         """Records of ``writer`` (ours or adopted) not acked yet; 0 for an unknown writer."""
         with self._lock:
+            self._drain_acks()
             w = self._writers.get(writer)
             return sum(s.live for s in w.segments) if w is not None else 0
 
     def pending_bytes(self) -> int:
         """Bytes of this process's segment files (own and adopted) not deleted yet: what
         ``max_bytes`` limits."""
+        if self._ackq:
+            with self._lock:
+                self._drain_acks()
         return self._bytes
 
     def close(self) -> None:
@@ -733,6 +765,7 @@ class OwnerSpool:
 
     def _close_files(self) -> None:
         with self._lock:
+            self._drain_acks()
             w = self._writer
             if w is not None and w.fd >= 0:
                 cur = w.segments[-1]
