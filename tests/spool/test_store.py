@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 import tracemalloc
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -555,5 +556,34 @@ def test_read_from_any_seq_starts_at_the_right_frame(tmp_path: Path) -> None:
             got = [(r.seq, r.value) for r in s.read(w, after)]
             want = [(q, b"v%d" % q) for q in range(after + 1, 1001) if q not in (1, 3, 100, 500)]
             assert got == want, f"read after {after}"
+    finally:
+        s.close()
+
+
+def test_ack_never_waits_for_the_lock_and_counts_once_applied(tmp_path: Path) -> None:
+    """ack() from the delivery thread must not block on the store's lock (a publisher holding
+    it would otherwise hand the GIL back and forth with it): it is queued and applied by the
+    next user of the store's state."""
+    s = OwnerSpool(tmp_path, SpoolSettings())
+    try:
+        w = s.writer_id
+        for i in range(10):
+            s.append(b"v%d" % i)
+        done = threading.Event()
+
+        def acker() -> None:
+            for q in range(1, 6):
+                s.ack(w, q)
+            done.set()
+
+        with s._lock:  # as a publisher inside append()
+            t = threading.Thread(target=acker)
+            t.start()
+            assert done.wait(5), "ack() waited for the store's lock"
+        t.join()
+        assert s.pending() == 5
+        assert [r.seq for r in s.read(w, 0)] == [6, 7, 8, 9, 10]
+        s.ack(w, 6)  # lock free: applied at once
+        assert s._ackq == deque() and s.pending() == 4
     finally:
         s.close()
