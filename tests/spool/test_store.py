@@ -587,3 +587,29 @@ def test_ack_never_waits_for_the_lock_and_counts_once_applied(tmp_path: Path) ->
         assert s._ackq == deque() and s.pending() == 4
     finally:
         s.close()
+
+
+def _rss_file_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssFile:"):
+                return int(line.split()[1])
+    pytest.skip("no RssFile in /proc/self/status")
+
+
+def test_written_pages_of_the_mapped_segment_leave_the_rss(tmp_path: Path) -> None:
+    """A writer's mapped segment does not stay resident as it fills (each owner directory
+    would add up to 16 MiB): written pages are dropped from the mapping, and still read back."""
+    s = OwnerSpool(tmp_path, SpoolSettings(segment_bytes=64 << 20))
+    try:
+        w = s.writer_id
+        value = os.urandom(4000)
+        s.append(value)
+        before = _rss_file_kib()
+        for _ in range(4000):  # ~16 MiB into one segment
+            s.append(value)
+        grown = _rss_file_kib() - before
+        assert grown < 4096, f"RssFile grew {grown} KiB while 16 MiB were spooled"
+        assert sum(1 for r in s.read(w, 0) if r.value == value) == 4001
+    finally:
+        s.close()

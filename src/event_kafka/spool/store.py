@@ -100,6 +100,7 @@ class _Writer:
     spare: tuple[int, str, int] | None = None  # own writer: next segment made ahead (n, path, fd)
     mm: mmap.mmap | None = None  # own writer: the current segment mapped (not "always")
     mm_len: int = 0  # bytes of the current segment allocated (and mapped)
+    mm_kept: int = 0  # pages before this offset were dropped from the mapping (see _grow)
 
 
 def _first_seq(s: Segment) -> int:
@@ -295,8 +296,17 @@ class OwnerSpool:
             os.posix_fallocate(w.fd, w.mm_len, new - w.mm_len)
             if w.mm is None:
                 w.mm = mmap.mmap(w.fd, new)
+                w.mm_kept = 0
             else:
                 w.mm.resize(new)
+                # The pages written so far stay in the page cache (and on disk), but out of
+                # this process's RSS: otherwise each owner's writer would add up to a
+                # segment (16 MiB) of resident memory. Never written again (append-only).
+                done = seg.size - seg.size % mmap.PAGESIZE
+                if done > w.mm_kept:
+                    with contextlib.suppress(OSError):
+                        w.mm.madvise(mmap.MADV_DONTNEED, w.mm_kept, done - w.mm_kept)
+                    w.mm_kept = done
         except (OSError, ValueError) as e:
             with contextlib.suppress(OSError):
                 os.ftruncate(w.fd, w.mm_len)
