@@ -36,9 +36,9 @@ Environment of the opensips process (``EK_BROKER_IDS`` is the only one needed):
                     one JSON line per delivery report (flushed line by line)
   EK_CLOSE_TIMEOUT  seconds a worker flushes at exit (default 3: OpenSIPS SIGKILLs workers
                     still running 5 s after its SIGTERM)
-  EK_SPOOL_DIR      durable spool (event-kafka with the spool): what a worker could not send
-                    before exit is kept there, one sub-directory per worker rank, and sent by
-                    the next start
+  EK_SPOOL_DIR      the durable spool (``EventKafka(spool_dir=...)``, when the installed
+                    event-kafka has it): every record is on disk before it is accepted; what a
+                    worker could not send before exit stays there and the next start sends it
   EK_VENV           a virtualenv of /usr/bin/python3 (or one whose site-packages are ABI
                     compatible) added with site.addsitedir() (its .pth files count)
 
@@ -91,12 +91,15 @@ SPOOL_DIR = os.environ.get("EK_SPOOL_DIR") or None
 SIP_EVENT_PARAMS = ("method", "ruri", "callid", "src")
 
 
-def _make_ek(spool: str | None) -> EventKafka:
+def _make_ek() -> EventKafka:
     broker_ids = os.environ.get("EK_BROKER_IDS", "").split()
     kwargs: dict[str, Any] = {"flush_timeout": CLOSE_TIMEOUT}
-    if spool and "spool_dir" in inspect.signature(EventKafka).parameters:
-        os.makedirs(spool, exist_ok=True)
-        kwargs["spool_dir"] = spool
+    if SPOOL_DIR:
+        if "spool_dir" not in inspect.signature(EventKafka).parameters:
+            raise RuntimeError("EK_SPOOL_DIR is set but this event-kafka has no spool")
+        # One directory for every process: each writes its own files and a new process
+        # adopts those of processes that are gone.
+        kwargs["spool_dir"] = SPOOL_DIR
     ek = EventKafka(broker_ids, **kwargs)
     for sub in os.environ.get("EK_SUBSCRIBE", "").split():
         event, _, socket = sub.partition("=")
@@ -167,7 +170,7 @@ class Handler:
     """The object whose methods ``python_exec`` calls (see the module docstring)."""
 
     def __init__(self) -> None:
-        self.ek = _make_ek(None)
+        self.ek = _make_ek()
         self.rank: int | None = None
         self._exit_hook: Any = None
         _startup_record(self.ek)
@@ -179,9 +182,6 @@ class Handler:
         # OpenSIPS forked us in C: Python's at-fork hooks did not run. The library's do now:
         # the producers (and threads) inherited from the main process are dropped.
         after_fork()
-        if SPOOL_DIR:
-            # The spool is one writer's: each worker its own, by rank (stable over restarts).
-            self.ek = _make_ek(os.path.join(SPOOL_DIR, f"rank{rank}"))
         # glibc's on_exit (its atexit is not an exported symbol); the reference is kept, as
         # the C side holds only a pointer.
         self._exit_hook = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p)(self._at_exit)
@@ -195,7 +195,7 @@ class Handler:
             left = self.ek.close(CLOSE_TIMEOUT)
             if left:
                 LM_ERR(f"event-kafka: {left} record(s) not delivered at exit (pid {os.getpid()})\n")
-        except Exception as exc:  # noqa: BLE001 - never raise into C exit()
+        except Exception as exc:  # never raise into C exit()
             LM_ERR(f"event-kafka: close at exit failed: {exc!r}\n")
 
     # -- script functions --------------------------------------------------------------------
@@ -205,7 +205,7 @@ class Handler:
         try:
             ci = _callid(msg)
             return self.ek.kafka_publish(broker_id, message, ci, "kafka_report")
-        except Exception as exc:  # noqa: BLE001 - a Kafka problem must never cost the SIP reply
+        except Exception as exc:  # a Kafka problem must never cost the SIP reply
             LM_ERR(f"event-kafka: kafka_publish({broker_id}) failed: {exc!r}\n")
             return -1
 
@@ -220,7 +220,7 @@ class Handler:
                 values = (msg.Method, msg.RURI, ci or "", f"{ip}:{port}")
                 params = dict(zip(SIP_EVENT_PARAMS, values, strict=True))
             return self.ek.raise_event_script(event, params, ci)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             LM_ERR(f"event-kafka: raise_event({event}) failed: {exc!r}\n")
             return -1
 

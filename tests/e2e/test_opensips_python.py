@@ -71,7 +71,9 @@ def prefix() -> Path:
     return built
 
 
-def render_cfg(prefix: Path, sip_port: int, mi_port: int, brokers: str, topics: dict[str, str]) -> str:
+def render_cfg(
+    prefix: Path, sip_port: int, mi_port: int, brokers: str, topics: dict[str, str]
+) -> str:
     values = {
         "WORKERS": str(WORKERS),
         "SIP_PORT": str(sip_port),
@@ -82,14 +84,18 @@ def render_cfg(prefix: Path, sip_port: int, mi_port: int, brokers: str, topics: 
         "OS_EVENT_TOPIC": topics["os_ev"],
         "HANDLER": str(EXAMPLE / "ek_handler.py"),
     }
-    cfg = re.sub(r"@([A-Z_]+)@", lambda m: values[m.group(1)], (EXAMPLE / "opensips.cfg").read_text())
+    cfg = re.sub(
+        r"@([A-Z_]+)@", lambda m: values[m.group(1)], (EXAMPLE / "opensips.cfg").read_text()
+    )
     return cfg
 
 
 class Bed:
     """One OpenSIPS with the example config; its report lines in ``reports``."""
 
-    def __init__(self, prefix: Path, workdir: Path, brokers: str, topics: dict[str, str], **env: str) -> None:
+    def __init__(
+        self, prefix: Path, workdir: Path, brokers: str, topics: dict[str, str], **env: str
+    ) -> None:
         workdir.mkdir(parents=True)
         self.reports = workdir / "reports"
         self.reports.mkdir()
