@@ -90,7 +90,9 @@ def python_path() -> str:
 
 def mi(port: int, method: str) -> Any:
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method}).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/mi", body)
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/mi", body, {"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=5) as resp:
         return json.loads(resp.read())["result"]
 
