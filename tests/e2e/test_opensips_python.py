@@ -23,6 +23,7 @@ interpreter's site-packages are handed to it through PYTHONPATH).
 from __future__ import annotations
 
 import collections
+import inspect
 import json
 import os
 import re
@@ -36,6 +37,7 @@ from typing import Any
 
 import pytest
 
+from event_kafka import EventKafka, Report
 from event_kafka.devkafka import Record, free_port
 from tests.e2e.test_kamailio import free_udp_port, python_path, uac, udp_rcvbuf_errors
 from tests.opensips.heldproxy import HeldProxy
@@ -241,6 +243,15 @@ def test_opensips_python_module_beside_event_kafka_so(
     )
 
 
+def send_held(bed: Bed) -> int:
+    """HELD requests while nothing can reach the broker; returns the Kafka worker's PID."""
+    port = bed.os.sip_port
+    reqs = [sip_message(port, f"held-{i}@ek", f"m{i}") for i in range(HELD)]
+    assert send_sip(port, reqs) == [b"SIP/2.0 200 OK"] * HELD
+    assert bed.lines("ek") == bed.lines("os") == []  # nothing can have been delivered
+    return bed.kafka_worker_pid()
+
+
 def test_sigterm_loses_nothing_event_kafka_accepted(
     kafka_broker: Any,
     make_topic: Callable[..., str],
@@ -257,11 +268,7 @@ def test_sigterm_loses_nothing_event_kafka_accepted(
     topics = {k: make_topic(1) for k in ("os_pub", "ek_pub", "os_ev", "ek_ev")}
     try:
         bed = beds(f"127.0.0.1:{proxy.port}", topics, EK_CLOSE_TIMEOUT="4")
-        port_ = bed.os.sip_port
-        reqs = [sip_message(port_, f"held-{i}@ek", f"m{i}") for i in range(HELD)]
-        assert send_sip(port_, reqs) == [b"SIP/2.0 200 OK"] * HELD
-        kafka_pid = bed.kafka_worker_pid()
-        assert bed.lines("ek") == bed.lines("os") == []  # nothing can have been delivered
+        kafka_pid = send_held(bed)
 
         # The broker comes back as soon as OpenSIPS's Kafka process has given up.
         def release_when_gone() -> None:
@@ -293,3 +300,57 @@ def test_sigterm_loses_nothing_event_kafka_accepted(
     # What OpenSIPS 3.6.8 does: whatever 250 ms did not flush is lost, with no report.
     assert len(os_pub) < HELD and len(os_ev) < HELD
     assert len(os_reports) == len(os_pub)
+
+
+@pytest.mark.skipif(
+    "spool_dir" not in inspect.signature(EventKafka).parameters,
+    reason="this event-kafka has no durable spool (issue #14)",
+)
+def test_sigterm_with_spool_loses_nothing_however_long_the_broker_is_away(
+    kafka_broker: Any,
+    make_topic: Callable[..., str],
+    consume: Callable[..., list[Record]],
+    beds: Callable[..., Bed],
+    tmp_path: Path,
+) -> None:
+    """With EK_SPOOL_DIR the broker stays away past OpenSIPS's whole shutdown: the workers
+    close (1 s), leaving their records in the spool; a new process on the same spool
+    (same broker_ids and subscriber) delivers every one, reported as replayed."""
+    host, port = kafka_broker.bootstrap.split(",")[0].rsplit(":", 1)
+    proxy = HeldProxy((host, int(port)), max_connections=32)
+    topics = {k: make_topic(1) for k in ("os_pub", "ek_pub", "os_ev", "ek_ev")}
+    spool = tmp_path / "spool"
+    brokers = f"127.0.0.1:{proxy.port}"
+    try:
+        bed = beds(brokers, topics, EK_CLOSE_TIMEOUT="1", EK_SPOOL_DIR=str(spool))
+        send_held(bed)
+        assert bed.os.stop() == 0, bed.os.tail()
+        assert bed.lines("ek") == []  # close() left them on disk, no report
+        proxy.release()
+
+        reports: list[Report] = []
+        ek = EventKafka([bed.os.env["EK_BROKER_IDS"]], spool_dir=spool)  # type: ignore[index]
+        ek.add_report_route("kafka_report", reports.append)
+        event, _, sock = bed.os.env["EK_SUBSCRIBE"].partition("=")  # type: ignore[index]
+        ek.publish_event(event)
+        ek.subscribe(event, sock, expire=None)
+        # The subscriber's spool is adopted on first use: one more event, one more record.
+        assert ek.raise_event(event, {"after": "restart"}) == 1
+        assert ek.kafka_publish("pub", "after restart", "k", "kafka_report") == 1
+        assert ek.flush(30) == 0
+        assert ek.close(5) == 0
+    finally:
+        proxy.release()
+    ek_pub = consume(topics["ek_pub"], expect=HELD + 1, timeout=30)
+    ek_ev = consume(topics["ek_ev"], expect=HELD + 1, timeout=30)
+    os_pub = consume(topics["os_pub"], timeout=5)
+    proxy.close()
+    print(
+        f"\nSIGTERM with the spool, {HELD} held: replayed {len(ek_pub) - 1} + "
+        f"{len(ek_ev) - 1} events; OpenSIPS delivered {len(os_pub)}"
+    )
+    assert len(ek_pub) == len(ek_ev) == HELD + 1
+    assert len({r.key for r in ek_pub}) == HELD + 1
+    replayed = [r for r in reports if getattr(r, "replayed", False)]
+    assert len(replayed) == HELD and {r.kafka_status for r in reports} == {0}
+    assert len(os_pub) < HELD
