@@ -226,8 +226,9 @@ class Handler:
 
     def os_report(self, msg: Any, arg: str = "") -> int:
         get = msg.get_pseudoVar
+        status = get("$avp(kafka_status)")
         _os_log.write(
-            status=int(get("$avp(kafka_status)") or -1),
+            status=int(status) if status.lstrip("-").isdigit() else status,
             id=get("$avp(kafka_id)"),
             key=get("$avp(kafka_key)"),
             msg=get("$avp(kafka_msg)"),
