@@ -73,6 +73,7 @@ SKIP = {
     "make -C opensips-3.6.8": "needs an unpacked tarball; scripts/build-opensips.sh runs this make",
     "build-opensips.sh --optimised": "the benchmark's build (minutes); bench/opensips_python.py",
     "python -m bench.opensips_python": "the OpenSIPS benchmark, minutes",
+    "/usr/bin/python3 -m venv /opt/ek-venv": "writes /opt and downloads the dependencies",
 }
 # Programs some blocks need that `make test` installs (scripts/install-system-deps.sh --e2e).
 PROGRAMS = ("kamailio", "sipp", "kamcmd")
