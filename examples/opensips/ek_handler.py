@@ -62,7 +62,6 @@ import json
 import os
 import site
 import sys
-import threading
 from typing import Any
 
 from OpenSIPS import LM_ERR  # type: ignore[import-not-found]  # provided by python.so
@@ -82,7 +81,7 @@ def _add_venv() -> None:
 
 _add_venv()
 
-from event_kafka import CallId, EventKafka, Report, after_fork  # noqa: E402
+from event_kafka import CallId, EventKafka, Report, after_fork, forksafe  # noqa: E402
 
 _HOME_PID = os.getpid()
 CLOSE_TIMEOUT = float(os.environ.get("EK_CLOSE_TIMEOUT", "3"))
@@ -116,7 +115,7 @@ class _ReportLog:
         self.side = side
         self.pid = 0
         self.file: Any = None
-        self.lock = threading.Lock()
+        self.lock = forksafe.lock()  # released in a child by after_fork(), whoever held it
 
     def write(self, **fields: Any) -> None:
         if REPORT_DIR is None:
