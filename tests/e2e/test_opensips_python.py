@@ -331,9 +331,10 @@ def test_sigterm_with_spool_loses_nothing_however_long_the_broker_is_away(
         proxy.release()
 
         reports: list[Report] = []
-        ek = EventKafka([bed.os.env["EK_BROKER_IDS"]], spool_dir=spool)  # type: ignore[index]
+        env = bed.os.env or {}  # the same broker_id and subscriber as the workers had
+        ek = EventKafka([env["EK_BROKER_IDS"]], spool_dir=spool)
         ek.add_report_route("kafka_report", reports.append)
-        event, _, sock = bed.os.env["EK_SUBSCRIBE"].partition("=")  # type: ignore[index]
+        event, _, sock = env["EK_SUBSCRIBE"].partition("=")
         ek.publish_event(event)
         ek.subscribe(event, sock, expire=None)
         # The subscriber's spool is adopted on first use: one more event, one more record.
