@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,6 +37,8 @@ from .statistics import BrokerOwner, LaneCounters, group
 if TYPE_CHECKING:
     from .event_interface import EventInfo, EventInterface, EventSubscribers
     from .payload import Params
+    from .spool import FsyncPolicy
+    from .spool.lane import SpoolRoute, Spools
 
     SipMsg = str | bytes | None
 
@@ -77,7 +81,26 @@ class EventKafka:
             :meth:`subscribe` raises :class:`~event_kafka.producer.ProducerLimitError`.
         event_header: event records (``kafka:`` subscribers) carry an ``event`` header with
             the event name (default); ``False`` writes them exactly as OpenSIPS does, with no
-            headers. ``kafka_publish`` records never have headers.
+            headers. ``kafka_publish`` records never have headers (except ``ek-spool-id``
+            with a spool).
+        spool_dir: a directory for the durable spool (:mod:`event_kafka.spool.lane`):
+            every broker_id and ``kafka:`` subscriber writes each record there before
+            librdkafka gets it; a record leaves it only once the broker acknowledged it (or
+            with a failure report for a permanent error or ``spool_max_age``). It survives
+            kill -9 and Kafka outages of any length; a later ``EventKafka`` on the same
+            directory (same broker_ids) delivers what is left, from construction on, with
+            ``Report.replayed`` true. ``None`` (default): no spool, no cost.
+        spool_max_bytes: the most bytes one owner directory (a broker_id, a subscriber)
+            holds; past it ``kafka_publish`` returns -1 (``spool_full``).
+        spool_max_age: seconds after which a spooled record still not sent is failed
+            (report ``expired in the spool``); ``None`` (default): never.
+        spool_fsync: ``"never"`` (default: survives the death of the process, not of the
+            machine), ``"always"`` (fsync per record) or seconds between fsyncs.
+        spool_exclude: broker_ids that publish without the spool.
+        spool_max_total_bytes: the most bytes of the whole spool (every owner directory of
+            this instance); ``None`` (default): only ``spool_max_bytes`` per owner. Set it
+            where subscribers can be added from outside (the MI): each new one is a
+            directory of up to ``spool_max_bytes``.
 
     Nothing connects at construction: producers are created on first use, per process.
     Report routes and ``on_report`` run on worker threads, never on the thread serving
@@ -94,6 +117,12 @@ class EventKafka:
         report_queue_size: int = 100_000,
         event_header: bool = True,
         max_producers: int | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int = 1 << 30,
+        spool_max_age: float | None = None,
+        spool_fsync: FsyncPolicy = "never",
+        spool_exclude: Iterable[str] = (),
+        spool_max_total_bytes: int | None = None,
     ) -> None:
         self.brokers: dict[str, KafkaSocket] = _parse_broker_ids(broker_ids)
         self.event_header = event_header
@@ -105,7 +134,7 @@ class EventKafka:
         )
         self.flush_timeout = flush_timeout
         self._routes: dict[str, Callable[[Report], object]] = {}
-        self._lanes: dict[tuple[str, str | None], Lane] = {}
+        self._lanes: dict[tuple[str, str | None], Lane | SpoolRoute] = {}
         self._lock = forksafe.lock()
         self.unknown_broker_id = 0
         self.rejected_after_close = 0
@@ -113,6 +142,12 @@ class EventKafka:
         self._unknown_log = RateLimitedLog(log, 10.0)
         self._evi: EventInterface | None = None
         self.closed = False
+        self.spool: Spools | None = None
+        if spool_dir is not None:
+            self.spool = _make_spools(
+                self, spool_dir, spool_max_bytes, spool_max_age, spool_fsync, spool_exclude
+            )
+            self.spool.max_total_bytes = _check_total(spool_max_total_bytes)
         _instances.add(self)
 
     def set_broker_ids(self, broker_ids: Iterable[str] | Mapping[str, KafkaSocket]) -> None:
@@ -125,7 +160,10 @@ class EventKafka:
             for (bid, route), lane in list(self._lanes.items()):
                 if new.get(bid) != old.get(bid):
                     del self._lanes[(bid, route)]
-                    self.pool.release(lane)
+                    if isinstance(lane, Lane):
+                        self.pool.release(lane)
+                    elif self.spool is not None:
+                        self.spool.release(lane.spooled)
 
     # -- report routes -----------------------------------------------------------------------
 
@@ -174,8 +212,10 @@ class EventKafka:
 
         Never blocks on the network. -1 means: unknown broker id, queue full (after
         ``queue_full_wait``), report backlog full, message over ``message.max.bytes``,
-        producer in a fatal state, ``max_producers`` reached, or closed — each counted in
-        :meth:`stats`. An empty key is a null key, as in OpenSIPS. With ``report_route``,
+        producer in a fatal state, ``max_producers`` reached, closed, or (with a spool) the
+        spool full or unwritable — each counted in :meth:`stats`. With a spool, 1 means the
+        record is on disk; a full librdkafka queue then only delays it (never -1). An empty
+        key is a null key, as in OpenSIPS. With ``report_route``,
         that route runs exactly once for this message with its
         :class:`~event_kafka.report.Report`. ``on_report`` is a per-message alternative (it
         runs on a worker thread shared by all ``on_report`` callbacks, so keep it short).
@@ -207,7 +247,7 @@ class EventKafka:
             raise TypeError(f"kafka_publish: on_report must be callable, not {_tn(on_report)}")
         return lane.publish(message, key or None, None, on_report)
 
-    def _new_lane(self, broker_id: object, route_name: object) -> Lane | None:
+    def _new_lane(self, broker_id: object, route_name: object) -> Lane | SpoolRoute | None:
         if type(broker_id) is not str:
             raise TypeError(f"kafka_publish: broker_id must be str, not {_tn(broker_id)}")
         if route_name is not None and type(route_name) is not str:
@@ -233,6 +273,10 @@ class EventKafka:
             lane = self._lanes.get((broker_id, route_name))
             if lane is None:
                 try:
+                    if self.spool is not None and broker_id not in self.spool.exclude:
+                        lane = self.spool.route_view(sock, BrokerOwner(broker_id), route_name)
+                        self._lanes[(broker_id, route_name)] = lane
+                        return lane
                     lane = self.pool.lane(sock, BrokerOwner(broker_id), route)
                 except ProducerLimitError as exc:
                     self.rejected_producer_limit += 1
@@ -251,7 +295,19 @@ class EventKafka:
 
             with self._lock:
                 if self._evi is None:
-                    self._evi = EventInterface(self.pool, event_header=self.event_header)
+                    factories = None
+                    if self.spool is not None:
+                        from .transports.kafka import KafkaTransport
+
+                        spool = self.spool
+                        factories = {
+                            "kafka": lambda ctx: KafkaTransport(
+                                ctx.pool, event_header=ctx.event_header, spool=spool
+                            )
+                        }
+                    self._evi = EventInterface(
+                        self.pool, event_header=self.event_header, factories=factories
+                    )
         return self._evi
 
     def publish_event(self, name: str) -> int:
@@ -310,6 +366,9 @@ class EventKafka:
         }
         if self._evi is not None:
             out["events"] = self._evi.stats()
+        if self.spool is not None:
+            out["spool"] = self.spool.stats()
+            out["spool_left"] = self.spool.left  # records close() left in the spool
         return out
 
     def in_flight(self) -> int:
@@ -319,7 +378,8 @@ class EventKafka:
 
     def flush(self, timeout: float = 10.0) -> int:
         """Wait up to ``timeout`` until every accepted message was reported; returns how many
-        are still in flight. It keeps accepting meanwhile.
+        are still in flight (with a spool: also those waiting in it, a previous process's
+        included). It keeps accepting meanwhile.
 
         It blocks on conditions (deliveries, then report routes), which releases the GIL and
         so lets the delivery and report-route threads run even in hosts whose calling thread
@@ -327,8 +387,19 @@ class EventKafka:
         planned stop of such a host.
         """
         deadline = time.monotonic() + timeout
+        spool = self.spool
+        if spool is not None:
+            # Records left on disk by a previous process count once they are adopted.
+            spool.wait_adopted(deadline)
         while True:
+            # Records changing hands (a reload's old lane to the new one) are in no lane; read
+            # before the lanes: a hand-over counts in the lanes before it leaves unsettled().
+            moving = spool.unsettled() if spool is not None else 0
             left = self.in_flight()
+            if moving and not left and time.monotonic() < deadline:
+                time.sleep(0.005)  # the sender thread finishes the hand-over shortly
+                continue
+            left += moving
             if left == 0 or time.monotonic() >= deadline:
                 return left
             # Routes may publish again from their reports: hence the loop.
@@ -343,6 +414,10 @@ class EventKafka:
         shutdown"). Returns how many that were. Report routes get one more second to run the
         reports still queued; a route still stuck after that is left running on its own.
 
+        With a spool (``spool_dir``), what is not delivered within ``timeout`` is left in the
+        spool with no report (the next ``EventKafka`` on that directory delivers it); the
+        count returned includes those records.
+
         Safe to call more than once, and from inside a report route or ``on_report``: there
         it flushes and fails the rest as above but does not wait for the calling route's
         own queue (it cannot run while the caller is in it); those reports run after the
@@ -356,9 +431,24 @@ class EventKafka:
             if done:
                 _instances.discard(self)
             return 0
+        left = 0
+        if self.spool is not None:
+            # Spooled records are not failed at the deadline: what is not delivered by then
+            # stays in the spool (no report) for the next process; the pool then has nothing
+            # of theirs left to purge.
+            t = self.flush_timeout if timeout is None else timeout
+            deadline = time.monotonic() + t
+            self.spool.wait_adopted(deadline)
+            self.spool.stop_accepting()
+            while time.monotonic() < deadline and not self.pool.wait_delivered(
+                max(deadline - time.monotonic(), 0.0)
+            ):
+                pass
+            left = self.spool.close(deadline)
+            timeout = max(deadline - time.monotonic(), 0.0)
         # The pool first: it flushes every producer, event subscribers' included; closing the
         # Event Interface afterwards only releases lanes of an already flushed pool.
-        left = self.pool.close(timeout)
+        left += self.pool.close(timeout)
         if self._evi is not None:
             self._evi.close()
         if not self.pool.wait_closed(0):
@@ -373,6 +463,38 @@ class EventKafka:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _make_spools(
+    ek: EventKafka,
+    spool_dir: str | os.PathLike[str],
+    max_bytes: int,
+    max_age: float | None,
+    fsync: FsyncPolicy,
+    exclude: Iterable[str],
+) -> Spools:
+    # Imported here: without a spool, none of it is loaded.
+    from .spool import SpoolSettings
+    from .spool.lane import Spools
+
+    if isinstance(exclude, str):
+        raise TypeError("spool_exclude must be a collection of broker_ids, not a str")
+    spools = Spools(
+        Path(spool_dir),
+        SpoolSettings(max_bytes=max_bytes, max_age=max_age, fsync=fsync),
+        ek.pool,
+        ek._routes.get,
+        ek.flush_timeout,
+        exclude,
+    )
+    spools.replay_existing(ek.brokers)
+    return spools
+
+
+def _check_total(value: object) -> int | None:
+    if value is not None and (type(value) is not int or value <= 0):
+        raise ConfigError(f"spool_max_total_bytes must be None or a positive int, not {value!r}")
+    return value
 
 
 def _check_message(message: object, key: object, tombstone: object) -> None:

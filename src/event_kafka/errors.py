@@ -7,7 +7,7 @@ standard library can still catch them.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "EventKafkaError", "SocketError"]
+__all__ = ["ConfigError", "EventKafkaError", "SocketError", "SpoolError", "SpoolFullError"]
 
 
 class EventKafkaError(Exception):
@@ -34,3 +34,23 @@ class SocketError(EventKafkaError, ValueError):
     def __init__(self, message: str, position: int | None = None) -> None:
         super().__init__(message)
         self.position = position
+
+
+class SpoolError(EventKafkaError, OSError):
+    """The durable spool cannot write (disk full, read-only, permission...).
+
+    The message names the path and the system's error text; ``errno`` and ``filename`` are set
+    when the cause is an ``OSError``. Nothing already spooled is lost; a later call tries again.
+    """
+
+    def __init__(self, message: str, errno: int | None = None, filename: str | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.filename = filename
+
+    def __str__(self) -> str:  # OSError's would be "[Errno n] strerror: filename"
+        return str(self.args[0])
+
+
+class SpoolFullError(SpoolError):
+    """The spool reached its ``max_bytes`` limit: the record was not accepted."""

@@ -262,6 +262,9 @@ class EventInterface:
         if sub.dest is not dest:
             dest.close()  # the duplicate just parsed
             return False
+        subscribed = getattr(dest, "subscribed", None)
+        if subscribed is not None:
+            subscribed(event)  # e.g. a spooled kafka: subscriber starts its replay now
         return True
 
     def unsubscribe(self, event: str, socket: str) -> bool:

@@ -37,6 +37,9 @@ class Report:
     ``kafka_status`` (0 delivered, -1 failed), ``kafka_key`` and ``kafka_msg`` (text; ``key`` and
     ``message`` hold the raw bytes). ``reason`` says why it failed (``None`` on success);
     ``topic``, ``partition`` and ``offset`` are known once the broker acknowledged it.
+    ``replayed`` is true for a spooled record that another process accepted (and left in the
+    spool when it died or closed), or a lane this process retired at a reload: this one
+    delivered it (or found it already in Kafka) and reports it.
 
     >>> r.avp["kafka_status"]      # doctest: +SKIP
     0
@@ -50,6 +53,7 @@ class Report:
         "offset",
         "partition",
         "reason",
+        "replayed",
         "topic",
     )
 
@@ -63,6 +67,7 @@ class Report:
         topic: str | None = None,
         partition: int | None = None,
         offset: int | None = None,
+        replayed: bool = False,
     ) -> None:
         self.kafka_id = kafka_id
         self.kafka_status = kafka_status
@@ -72,6 +77,7 @@ class Report:
         self.topic = topic
         self.partition = partition
         self.offset = offset
+        self.replayed = replayed
 
     @classmethod
     def from_delivery(cls, d: Delivery) -> Report:
@@ -87,6 +93,7 @@ class Report:
                 msg.topic(),
                 msg.partition(),
                 msg.offset(),
+                d.replayed,
             )
         part = msg.partition()
         return cls(
@@ -98,6 +105,7 @@ class Report:
             msg.topic(),
             part if part is not None and part >= 0 else None,
             None,
+            d.replayed,
         )
 
     @property
@@ -130,6 +138,7 @@ class Report:
             "topic": self.topic,
             "partition": self.partition,
             "offset": self.offset,
+            "replayed": self.replayed,
         }
 
     def __repr__(self) -> str:
@@ -170,6 +179,7 @@ class Delivery:
     message: Any  # confluent_kafka.Message
     reason: str | None
     callback: ReportRoute | None = None
+    replayed: bool = False  # a spooled record accepted by another (gone) process
 
 
 def report_future() -> tuple[Future[Report], Callable[[Report], None]]:

@@ -129,8 +129,16 @@ class ProducerPool:
             else:
                 self._claims.pop(key, None)
 
-    def lane(self, socket: KafkaSocket, owner: LaneOwner, route: RouteWorker | None = None) -> Lane:
-        """A lane on the producer for ``socket``'s configuration (shared, created lazily).
+    def lane(
+        self,
+        socket: KafkaSocket,
+        owner: LaneOwner,
+        route: RouteWorker | None = None,
+        *,
+        factory: type[Lane] = Lane,
+    ) -> Lane:
+        """A lane on the producer for ``socket``'s configuration (shared, created lazily);
+        ``factory``: a :class:`Lane` subclass (the spool's counts its records differently).
 
         Raises:
             ProducerLimitError: a new producer would exceed ``max_producers``.
@@ -151,7 +159,7 @@ class ProducerPool:
                     sp.name = f"{base}-{n}"
                 self._producers[key] = sp
             sp.lanes += 1
-            lane = Lane(self, sp, socket, owner, route)
+            lane = factory(self, sp, socket, owner, route)
             self._lanes.append(lane)
             return lane
 

@@ -5,6 +5,8 @@ Layout (every table is optional except where noted; see ``examples/event-kafka.t
     broker_ids = ["[k1]127.0.0.1:9092/sip?t.acks=all", "[dlq]127.0.0.1:9092/sip-dlq"]
 
     [kafka]        flush_timeout, queue_full_wait
+    [spool]        dir, max_bytes, max_total_bytes, max_age, fsync, exclude_broker_ids
+                   (restart to change)
     [events]       publish = [...], auto_publish, auto_publish_max, event_header
     [[subscriptions]]   event, socket                  (static: never expire)
     [report_routes.NAME]  log, dead_letter, count
@@ -83,6 +85,7 @@ __all__ = [
     "ReportRouteConfig",
     "ServiceConfig",
     "ServiceSettings",
+    "SpoolSection",
     "Subscription",
     "TcpIngest",
     "UdpIngest",
@@ -210,6 +213,28 @@ class KafkaSection(_Model):
     """Seconds ``kafka_publish`` may wait on a full producer queue before returning -1."""
 
 
+class SpoolSection(_Model):
+    """The durable spool (:mod:`event_kafka.spool.lane`): with ``dir`` set, every broker_id
+    and ``kafka:`` subscriber writes each record to disk before librdkafka gets it, and it
+    leaves only once the broker acknowledged it; what a stopped or killed service left is
+    delivered by the next start. Unset (default): no spool."""
+
+    dir: str | None = None
+    """The spool directory (created 0700; relative to the configuration file's directory)."""
+    max_bytes: Annotated[int, Field(gt=0)] = 1 << 30
+    """Bytes per owner (broker_id, subscriber) directory; past it publishing returns -1."""
+    max_age: Annotated[float, Field(gt=0)] | None = None
+    """Seconds after which a record not yet sent gets a failure report (unset: never)."""
+    fsync: Literal["never", "always"] | Annotated[float, Field(gt=0, lt=3600)] = "never"
+    """``never``: survives a crash of the service, not of the machine; ``always``: an fsync
+    per record; seconds: an fsync that often."""
+    max_total_bytes: Annotated[int, Field(gt=0)] | None = None
+    """Bytes of the whole spool (every directory); unset: only ``max_bytes`` per directory.
+    Set it when MI callers may subscribe: each subscriber is a directory of ``max_bytes``."""
+    exclude_broker_ids: list[NonEmpty] = []
+    """broker_ids that publish without the spool (e.g. a high-volume, loss-tolerant one)."""
+
+
 class EventsSection(_Model):
     """Events this service publishes in its Event Interface."""
 
@@ -326,6 +351,7 @@ class ServiceConfig(_Model):
 
     broker_ids: list[BrokerIdStr] = Field(default=[], repr=False)
     kafka: KafkaSection = KafkaSection()
+    spool: SpoolSection = SpoolSection()
     events: EventsSection = EventsSection()
     subscriptions: list[Subscription] = []
     report_routes: dict[str, ReportRouteConfig] = {}
@@ -351,6 +377,8 @@ class ServiceSettings:
     path: str
     brokers: dict[str, KafkaSocket]
     token: str | None = field(default=None, repr=False)
+    spool_dir: Path | None = None
+    """``spool.dir`` resolved against the file's directory (``None``: no spool)."""
 
     @property
     def broker_id_names(self) -> tuple[str, ...]:
@@ -486,9 +514,12 @@ def load_config_text(
             problems.append((tuple(err["loc"]), _pydantic_message(err)))
         raise ConfigError(redact(_format(path, lines, problems, origin), secrets)) from None
     brokers, token = _cross_check(model, problems, base_dir)
+    spool_dir = _check_spool(model, brokers, problems, base_dir)
     if problems:
         raise ConfigError(redact(_format(path, lines, problems, origin), secrets))
-    return ServiceSettings(model=model, path=path, brokers=brokers, token=token)
+    return ServiceSettings(
+        model=model, path=path, brokers=brokers, token=token, spool_dir=spool_dir
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -574,6 +605,39 @@ def _cross_check(
 
     _check_listeners(m, problems)
     return brokers, token
+
+
+def _check_spool(
+    m: ServiceConfig,
+    brokers: Mapping[str, KafkaSocket],
+    problems: list[tuple[Loc, str]],
+    base_dir: Path | None,
+) -> Path | None:
+    """``spool.dir`` resolved, and checked as far as it can be before start: an existing
+    path is a writable directory, else its nearest existing parent is."""
+    sp = m.spool
+    for i, bid in enumerate(sp.exclude_broker_ids):
+        if bid not in brokers:
+            problems.append(
+                (("spool", "exclude_broker_ids", i), f"unknown broker_id [{_shown(bid)}]")
+            )
+    if sp.dir is None:
+        return None
+    if not sp.dir.strip():
+        problems.append((("spool", "dir"), "empty path (leave dir unset for no spool)"))
+        return None
+    d = Path(sp.dir).expanduser()
+    if not d.is_absolute() and base_dir is not None:
+        d = base_dir / d
+    probe = d
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    what = "" if probe == d else f" (its parent {_shown(str(probe))})"
+    if not probe.is_dir():
+        problems.append((("spool", "dir"), f"{_shown(str(d))}{what} is not a directory"))
+    elif not os.access(probe, os.W_OK | os.X_OK):
+        problems.append((("spool", "dir"), f"{_shown(str(d))}{what} is not writable"))
+    return d
 
 
 def _read_regular_file(path: Path, limit: int) -> bytes:

@@ -49,6 +49,16 @@ name                                      labels              meaning
 ``http_rejected_total``                   reason              unauthorized, too_large,
                                                               timeout, overload
 ``config_reloads_total``                  result              SIGHUP reloads (ok / error)
+``spool_records`` / ``spool_bytes``        broker_id, event,   records / bytes in the spool
+                                          topic               (not acknowledged yet)
+``spool_replayed_total``                  same                records another process
+                                                              accepted, delivered here
+``spool_deduplicated_total``              same                found already in Kafka: not
+                                                              sent again
+``spool_expired_total``                   same                older than max_age: failed
+``spool_retried_total``                   same                retriable failures, sent again
+``spool_rejected_total``                  same + reason       spool_full, spool_error
+``spool_write_error``                     same                1 while the spool cannot write
 ``transport_stat``                        transport,          udp/tcp subscriber counters as
                                           destination, stat   the transports report them
 ``start_time_seconds``, ``info``          version             process start, version
@@ -158,6 +168,7 @@ class ServiceCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
         yield from _lane_metrics(snap)
+        yield from _spool_metrics(snap)
         yield from _producer_metrics(snap)
         yield from _event_metrics(snap)
         yield from _ingest_metrics(snap)
@@ -198,6 +209,59 @@ def _lane_metrics(snap: Snapshot) -> Iterator[Metric]:
         "kafka_publish calls naming an unknown broker_id.",
         value=int(snap.ek.get("unknown_broker_id", 0)),
     )
+
+
+_SPOOL_COUNTERS = {
+    "replayed": "Spooled records another process accepted, delivered by this one.",
+    "deduplicated": "Spooled records found already in Kafka, not sent again.",
+    "expired": "Spooled records older than max_age, failed.",
+    "retried": "Retriable failures of spooled records (sent again, not failed).",
+}
+
+
+def _spool_rows(snap: Snapshot) -> dict[tuple[str, str, str], dict[str, int]]:
+    """Spool counters summed per (broker_id, event, topic) (an event may have several
+    subscribers on one topic)."""
+    rows: dict[tuple[str, str, str], dict[str, int]] = {}
+    for s in snap.ek.get("spool", ()):
+        key = (str(s.get("broker_id", "")), str(s.get("event", "")), str(s.get("topic", "")))
+        row = rows.setdefault(key, {})
+        for name, value in s.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                row[name] = row.get(name, 0) + value
+        row["write_error"] = max(row.get("write_error", 0), 1 if s.get("write_error") else 0)
+    return rows
+
+
+def _spool_metrics(snap: Snapshot) -> Iterator[Metric]:
+    rows = _spool_rows(snap)
+    if not rows:
+        return
+    for name, doc in (("records", "Records in the spool."), ("bytes", "Bytes in the spool.")):
+        fam = GaugeMetricFamily(_P + f"spool_{name}", doc, labels=_LANE_LABELS)
+        for key, row in rows.items():
+            fam.add_metric(list(key), row.get(name, 0))
+        yield fam
+    for name, doc in _SPOOL_COUNTERS.items():
+        cfam = CounterMetricFamily(_P + f"spool_{name}", doc, labels=_LANE_LABELS)
+        for key, row in rows.items():
+            cfam.add_metric(list(key), row.get(name, 0))
+        yield cfam
+    rejected = CounterMetricFamily(
+        _P + "spool_rejected",
+        "Records refused because the spool could not take them.",
+        labels=[*_LANE_LABELS, "reason"],
+    )
+    for key, row in rows.items():
+        for reason in ("spool_full", "spool_error"):
+            rejected.add_metric([*key, reason], row.get(f"rejected_{reason}", 0))
+    yield rejected
+    err = GaugeMetricFamily(
+        _P + "spool_write_error", "1 while the spool cannot write.", labels=_LANE_LABELS
+    )
+    for key, row in rows.items():
+        err.add_metric(list(key), row["write_error"])
+    yield err
 
 
 def _producer_metrics(snap: Snapshot) -> Iterator[Metric]:
@@ -450,6 +514,10 @@ def statistics_groups(snap: Snapshot) -> dict[str, dict[str, int | float]]:
     totals.update(sum(rows.values(), LaneCounters()).summary())
     totals["unknown_broker_id"] = int(snap.ek.get("unknown_broker_id", 0))
     totals["rejected_after_close"] = int(snap.ek.get("rejected_after_close", 0))
+    spool = _spool_rows(snap)
+    if spool:
+        for name in ("records", "bytes", *_SPOOL_COUNTERS):
+            totals[f"spool_{name}"] = sum(r.get(name, 0) for r in spool.values())
     groups["event_kafka"] = totals
     per_broker = group((BrokerOwner(bid), c) for (bid, _ev, _t), c in rows.items() if bid)
     for bid in snap.broker_topics:

@@ -1,10 +1,11 @@
 """``/health/ready``: whether the service should get traffic now, and if not, why.
 
 Ready means: not stopping; no configured producer (broker_ids, static subscriptions) that has
-reached no broker for ``metrics.ready_broker_timeout`` s; every extra check passing (the
-place for a spool that cannot write); and, with ``metrics.check_brokers``, one reachable
-bootstrap server per broker list. Probes are cached ``_READY_CACHE_S`` s, so a load balancer
-polling often costs the brokers nothing.
+reached no broker for ``metrics.ready_broker_timeout`` s; no spool that failed to write in
+the last ``WRITE_ERROR_HOLD`` (10) s (disk full, ``max_bytes`` reached, unwritable: the
+reason names the owner, directory and error); every extra check passing; and, with
+``metrics.check_brokers``, one reachable bootstrap server per broker list. Probes are
+cached ``_READY_CACHE_S`` s, so a load balancer polling often costs the brokers nothing.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class Readiness:
         if stopping:
             return False, {"reason": "stopping"}
         reasons = await self._producers_down()
+        spool = self._ek().spool
+        if spool is not None:
+            reasons += spool.unwritable()  # a failed write: accepted records would be refused
         reasons += [r for r in (check() for check in self.checks) if r]
         ok, details = await self._brokers_reachable()
         if reasons:

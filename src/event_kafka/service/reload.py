@@ -259,6 +259,7 @@ def _warn_restart_needed(running: ServiceSettings, new: ServiceSettings) -> None
         ("metrics.listen", a.metrics.listen, b.metrics.listen),
         ("metrics.enabled", a.metrics.enabled, b.metrics.enabled),
         ("kafka.queue_full_wait", a.kafka.queue_full_wait, b.kafka.queue_full_wait),
+        ("spool", (a.spool, running.spool_dir), (b.spool, new.spool_dir)),
         ("events.event_header", a.events.event_header, b.events.event_header),
         ("logging.format", a.logging.format, b.logging.format),
         ("logging.output", a.logging.output, b.logging.output),

@@ -124,11 +124,18 @@ class Service:
     async def start(self) -> None:
         """Build everything and bind every listener; on failure undo it all and raise."""
         m = self.settings.model
+        s_dir = self.settings.spool_dir
         self._ek = EventKafka(
             broker_ids=m.broker_ids,
             flush_timeout=m.kafka.flush_timeout,
             queue_full_wait=m.kafka.queue_full_wait,
             event_header=m.events.event_header,
+            spool_dir=s_dir,
+            spool_max_bytes=m.spool.max_bytes,
+            spool_max_age=m.spool.max_age,
+            spool_fsync=m.spool.fsync,
+            spool_exclude=m.spool.exclude_broker_ids,
+            spool_max_total_bytes=m.spool.max_total_bytes,
         )
         # Read when each producer is built (lazily, on first use): set before any message.
         self._ek.pool.statistics_interval_ms = m.metrics.statistics_interval_ms
@@ -342,13 +349,21 @@ class Service:
 
 def _log_shutdown(before: Mapping[str, Any], after: Mapping[str, Any], left: int) -> None:
     in_flight = sum(ln.counters.in_flight for ln in before.get("lanes", ()))
+    kept = min(int(after.get("spool_left", 0)), left)
+    if kept:
+        log.warning(
+            "stopped: %d record(s) not delivered before the flush timeout are kept in the "
+            "spool (no failure report): the next start delivers them",
+            kept,
+        )
+        left -= kept
     if left:
         log.warning(
             "stopped: %d message(s) were not delivered before the flush timeout; each got a "
             "failure report (report routes ran for them)",
             left,
         )
-    else:
+    elif not kept:
         log.info(
             "stopped: every accepted message was delivered or reported (%d were in flight)",
             in_flight,

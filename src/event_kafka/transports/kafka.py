@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from .. import forksafe
 from ..kafka_socket import PREFIX, KafkaSocket, parse_socket
@@ -40,6 +41,9 @@ from ..producer import Lane, ProducerLimitError, ProducerPool
 from ..ratelimit import RateLimitedLog
 from ..statistics import EventOwner, group
 from .base import Destination, Transport
+
+if TYPE_CHECKING:
+    from ..spool.lane import SpooledLane, Spools
 
 __all__ = ["EVENT_HEADER", "KafkaDestination", "KafkaTransport", "param_key"]
 
@@ -86,12 +90,21 @@ class KafkaTransport(Transport):
         pool: the producer pool to share; ``None`` creates one on first use, owned (and
             closed) by this transport.
         event_header: add the ``event`` header to every record (``False``: no headers).
+        spool: the durable spool of the ``EventKafka`` (:mod:`event_kafka.spool.lane`):
+            every record is written there first; ``send`` is true once it is.
     """
 
     scheme = "kafka"
 
-    def __init__(self, pool: ProducerPool | None = None, *, event_header: bool = True) -> None:
+    def __init__(
+        self,
+        pool: ProducerPool | None = None,
+        *,
+        event_header: bool = True,
+        spool: Spools | None = None,
+    ) -> None:
         self.event_header = event_header
+        self.spool = spool
         self._pool = pool
         self._owns_pool = pool is None
         self._lock = forksafe.lock()
@@ -140,7 +153,7 @@ class KafkaDestination(Destination):
     def __init__(self, transport: KafkaTransport, socket: KafkaSocket) -> None:
         self.transport = transport
         self.socket = socket
-        self._lane: Lane | None = None
+        self._lane: Lane | SpooledLane | None = None
         self._event = ""
         self._headers: list[tuple[str, bytes]] = []
         self._closed = False
@@ -149,7 +162,7 @@ class KafkaDestination(Destination):
         self.needs_callid = socket.key_callid
 
     @property
-    def lane(self) -> Lane | None:
+    def lane(self) -> Lane | SpooledLane | None:
         """The producer lane, once the first event was sent."""
         return self._lane
 
@@ -182,11 +195,28 @@ class KafkaDestination(Destination):
         self.transport.pool.claim(self.socket.producer_key)
         self._claimed = True
 
-    def _open(self, event: str) -> Lane | None:
+    def subscribed(self, event: str) -> None:
+        """Now a subscriber of ``event``: with a spool, records a previous process left in
+        its directory are replayed from now on (not only from the first event)."""
+        spool = self.transport.spool
+        if spool is None or self._lane is not None:
+            return
         with self._lock:
             if self._lane is None and not self._closed:
                 try:
-                    self._lane = self.transport.pool.lane(self.socket, EventOwner(event))
+                    self._lane = spool.replay_subscriber(self.socket, EventOwner(event))
+                except (ProducerLimitError, RuntimeError) as exc:
+                    _log.error("kafka:%s: %s", self.print(), exc)
+
+    def _open(self, event: str) -> Lane | SpooledLane | None:
+        with self._lock:
+            if self._lane is None and not self._closed:
+                spool = self.transport.spool
+                try:
+                    if spool is not None:
+                        self._lane = spool.lane(self.socket, EventOwner(event))
+                    else:
+                        self._lane = self.transport.pool.lane(self.socket, EventOwner(event))
                 except (ProducerLimitError, RuntimeError) as exc:
                     _log.error("kafka:%s: %s", self.print(), exc)
                     self._closed = True  # refused for good: later sends count as failed
@@ -198,7 +228,11 @@ class KafkaDestination(Destination):
             lane, self._lane = self._lane, None
             claimed, self._claimed = self._claimed, False
         if lane is not None:
-            self.transport.pool.release(lane)
+            spool = self.transport.spool
+            if spool is None:
+                self.transport.pool.release(lane)  # type: ignore[arg-type]
+            else:
+                spool.release(lane)  # type: ignore[arg-type]
         if claimed:
             self.transport.pool.unclaim(self.socket.producer_key)
 
