@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export EVENT_KAFKA_CACHE ?= $(CURDIR)/.cache
 
-.PHONY: demo test lint unit bench system-deps opensips clean
+.PHONY: demo test lint unit bench bench-opensips system-deps opensips clean
 .DEFAULT_GOAL := test
 
 system-deps:
@@ -41,6 +41,11 @@ unit: venv
 
 bench: system-deps venv
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# CPU per message inside OpenSIPS (python module vs event_kafka.so), on its optimised build.
+bench-opensips: SYSTEM_DEPS_FLAGS = --e2e
+bench-opensips: system-deps venv
+	$(BIN)/python -m bench.opensips_python $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

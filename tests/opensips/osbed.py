@@ -62,6 +62,7 @@ class Process(MIHttpClient):
         self.mi_port = mi_port
         self.log_path = workdir / f"{self.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.env: dict[str, str] | None = None  # None: this process's environment
 
     @property
     def url(self) -> str:
@@ -78,6 +79,7 @@ class Process(MIHttpClient):
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
+                env=self.env,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
