@@ -12,11 +12,12 @@ same message text and then, by mode:
   librdkafka and the library's threads run inside each SIP worker).
 
 No report routes. SIPp sends ``--count`` OPTIONS at ``--rate``/s; the run waits until the topic
-holds every record, then reads utime+stime of every OpenSIPS process from /proc/<pid>/stat
-(all threads of a process) and divides by the requests OpenSIPS received (``rcv_requests``:
-SIPp's retransmissions included, each published too). The table gives µs of CPU per
-message for the SIP workers, the Kafka worker, and all OpenSIPS processes, medians of
-``--repeats`` runs, and each mode's all-process cost above the baseline.
+holds every record (``verified`` in the JSON: one record per request received, every call's
+Call-ID among the keys; exit status 1 if a run is not), then reads utime+stime of every
+OpenSIPS process from /proc/<pid>/stat (all threads of a process) and divides by the requests
+OpenSIPS received (``rcv_requests``: SIPp's retransmissions included, each published too). The
+table gives µs of CPU per message for the SIP workers, the Kafka worker, and all OpenSIPS
+processes, medians of ``--repeats`` runs, and each mode's all-process cost above the baseline.
 """
 
 from __future__ import annotations
@@ -167,9 +168,13 @@ def one_run(
         # SIPp's retransmissions are requests too: OpenSIPS's own count is the divisor.
         stat = mi(mi_port, "get_statistics", {"statistics": ["rcv_requests"]})
         received = int(next(iter(stat.values())))
-        delivered = received
+        delivered, calls, verified = received, count, None
         if mode != "baseline":
-            delivered = len(consume_all(bootstrap, topic, expect=received, timeout=60))
+            records = consume_all(bootstrap, topic, expect=received, timeout=60)
+            delivered = len(records)
+            calls = len({r.key for r in records if r.key})  # both modes key by Call-ID
+            # Every request OpenSIPS received is one record, and every SIPp call is in the topic.
+            verified = delivered == received and calls == count
         after = {pid: cpu_ticks(pid) for pid in every}
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -187,6 +192,8 @@ def one_run(
         "mode": mode,
         "messages": received,
         "delivered": delivered,
+        "calls": calls,
+        "verified": verified,
         "wall_s": round(wall, 2),
         "sip_workers_us": us(sip),
         "kafka_worker_us": us(kafka),
@@ -263,7 +270,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.json:
         args.json.write_text(json.dumps({"flags": flags, "runs": runs, "medians": med}, indent=1))
-    return 0
+    lost = [r for r in runs if r["verified"] is False]
+    for r in lost:
+        print(
+            f"NOT VERIFIED: {r['mode']}: {r['delivered']} records for {r['messages']} requests, "
+            f"{r['calls']} of {args.count} calls",
+            file=sys.stderr,
+        )
+    return 1 if lost else 0
 
 
 if __name__ == "__main__":

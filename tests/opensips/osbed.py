@@ -30,11 +30,13 @@ BUILD_SCRIPT = REPO / "scripts" / "build-opensips.sh"
 NO_TARBALL = 3  # build-opensips.sh's exit status when the source tarball is not there
 
 
-def build_opensips() -> Path | None:
-    """The install prefix of the cached build (built now if needed); None if no tarball."""
-    proc = subprocess.run(
-        [str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=1800, check=False
-    )
+def build_opensips(optimised: bool = False) -> Path | None:
+    """The install prefix of the cached build (built now if needed); None if no tarball.
+
+    ``optimised``: the build of bench-opensips (``build-opensips.sh --optimised``).
+    """
+    args = [str(BUILD_SCRIPT)] + (["--optimised"] if optimised else [])
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=1800, check=False)
     if proc.returncode == NO_TARBALL:
         return None
     if proc.returncode != 0:
