@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export EVENT_KAFKA_CACHE ?= $(CURDIR)/.cache
 
-.PHONY: demo test lint unit bench system-deps opensips clean
+.PHONY: demo test lint unit bench bench-opensips system-deps opensips clean
 .DEFAULT_GOAL := test
 
 system-deps:
@@ -27,9 +27,10 @@ lint: venv
 	$(BIN)/mypy --strict src
 
 # The real OpenSIPS of tests/opensips, built once into $(EVENT_KAFKA_CACHE) (status 3: no tarball,
-# those tests then skip).
+# those tests then skip), and its optimised build for bench-opensips and its smoke test.
 opensips:
 	@scripts/build-opensips.sh >/dev/null || [ $$? -eq 3 ]
+	@scripts/build-opensips.sh --optimised >/dev/null || [ $$? -eq 3 ]
 
 # Lint, type-check, then the whole suite against a real Apache Kafka the fixtures start.
 test: SYSTEM_DEPS_FLAGS = --e2e
@@ -41,6 +42,11 @@ unit: venv
 
 bench: system-deps venv
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# CPU per message inside OpenSIPS (python module vs event_kafka.so), on its optimised build.
+bench-opensips: SYSTEM_DEPS_FLAGS = --e2e
+bench-opensips: system-deps venv
+	$(BIN)/python -m bench.opensips_python $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -3,6 +3,14 @@
 # cached under $EVENT_KAFKA_CACHE/opensips-3.6.8/<sha256 of the tarball>/ and reused while the
 # tarball is unchanged. Prints the prefix as the last line of stdout.
 #
+# --optimised: a second prefix, built as Debian's packaging builds OpenSIPS (packaging/debian/rules
+# in the tarball, Debian 12 dpkg-buildflags with hardening=+bindnow): CFLAGS
+# "-Wall -g -O2 -DVERSION_NODATE -fstack-protector-strong -Wformat -Werror=format-security
+# -Wdate-time -D_FORTIFY_SOURCE=2", LDFLAGS "-Wl,-z,relro -Wl,-z,now", and Makefile.conf's
+# allocators (F_MALLOC, Q_MALLOC, HP_MALLOC, F_PARALLEL_MALLOC) without DBG_MALLOC. Only the
+# modules of examples/opensips/opensips.cfg. The default build is upstream's own `make`
+# (-O9 -funroll-loops..., every allocator with its DBG_MALLOC flavour): what the tests use.
+#
 # The tarball is ../shared/vendor/opensips/opensips-3.6.8.tar.gz beside the repository (CI layout)
 # or beside the main checkout of a git worktree; OPENSIPS_TARBALL overrides. Exit status 3 means
 # "no tarball" so callers can tell "not available here" from "build broken".
@@ -35,8 +43,22 @@ cache=${EVENT_KAFKA_CACHE:-$here/.cache}
 modules="modules/event_kafka modules/event_datagram modules/event_stream modules/httpd modules/mi_http"
 modules+=" modules/sl modules/tm modules/signaling modules/json modules/cfgutils modules/maxfwd"
 modules+=" modules/sipmsgops modules/proto_udp modules/python"
+flavour=default
+cflags=""
+ldflags=""
+if [[ "${1:-}" == "--optimised" ]]; then
+  flavour=optimised
+  modules="modules/event_kafka modules/python modules/proto_udp modules/sl modules/sipmsgops"
+  modules+=" modules/httpd modules/mi_http"
+  cflags="-Wall -g -O2 -DVERSION_NODATE -fstack-protector-strong -Wformat"
+  cflags+=" -Werror=format-security -Wdate-time -D_FORTIFY_SOURCE=2"
+  ldflags="-Wl,-z,relro -Wl,-z,now"
+fi
 
-sha=$( (sha256sum "$tarball" | cut -d' ' -f1; echo "$modules") | sha256sum | cut -c1-16)
+# The default flavour's key is unchanged (tarball + modules): existing caches stay valid.
+key=$(sha256sum "$tarball" | cut -d' ' -f1; echo "$modules")
+[[ $flavour == default ]] || key+=$'\n'"$flavour $cflags $ldflags"
+sha=$(echo "$key" | sha256sum | cut -c1-16)
 base="$cache/opensips-$VERSION"
 prefix="$base/$sha"
 mkdir -p "$base"
@@ -62,13 +84,22 @@ build() {
   mkdir -p "$src"
   tar xzf "$tarball" -C "$src"
   local started=$SECONDS
-  echo "build-opensips: building OpenSIPS $VERSION into $prefix (1-2 min)" >&2
+  echo "build-opensips: building OpenSIPS $VERSION ($flavour) into $prefix (1-2 min)" >&2
+  local flags=()
+  if [[ $flavour == optimised ]]; then
+    local conf="$src/opensips-$VERSION/Makefile.conf"
+    grep -v -- '-DDBG_MALLOC' "$conf.template" >"$conf"
+    # In the environment, as debian/rules does: on make's command line they would override
+    # Makefile.defs' own additions (CFLAGS+=...).
+    flags=(CFLAGS="$cflags" LDFLAGS="$ldflags")
+  fi
   # PYTHON pins the interpreter whose headers modules/python compiles against (not a venv's).
-  make -C "$src/opensips-$VERSION" -j2 prefix="$prefix/" PYTHON=/usr/bin/python3 \
-    modules="$modules" all install >"$base/build.log" 2>&1 \
-    || { tail -40 "$base/build.log" >&2; echo "build-opensips: FAILED, see $base/build.log" >&2; exit 1; }
+  env "${flags[@]}" make -C "$src/opensips-$VERSION" -j2 prefix="$prefix/" PYTHON=/usr/bin/python3 \
+    modules="$modules" all install >"$base/build-$flavour.log" 2>&1 \
+    || { tail -40 "$base/build-$flavour.log" >&2; echo "build-opensips: FAILED, see $base/build-$flavour.log" >&2; exit 1; }
   rm -rf "$src"
   echo "$((SECONDS - started))" >"$prefix/.build-seconds"
+  echo "$flavour CFLAGS=${cflags:-upstream} LDFLAGS=${ldflags:-none}" >"$prefix/.build-flags"
   touch "$prefix/.built"
   echo "build-opensips: built in $((SECONDS - started)) s" >&2
 }

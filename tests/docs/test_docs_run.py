@@ -70,6 +70,10 @@ SKIP = {
     "systemctl ": "needs a running systemd (none in test containers)",
     "opensips-cli -x mi event_subscribe": "sent to a real OpenSIPS's MI; none runs in the tests",
     "apt-get ": "installs packages; `make test` runs scripts/install-system-deps.sh --e2e",
+    "make -C opensips-3.6.8": "needs an unpacked tarball; scripts/build-opensips.sh runs this make",
+    "build-opensips.sh --optimised": "the benchmark's build (minutes); bench/opensips_python.py",
+    "python -m bench.opensips_python": "the OpenSIPS benchmark, minutes",
+    "/usr/bin/python3 -m venv /opt/ek-venv": "writes /opt and downloads the dependencies",
 }
 # Programs some blocks need that `make test` installs (scripts/install-system-deps.sh --e2e).
 PROGRAMS = ("kamailio", "sipp", "kamcmd")
@@ -239,7 +243,7 @@ def test_sh_block(block: Block, service: Service, tmp_path: Path) -> None:
     if missing:
         pytest.skip(f"needs {missing}: `make test` installs them (install-system-deps.sh --e2e)")
     # The docs' fixed example ports and run directory, made private to this run.
-    private = {"/tmp/ek-kam": str(tmp_path / "ek-kam")}
+    private = {"/tmp/ek-kam": str(tmp_path / "ek-kam"), "/tmp/ek-os": str(tmp_path / "ek-os")}
     private.update({str(p): str(free_port()) for p in range(5070, 5074) if str(p) in text})
     # Background jobs a block starts are stopped (by PID) however the block ends.
     script = "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n"

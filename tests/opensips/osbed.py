@@ -30,11 +30,13 @@ BUILD_SCRIPT = REPO / "scripts" / "build-opensips.sh"
 NO_TARBALL = 3  # build-opensips.sh's exit status when the source tarball is not there
 
 
-def build_opensips() -> Path | None:
-    """The install prefix of the cached build (built now if needed); None if no tarball."""
-    proc = subprocess.run(
-        [str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=1800, check=False
-    )
+def build_opensips(optimised: bool = False) -> Path | None:
+    """The install prefix of the cached build (built now if needed); None if no tarball.
+
+    ``optimised``: the build of bench-opensips (``build-opensips.sh --optimised``).
+    """
+    args = [str(BUILD_SCRIPT)] + (["--optimised"] if optimised else [])
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=1800, check=False)
     if proc.returncode == NO_TARBALL:
         return None
     if proc.returncode != 0:
@@ -62,6 +64,7 @@ class Process(MIHttpClient):
         self.mi_port = mi_port
         self.log_path = workdir / f"{self.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.env: dict[str, str] | None = None  # None: this process's environment
 
     @property
     def url(self) -> str:
@@ -78,6 +81,7 @@ class Process(MIHttpClient):
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
+                env=self.env,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
