@@ -395,37 +395,61 @@ def test_report_future_resolves_with_the_report(kafka_broker: Broker, topic: str
     assert (r.ok, r.kafka_id, r.reason) == (False, "dead", "not delivered before shutdown")
 
 
-def test_lanes_without_a_route_count_exactly_without_a_callback_per_success(
+def test_event_lanes_count_exactly_without_a_callback_per_success(
     kafka_broker: Broker, make_topic: Callable[..., str], consume: Consume
 ) -> None:
-    """A lane with no report route gets no Python call per success (docs/benchmarks.md): its
+    """An event subscriber's lane gets no Python call per success (docs/benchmarks.md): its
     ``delivered`` is derived from what librdkafka still holds. It must never run ahead of the
     acknowledgements, must be exact once they came, and a lane released while its messages
     are in flight must leave the pool once they are reported (nothing calls back for them)."""
-    dead = EventKafka([f"[d]{dead_broker()}/t"])
-    assert [dead.kafka_publish("d", f"m{i}") for i in range(20)] == [1] * 20
-    s = dead.stats()["broker_ids"]["d"]
-    assert (s["accepted"], s["delivered"], s["in_flight"]) == (20, 0, 20)
+    dead = EventKafka()
+    dead.evi.publish_event("E_DEAD")
+    assert dead.subscribe("E_DEAD", f"kafka:{dead_broker()}/t")
+    assert [dead.raise_event("E_DEAD", {"i": i}) for i in range(20)] == [1] * 20
+    [lane] = dead.pool.lanes
+    assert lane.quiet and (lane.accepted, lane.delivered, lane.stats.in_flight) == (20, 0, 20)
     assert dead.close(0.2) == 20
-    s = dead.stats()["broker_ids"]["d"]
-    assert (s["delivered"], s["failed"], s["in_flight"]) == (0, 20, 0)
+    assert (lane.delivered, lane.failed, lane.stats.in_flight) == (0, 20, 0)
 
     b = kafka_broker.bootstrap
     ta, tb = make_topic(1), make_topic(1)
-    ek = EventKafka([f"[a]{b}/{ta}?g.linger.ms=200", f"[b]{b}/{tb}?g.linger.ms=200"])
+    ek = EventKafka()
+    ek.evi.publish_event("E_X")
+    sock_a, sock_b = (f"kafka:{b}/{t}?g.linger.ms=200" for t in (ta, tb))
+    assert ek.subscribe("E_X", sock_a) and ek.subscribe("E_X", sock_b)
     for i in range(500):
-        assert ek.kafka_publish("a", f"a{i}") == 1 and ek.kafka_publish("b", f"b{i}") == 1
+        assert ek.raise_event("E_X", {"i": i}) == 2  # one per subscriber
     [lane_a] = [ln for ln in ek.pool.lanes if ln.topic == ta]
-    assert lane_a.delivered < 500  # linger 200 ms: not acknowledged yet, so not counted
+    [lane_b] = [ln for ln in ek.pool.lanes if ln.topic == tb]
+    assert lane_a.quiet and lane_a.delivered < 500  # linger 200 ms: not acknowledged yet
     t0 = time.monotonic()
     assert ek.flush(10) == 0
     assert time.monotonic() - t0 < 2  # flush waits on the counts, not for its timeout
-    assert (lane_a.delivered, ek.stats()["broker_ids"]["b"]["delivered"]) == (500, 500)
+    assert (lane_a.delivered, lane_b.delivered) == (500, 500)
+    assert ek.unsubscribe("E_X", sock_b)
     for i in range(500, 1000):
-        assert ek.kafka_publish("a", f"a{i}") == 1
-    ek.set_broker_ids([f"[b]{b}/{tb}?g.linger.ms=200"])  # releases a; the producer stays
-    assert lane_a in ek.pool.lanes  # its messages are in flight
+        assert ek.raise_event("E_X", {"i": i}) == 1
+    assert ek.unsubscribe("E_X", sock_a)  # releases lane a while its messages are in flight
     assert wait_until(lambda: lane_a not in ek.pool.lanes, 10)
     assert (lane_a.delivered, lane_a.failed) == (1000, 0)
     assert ek.close(10) == 0
     assert len(consume(ta, expect=1000)) == 1000 and len(consume(tb, expect=500)) == 500
+
+
+def test_kafka_publish_with_and_without_on_report_keeps_per_key_order(
+    kafka_broker: Broker, make_topic: Callable[..., str], consume: Consume
+) -> None:
+    """A broker_id's calls with and without ``on_report`` share one librdkafka handle: a
+    value and the tombstone that deletes it arrive in that order (a second, failures-only
+    handle for route-less calls reversed them)."""
+    topic = make_topic(1)
+    got: list[Report] = []
+    with EventKafka([f"[k]{kafka_broker.bootstrap}/{topic}?g.linger.ms=50"]) as ek:
+        for i in range(200):
+            if i % 2:
+                assert ek.kafka_publish("k", f"v{i}", "key", on_report=got.append) == 1
+            else:
+                assert ek.kafka_publish("k", f"v{i}", "key") == 1
+    values = [r.value for r in consume(topic, expect=200)]
+    assert values == [f"v{i}".encode() for i in range(200)]
+    assert len(got) == 100 and all(r.ok for r in got)

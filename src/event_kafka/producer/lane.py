@@ -6,14 +6,15 @@ network), returns 1 or -1, and counts every refusal by reason. The delivery call
 run on the poller thread: they count, and hand a :class:`~event_kafka.report.Delivery` to a
 report-route worker; user code never runs on the poller.
 
-A lane without a report route (every event subscriber, ``kafka_publish`` without one) only
-counts, and its successes cost no Python call: it produces through the producer's
-``delivery.report.only.error`` handle with one callback object of its own, which
-confluent-kafka references once per message until librdkafka has reported it. So that
-object's reference count, less its own references, is exactly how many of the lane's
+An event subscriber's lane only counts, and its successes cost no Python call: it produces
+through the producer's ``delivery.report.only.error`` handle with one callback object of its
+own, which confluent-kafka references once per message until librdkafka has reported it. So
+that object's reference count, less its own references, is exactly how many of the lane's
 messages librdkafka still holds; failures still come one by one (counted, logged), and
-``delivered = accepted - in flight - failed`` (read in that order, it never counts a
-message that has not been acknowledged).
+``delivered = accepted - in flight - failed`` (read in that order, it never counts a message
+that has not been acknowledged). A broker_id's lanes keep one callback per message:
+``kafka_publish`` calls with and without ``on_report`` share a lane, and must share one handle
+to keep their per-key order.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ..poller import POLLER
 from ..poller import guarded as _guarded
 from ..ratelimit import RateLimitedLog
 from ..report import Delivery, Report, RouteWorker
-from ..statistics import LaneCounters, LaneOwner, Tally
+from ..statistics import EventOwner, LaneCounters, LaneOwner, Tally
 from .shared import _PURGED, SharedProducer, _Closed, log
 
 if TYPE_CHECKING:
@@ -94,8 +95,11 @@ class Lane:
         self.owner = owner
         self.route = route
         self.kafka_id = owner.name
-        # Counts only (no route): successes are derived, see the module docstring.
-        self.quiet = route is None and self.derives_successes
+        # An event subscriber's lane only counts: its successes are derived (module docstring).
+        # Not a broker_id's: kafka_publish mixes calls with and without on_report on one
+        # lane, and two handles would break their per-key order (a tombstone could land
+        # before the value it deletes).
+        self.quiet = route is None and self.derives_successes and isinstance(owner, EventOwner)
         self._new_counters()
         self.released = False
         self._failog = RateLimitedLog(log, 10.0)
@@ -114,7 +118,7 @@ class Lane:
         if on_report is None:
             dr = self._dr
             if route is None:
-                produce = self.sp.produce_quiet
+                produce = self.sp.produce_quiet if self.quiet else self.sp.produce
             else:
                 if route.full():
                     return self._backlog_full(route)
@@ -135,7 +139,7 @@ class Lane:
             else:
                 produce(self.topic, value, key, -1, dr, None, 0, headers)
         except BufferError:
-            quiet = route is None and on_report is None
+            quiet = self.quiet and on_report is None
             return self._queue_full(value, key, headers, dr, on_report, quiet)
         except KafkaException as exc:
             return self._rejected(exc)
