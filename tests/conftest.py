@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -76,6 +77,17 @@ def _close_new(instances: set[object], pools: set[ProducerPool]) -> bool:
         for sp in [*pool._producers.values(), *pool._releasing]:
             sp._producer = sp._quiet = None
     return bool(eks or new)
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port nothing listens on (bound, never listening: connections are refused)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    try:
+        yield s.getsockname()[1]
+    finally:
+        s.close()
 
 
 @pytest.fixture(autouse=True)

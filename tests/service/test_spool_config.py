@@ -4,8 +4,6 @@ shows the spool."""
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -14,16 +12,6 @@ import pytest
 from event_kafka.errors import ConfigError
 from event_kafka.service.config import load_config_text
 from tests.service.ops_helpers import get, parse_series, running_service
-
-
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    try:
-        yield s.getsockname()[1]
-    finally:
-        s.close()
 
 
 def test_spool_section_is_parsed_and_resolved(tmp_path: Path) -> None:

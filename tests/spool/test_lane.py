@@ -4,13 +4,10 @@ process leaves is delivered (once) by the next one, outages fail nothing."""
 from __future__ import annotations
 
 import shutil
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from event_kafka import EventKafka
 from event_kafka.devkafka import LocalKafka, Record, TansuBroker
@@ -64,17 +61,6 @@ def _pending(d: Path) -> int:
 
 def _ids(records: list[Record]) -> list[bytes | None]:
     return [dict(r.headers).get(SPOOL_HEADER) for r in records]
-
-
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    """A loopback port nothing listens on (bound, never listening: connections are refused)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    try:
-        yield s.getsockname()[1]
-    finally:
-        s.close()
 
 
 def _ek(
