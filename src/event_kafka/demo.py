@@ -95,30 +95,39 @@ def _wait_mi(url: str, svc: subprocess.Popen[bytes], timeout: float = 30) -> boo
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and svc.poll() is None:
         try:
-            _mi(url, "version")
+            _mi(url, "version", {})
             return True
         except OSError:
             time.sleep(0.1)
     return False
 
 
-def _mi(url: str, method: str, **params: object) -> object:
+def _mi(url: str, method: str, params: object) -> object:
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
     req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read()).get("result")
+        reply = json.loads(resp.read())
+    return reply["result"] if "result" in reply else reply.get("error")
 
 
 def _drive(echo: Callable[[str], None], mi_url: str, udp_port: int, home: Path) -> None:
     cli = shutil.which("opensips-cli", path=str(Path(sys.executable).parent)) or shutil.which(
         "opensips-cli"
     )
-    commands = [
-        ["raise_event", "E_PIKE_BLOCKED", "192.168.2.11"],
-        ["kafka_publish", "broker_id=k1", 'message={"cdr":"demo"}', "key=demo-1", "wait=1"],
-        ["get_statistics", "broker_k1:"],
+    # Each command as opensips-cli's words, and the JSON-RPC params opensips-cli sends for them
+    # (the request made by hand when the wheel is installed without opensips-cli).
+    commands: list[tuple[list[str], dict[str, object]]] = [
+        (
+            ["raise_event", "E_PIKE_BLOCKED", "192.168.2.11"],
+            {"event": "E_PIKE_BLOCKED", "params": ["192.168.2.11"]},
+        ),
+        (
+            ["kafka_publish", "broker_id=k1", 'message={"cdr":"demo"}', "key=demo-1", "wait=1"],
+            {"broker_id": "k1", "message": '{"cdr":"demo"}', "key": "demo-1", "wait": "1"},
+        ),
+        (["get_statistics", "broker_k1:"], {"statistics": ["broker_k1:"]}),
     ]
-    for args in commands:
+    for args, params in commands:
         echo(f"\n$ opensips-cli -x mi {' '.join(args)}")
         if cli:
             out = subprocess.run(
@@ -130,8 +139,7 @@ def _drive(echo: Callable[[str], None], mi_url: str, udp_port: int, home: Path) 
             )
             echo((out.stdout or out.stderr).strip())
         else:  # installed without the dev extras: the same JSON-RPC request by hand
-            params = dict(a.split("=", 1) for a in args[1:] if "=" in a)
-            echo(json.dumps(_mi(mi_url, args[0], **params), indent=4))
+            echo(json.dumps(_mi(mi_url, args[0], params), indent=4))
     # What OpenSIPS's event_datagram sends for `event_subscribe E_ACC_CDR udp:...`; its
     # subscriber (key=param:callid) keys the record by the CDR's callid, the E_PIKE_BLOCKED
     # ones (key=param:ip) by the blocked address.
@@ -140,4 +148,4 @@ def _drive(echo: Callable[[str], None], mi_url: str, udp_port: int, home: Path) 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.sendto(cdr, ("127.0.0.1", udp_port))
     echo(f"\n$ (OpenSIPS event_datagram) udp -> 127.0.0.1:{udp_port}: {cdr.decode()}")
-    _mi(mi_url, "raise_event", event="E_PIKE_BLOCKED", params='{"ip":"10.0.0.66"}')
+    _mi(mi_url, "raise_event", {"event": "E_PIKE_BLOCKED", "params": '{"ip":"10.0.0.66"}'})

@@ -187,6 +187,9 @@ def test_installed_wheel_works_from_an_empty_directory(
     # key=param:callid: the CDR's record is keyed by its callid.
     assert "key=a84b4c76e66710@pc33.atlanta.example.com" in out
     assert "key=10.0.0.66" in out  # key=param:ip
+    # Without opensips-cli the demo makes the MI requests itself; each must do what it shows.
+    assert '"broker_k1:accepted": 1' in out and '"code":' not in out, out
+    assert '"params":["192.168.2.11"]' in out  # the first raise_event reached Kafka
     leftovers = _processes_mentioning(installed.env["TMPDIR"])
     assert not leftovers, f"the demo left processes running: {leftovers}"
     assert list(installed.cwd.iterdir()) == [], "commands wrote into the working directory"
