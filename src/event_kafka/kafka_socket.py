@@ -33,7 +33,6 @@ from typing import Any
 
 from .errors import SocketError
 from .properties import (
-    _SENSITIVE_WORDS,
     MASK,
     TRUSTED,
     PropertyMap,
@@ -44,6 +43,7 @@ from .properties import (
     mask_properties,
     property_info,
 )
+from .properties.secrets import _SENSITIVE_WORDS
 
 __all__ = [
     "KafkaSocket",
