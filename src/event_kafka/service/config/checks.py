@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ...kafka_socket import KafkaSocket, parse_broker_id
 from .fields import _shown, check_subscriber_socket, parse_listen
-from .files import _read_token_file
+from .files import _read_token_file, under, why
 from .messages import _dotted
 from .schema import ServiceConfig
 from .sources import Loc
@@ -78,14 +78,11 @@ def _cross_check(
         if not token.strip():
             problems.append((("mi", "token"), "empty token"))
     elif m.mi.token_file is not None:
-        tf = Path(m.mi.token_file)
-        if not tf.is_absolute() and base_dir is not None:
-            tf = base_dir / tf
+        tf = under(Path(m.mi.token_file), base_dir)
         try:
             token = _read_token_file(tf)
         except (OSError, ValueError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
-            problems.append((("mi", "token_file"), f"cannot read {_shown(str(tf))}: {reason}"))
+            problems.append((("mi", "token_file"), f"cannot read {_shown(str(tf))}: {why(exc)}"))
         else:
             if not token:
                 problems.append((("mi", "token_file"), f"{_shown(str(tf))} is empty"))
@@ -116,9 +113,7 @@ def _check_spool(
     if not sp.dir.strip():
         problems.append((("spool", "dir"), "empty path (leave dir unset for no spool)"))
         return None
-    d = Path(sp.dir).expanduser()
-    if not d.is_absolute() and base_dir is not None:
-        d = base_dir / d
+    d = under(Path(sp.dir).expanduser(), base_dir)
     probe = d
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent

@@ -30,3 +30,13 @@ def _read_token_file(path: Path) -> str:
         return data.decode("utf-8").strip()
     except UnicodeDecodeError:
         raise ValueError("not UTF-8") from None
+
+
+def under(path: Path, base_dir: Path | None) -> Path:
+    """``path``; a relative one under ``base_dir`` (the configuration file's directory)."""
+    return base_dir / path if not path.is_absolute() and base_dir is not None else path
+
+
+def why(exc: OSError | ValueError) -> str:
+    """Why a file could not be read (the OS's reason or our check's), never its content."""
+    return str(exc.strerror) if isinstance(exc, OSError) else str(exc)
