@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from confluent_kafka import Producer
 
@@ -46,3 +50,12 @@ def test_free_port_is_bindable() -> None:
     port = free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
+
+
+def test_python_m_devkafka_is_the_dev_kafka_cli(tmp_path: Path) -> None:
+    env = {**os.environ, "EVENT_KAFKA_CACHE": str(tmp_path)}
+    args = [sys.executable, "-m", "event_kafka.devkafka"]
+    usage = subprocess.run([*args, "--help"], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 0 and "start" in usage.stdout and "stop" in usage.stdout
+    status = subprocess.run([*args, "status"], capture_output=True, text=True, env=env, timeout=60)
+    assert (status.returncode, status.stdout.strip()) == (1, "not running")  # empty cache

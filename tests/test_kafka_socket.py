@@ -623,8 +623,8 @@ def test_secrets_never_appear_in_valid_sockets(password: str, case: _Case) -> No
 
 
 def test_parsing_works_with_the_fallback_validator(monkeypatch: pytest.MonkeyPatch) -> None:
-    properties._backend.cache_clear()
-    monkeypatch.setattr(properties, "_library_candidates", lambda: [])
+    properties.librdkafka._backend.cache_clear()
+    monkeypatch.setattr(properties.librdkafka, "_library_candidates", lambda: [])
     try:
         sock = parse_socket("kafka:h/t?g.linger.ms=5&t.acks=all&g.sasl.password=pw&key=callid")
         assert dict(sock.topic_props) == {"acks": "all"}
@@ -633,7 +633,7 @@ def test_parsing_works_with_the_fallback_validator(monkeypatch: pytest.MonkeyPat
         with pytest.raises(SocketError, match="outside allowed range"):
             parse_socket("kafka:h/t?g.linger.ms=-5")
     finally:
-        properties._backend.cache_clear()
+        properties.librdkafka._backend.cache_clear()
 
 
 @pytest.mark.parametrize(

@@ -215,7 +215,7 @@ class _EchoBackend:
 
 
 def test_librdkafka_reason_never_echoes_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(properties, "_backend", lambda: _EchoBackend())
+    monkeypatch.setattr(properties.validation, "_backend", lambda: _EchoBackend())
     reason = check_property("global", "sasl.password", "hunter2hunter2")
     assert reason is not None and "hunter2" not in reason and MASK in reason
     reason = check_property("global", "client.id", "visible")
@@ -228,12 +228,12 @@ def test_librdkafka_reason_never_echoes_a_secret(monkeypatch: pytest.MonkeyPatch
 
 @pytest.fixture
 def probe_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    properties._backend.cache_clear()
-    monkeypatch.setattr(properties, "_library_candidates", lambda: [])
+    properties.librdkafka._backend.cache_clear()
+    monkeypatch.setattr(properties.librdkafka, "_library_candidates", lambda: [])
     try:
         yield
     finally:
-        properties._backend.cache_clear()
+        properties.librdkafka._backend.cache_clear()
 
 
 @pytest.mark.usefixtures("probe_backend")

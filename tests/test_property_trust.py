@@ -37,13 +37,15 @@ def test_every_catalogue_property_is_classified() -> None:
 
 
 def test_no_property_is_both_safe_and_trusted_only() -> None:
-    assert not properties._SAFE_FOR_UNTRUSTED & properties._TRUSTED_ONLY.keys()
+    assert not properties.trust._SAFE_FOR_UNTRUSTED & properties.trust._TRUSTED_ONLY.keys()
 
 
 def test_unclassified_property_is_refused_from_untrusted(monkeypatch: pytest.MonkeyPatch) -> None:
     # What a property added by a newer librdkafka meets until it is classified.
     monkeypatch.setattr(
-        properties, "_SAFE_FOR_UNTRUSTED", properties._SAFE_FOR_UNTRUSTED - {"g.linger.ms"}
+        properties.trust,
+        "_SAFE_FOR_UNTRUSTED",
+        properties.trust._SAFE_FOR_UNTRUSTED - {"g.linger.ms"},
     )
     assert property_risk("global", "linger.ms") == properties.UNCLASSIFIED
     assert check_property("global", "linger.ms", "5", policy=MI) is not None

@@ -9,7 +9,8 @@ from __future__ import annotations
 from ..errors import SpoolError, SpoolFullError
 from .record import SpoolRecord
 from .segment import FileRecovery, RecoveryReport
-from .store import FsyncPolicy, OwnerSpool, SpoolSettings
+from .settings import FsyncPolicy, SpoolSettings
+from .store import OwnerSpool
 
 __all__ = [
     "FileRecovery",

@@ -24,10 +24,9 @@ from collections import deque
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from .. import forksafe
-from ..errors import ConfigError, SpoolError, SpoolFullError
+from ..errors import SpoolError, SpoolFullError
 from .acks import AckState, save_acks, snapshot_json
 from .background import background
 from .files import close_fd, errlog, fsync_dir, mkdirs, open_regular, spool_error, unlink
@@ -42,49 +41,18 @@ from .segment import (
     classify,
     segment_name,
 )
+from .settings import SpoolSettings
 
-__all__ = ["FsyncPolicy", "OwnerSpool", "SpoolSettings"]
+__all__ = ["OwnerSpool"]
 
 log = logging.getLogger("event_kafka.spool")
 
-FsyncPolicy = Literal["never", "always"] | float
 ACK_PERIOD = 0.1  # seconds between persists of the acks (a crash forgets at most this much)
 _MAX_REPORTED = 1000  # unknown files reported per spool (a directory full of junk stays bounded)
 _OPEN_SEG = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
 GROW = 256 << 10
 """Bytes a mapped segment grows by at once (allocated with ``posix_fallocate``): one syscall
 per ~1000 records instead of one per record, and never a SIGBUS on a full disk."""
-
-
-@dataclass(frozen=True, slots=True)
-class SpoolSettings:
-    """Limits and durability of one owner's spool."""
-
-    max_bytes: int = 1 << 30  # this process's writer + what it adopted (files not yet deleted)
-    max_age: float | None = None  # seconds; older records are expired by the lane
-    fsync: FsyncPolicy = "never"  # "never", "always" or seconds between background fsyncs
-    segment_bytes: int = 16 << 20
-
-    def __post_init__(self) -> None:
-        if type(self.max_bytes) is not int or self.max_bytes <= 0:
-            raise ConfigError(f"spool max_bytes must be a positive integer, not {self.max_bytes!r}")
-        if type(self.segment_bytes) is not int or self.segment_bytes <= 0:
-            raise ConfigError(
-                f"spool segment_bytes must be a positive integer, not {self.segment_bytes!r}"
-            )
-        if self.max_age is not None and not (
-            isinstance(self.max_age, int | float)
-            and not isinstance(self.max_age, bool)
-            and self.max_age > 0
-        ):
-            raise ConfigError(f"spool max_age must be positive seconds, not {self.max_age!r}")
-        f = self.fsync
-        if f not in ("never", "always") and not (
-            isinstance(f, int | float) and not isinstance(f, bool) and 0 < f < 3600
-        ):
-            raise ConfigError(
-                f'spool fsync must be "never", "always" or seconds in (0, 3600), not {f!r}'
-            )
 
 
 @dataclass(slots=True)

@@ -1,99 +1,9 @@
-"""Prometheus metrics and OpenSIPS-style statistics, both read from one snapshot at scrape time.
-
-Nothing is updated per message for monitoring: the library already counts everything
-(:meth:`EventKafka.stats <event_kafka.connector.EventKafka.stats>`), the listeners keep plain
-integer counters, and :class:`ServiceCollector` turns a :class:`Snapshot` of them into metric
-families only when Prometheus scrapes ``/metrics``. MI ``get_statistics`` reads the same
-snapshot through :func:`statistics_groups`.
-
-Metrics (all prefixed ``event_kafka_``):
-
-========================================  ==================  ================================
-name                                      labels              meaning
-========================================  ==================  ================================
-``messages_accepted_total``               broker_id, event,   accepted into a producer queue
-                                          topic               (``broker_id`` for kafka_publish,
-                                                              ``event`` for kafka: subscribers)
-``messages_delivered_total``              same                acknowledged by the broker
-``messages_failed_total``                 same                failure report (timeout, error,
-                                                              shutdown)
-``messages_rejected_total``               same + reason       refused at once (queue_full,
-                                                              too_large, fatal, closed, other)
-``messages_in_flight``                    same                accepted, no report yet
-``report_route_errors_total``             same                the route raised
-``unknown_broker_id_total``               —                   kafka_publish to an unknown ID
-``producer_queue_length``                 producer, brokers   librdkafka queue (messages)
-``producer_down``                         producer, brokers   1 while all brokers are down
-``producer_down_seconds``                 producer, brokers   for how long (0 when up)
-``producer_rebuilds_total``               producer, brokers   fatal errors recovered
-``producer_info``                         producer, brokers,  the producer's properties,
-                                          config              secrets masked
-``rdkafka_*`` (below)                     producer [, broker] librdkafka statistics
-``report_route_runs_total``               route               reports handled by the route
-``report_route_pending``                  route               reports waiting for the route
-``report_actions_total``                  route, status       counted by the ``count`` action
-``dead_letter_total``                     route, result       re-published / rejected / failed
-``event_raised_total``                    event               raise_event calls
-``event_subscribers``                     event               live subscribers
-``event_subscriber_accepted_total``       event               subscriber sends accepted
-``event_subscriber_failed_total``         event               subscriber sends refused
-``ingest_received_total``                 listener            notifications read (udp / tcp)
-``ingest_malformed_total``                listener            not a valid notification
-``ingest_raised_total``                   listener            raised in the Event Interface
-``ingest_refused_total``                  listener            unknown event / not accepted
-``ingest_unknown_event_total``            listener            event name not published
-``ingest_connections``                    listener            open TCP connections
-``ingest_bytes_total``                    listener            bytes read
-``mi_requests_total`` / ``_errors_total``  —                   MI requests / error replies
-``mi_overrun_total``                      reason              timeout (408), busy (503)
-``http_rejected_total``                   reason              unauthorized, too_large,
-                                                              timeout, overload
-``config_reloads_total``                  result              SIGHUP reloads (ok / error)
-``spool_records`` / ``spool_bytes``        broker_id, event,   records / bytes in the spool
-                                          topic               (not acknowledged yet)
-``spool_replayed_total``                  same                records another process
-                                                              accepted, delivered here
-``spool_deduplicated_total``              same                found already in Kafka: not
-                                                              sent again
-``spool_expired_total``                   same                older than max_age: failed
-``spool_retried_total``                   same                retriable failures, sent again
-``spool_rejected_total``                  same + reason       spool_full, spool_error
-``spool_write_error``                     same                1 while the spool cannot write
-``transport_stat``                        transport,          udp/tcp subscriber counters as
-                                          destination, stat   the transports report them
-``start_time_seconds``, ``info``          version             process start, version
-========================================  ==================  ================================
-
-``producer`` tells producers apart even when they share brokers: ``p`` + a hash of brokers and
-masked properties (stable across scrapes, reloads and restarts; never derived from a secret
-value); producers differing only in secrets get ``-2``, ``-3``... in creation order.
-``producer_info`` maps a name to its configuration.
-
-librdkafka statistics (``[metrics] statistics_interval_ms`` > 0, or a socket's own
-``g.statistics.interval.ms``), from the latest ``stats_cb`` report of each producer
-(``broker`` is librdkafka's broker name, ``host:port/nodeid`` or ``host:port/bootstrap``):
-
-=============================================  ===============================================
-``rdkafka_messages``, ``rdkafka_message_bytes``  messages / bytes in the producer queues
-``rdkafka_stats_timestamp_seconds``              when that report was made (staleness)
-``rdkafka_broker_up``                            1 while the connection state is UP
-``rdkafka_broker_rtt_seconds``                   round-trip time, ``quantile`` 0.5 / 0.99
-``rdkafka_broker_outbuf_requests``               requests waiting to be sent
-``rdkafka_broker_outbuf_messages``               messages in those requests
-``rdkafka_broker_waitresp_requests``             requests sent, waiting for a response
-``rdkafka_broker_waitresp_messages``             messages in those requests
-``rdkafka_broker_tx_errors_total``               send errors
-``rdkafka_broker_tx_retries_total``              requests retried
-``rdkafka_broker_request_timeouts_total``        requests timed out
-``rdkafka_broker_connects_total``                connection attempts that succeeded
-``rdkafka_broker_disconnects_total``             disconnects
-=============================================  ===============================================
-"""
+"""Prometheus: the metric families of a :class:`~.snapshot.Snapshot`, made at scrape time
+(the names are listed in the package docstring)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -106,57 +16,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from ..statistics import REJECT_REASONS, BrokerOwner, LaneCounters, LaneStats, group
-
-__all__ = ["ServiceCollector", "Snapshot", "make_registry", "statistics_groups"]
+from ...statistics import REJECT_REASONS
+from .snapshot import _SPOOL_COUNTERS, Snapshot, _attr, _lane_rows, _spool_rows
 
 _P = "event_kafka_"
 _LANE_LABELS = ["broker_id", "event", "topic"]
-
-
-@dataclass
-class Snapshot:
-    """Everything the service counts, read at one moment.
-
-    Attributes:
-        ek: ``EventKafka.stats()``.
-        broker_topics: each configured broker ID and its topic (lanes with another owner
-            belong to event subscribers).
-        transports: ``EventInterface.transport_stats()``.
-        ingest: per listener (``udp``/``tcp``) counters, ``unknown_event`` included.
-        mi: ``requests``/``errors`` of the dispatcher.
-        http: rejections by reason.
-        report_actions: per route counters of the configured actions.
-        reloads: ``{"ok": n, "error": n}``.
-        started_at: ``time.time()`` at start; ``version``: the package version.
-    """
-
-    ek: Mapping[str, Any]
-    broker_topics: Mapping[str, str] = field(default_factory=dict)
-    transports: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    ingest: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
-    mi: Mapping[str, int] = field(default_factory=dict)
-    http: Mapping[str, int] = field(default_factory=dict)
-    report_actions: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
-    reloads: Mapping[str, int] = field(default_factory=dict)
-    started_at: float = 0.0
-    version: str = ""
-
-
-def _lane_key(ln: LaneStats) -> tuple[str, str, str]:
-    if isinstance(ln.owner, BrokerOwner):
-        return (ln.owner.broker_id, "", ln.topic)
-    return ("", ln.owner.event, ln.topic)
-
-
-def _lane_rows(snap: Snapshot) -> dict[tuple[str, str, str], LaneCounters]:
-    """Lane counters summed per (broker_id, event, topic): a broker_id has one lane per report
-    route, an event one per Kafka subscriber socket."""
-    rows = group((_lane_key(ln), ln.counters) for ln in snap.ek.get("lanes", ()))
-    # Configured broker IDs show up (as zeros) before their first message.
-    for bid, topic in snap.broker_topics.items():
-        rows.setdefault((bid, "", topic), LaneCounters())
-    return rows
 
 
 class ServiceCollector(Collector):
@@ -209,28 +73,6 @@ def _lane_metrics(snap: Snapshot) -> Iterator[Metric]:
         "kafka_publish calls naming an unknown broker_id.",
         value=int(snap.ek.get("unknown_broker_id", 0)),
     )
-
-
-_SPOOL_COUNTERS = {
-    "replayed": "Spooled records another process accepted, delivered by this one.",
-    "deduplicated": "Spooled records found already in Kafka, not sent again.",
-    "expired": "Spooled records older than max_age, failed.",
-    "retried": "Retriable failures of spooled records (sent again, not failed).",
-}
-
-
-def _spool_rows(snap: Snapshot) -> dict[tuple[str, str, str], dict[str, int]]:
-    """Spool counters summed per (broker_id, event, topic) (an event may have several
-    subscribers on one topic)."""
-    rows: dict[tuple[str, str, str], dict[str, int]] = {}
-    for s in snap.ek.get("spool", ()):
-        key = (str(s.get("broker_id", "")), str(s.get("event", "")), str(s.get("topic", "")))
-        row = rows.setdefault(key, {})
-        for name, value in s.items():
-            if isinstance(value, int) and not isinstance(value, bool):
-                row[name] = row.get(name, 0) + value
-        row["write_error"] = max(row.get("write_error", 0), 1 if s.get("write_error") else 0)
-    return rows
 
 
 def _spool_metrics(snap: Snapshot) -> Iterator[Metric]:
@@ -488,53 +330,9 @@ def _service_metrics(snap: Snapshot) -> Iterator[Metric]:
     yield info
 
 
-def _attr(obj: Any, name: str) -> int:
-    value = obj.get(name, 0) if isinstance(obj, Mapping) else getattr(obj, name, 0)
-    return int(value)
-
-
 def make_registry(snapshot: Callable[[], Snapshot]) -> CollectorRegistry:
     """A registry holding only the service collector (no process/GC default collectors, so
     a scrape costs one snapshot)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ServiceCollector(snapshot))
     return registry
-
-
-def statistics_groups(snap: Snapshot) -> dict[str, dict[str, int | float]]:
-    """The snapshot as OpenSIPS statistics: ``{group: {name: value}}``.
-
-    Groups: ``event_kafka`` (totals), ``broker_<ID>`` (per broker_id), ``event_<NAME>`` (per
-    event), ``route_<NAME>`` (per report route), ``ingest_udp``/``ingest_tcp`` and ``mi``.
-    MI ``get_statistics`` prints them as ``group:name``.
-    """
-    groups: dict[str, dict[str, int | float]] = {}
-    rows = _lane_rows(snap)
-    totals: dict[str, int | float] = {}
-    totals.update(sum(rows.values(), LaneCounters()).summary())
-    totals["unknown_broker_id"] = int(snap.ek.get("unknown_broker_id", 0))
-    totals["rejected_after_close"] = int(snap.ek.get("rejected_after_close", 0))
-    spool = _spool_rows(snap)
-    if spool:
-        for name in ("records", "bytes", *_SPOOL_COUNTERS):
-            totals[f"spool_{name}"] = sum(r.get(name, 0) for r in spool.values())
-    groups["event_kafka"] = totals
-    per_broker = group((BrokerOwner(bid), c) for (bid, _ev, _t), c in rows.items() if bid)
-    for bid in snap.broker_topics:
-        groups[f"broker_{bid}"] = dict(per_broker.get(BrokerOwner(bid), LaneCounters()).summary())
-    for name, ev in snap.ek.get("events", {}).items():
-        groups[f"event_{name}"] = {
-            k: _attr(ev, k) for k in ("raised", "subscribers", "accepted", "failed")
-        }
-    for route, r in snap.ek.get("report_routes", {}).items():
-        if route.startswith("_"):
-            continue  # internal (dead-letter) routes: counted in their route's group
-        g: dict[str, int | float] = {"ran": int(r.get("ran", 0))}
-        g["errors"] = int(r.get("errors", 0))
-        g["pending"] = int(r.get("pending", 0))
-        g.update(snap.report_actions.get(route, {}))
-        groups[f"route_{route}"] = g
-    for listener, counters in snap.ingest.items():
-        groups[f"ingest_{listener}"] = dict(counters)
-    groups["mi"] = {**snap.mi, **{f"http_{k}": v for k, v in snap.http.items()}}
-    return groups

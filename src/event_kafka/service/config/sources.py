@@ -35,6 +35,8 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
+from .files import under, why
+
 __all__ = ["ENV_PREFIX", "apply_environment", "apply_overrides", "resolve_references"]
 
 Loc = tuple[str | int, ...]
@@ -154,14 +156,11 @@ def _read_reference(
                 raise ValueError(f"{ref}: a credential name is a plain file name")
             path = Path(cred_dir) / arg
         else:
-            path = Path(arg)
-            if not path.is_absolute() and base_dir is not None:
-                path = base_dir / path
+            path = under(Path(arg), base_dir)
         try:
             value = read_file(path)
         except (OSError, ValueError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
-            raise ValueError(f"{ref}: cannot read {path}: {reason}") from None
+            raise ValueError(f"{ref}: cannot read {path}: {why(exc)}") from None
     else:
         raise ValueError(f"{ref}: unknown reference kind {kind!r} (env, file or cred)")
     if not value:
