@@ -32,7 +32,7 @@ import pytest
 
 from event_kafka.demo import example_config, free_ports
 from event_kafka.devkafka import LocalKafka, TansuBroker, free_port
-from tests.support import ServeProcess, wait_until
+from tests.support import ServeProcess, missing, wait_until
 
 pytestmark = pytest.mark.docs
 
@@ -239,9 +239,9 @@ def test_sh_block(block: Block, service: Service, tmp_path: Path) -> None:
         why = "; ".join(sorted({str(_skip_reason(c)) for c in _commands(block.text)}))
         pytest.skip(f"nothing here runs in a test: {why}")
     text = "\n".join(commands)
-    missing = [p for p in PROGRAMS if re.search(rf"^\s*{p} ", text, re.M) and not shutil.which(p)]
-    if missing:
-        pytest.skip(f"needs {missing}: `make test` installs them (install-system-deps.sh --e2e)")
+    absent = [p for p in PROGRAMS if re.search(rf"^\s*{p} ", text, re.M) and not shutil.which(p)]
+    if absent:
+        missing(f"needs {absent}: `make test` installs them (install-system-deps.sh --e2e)")
     # The docs' fixed example ports and run directory, made private to this run.
     private = {"/tmp/ek-kam": str(tmp_path / "ek-kam"), "/tmp/ek-os": str(tmp_path / "ek-os")}
     private.update({str(p): str(free_port()) for p in range(5070, 5074) if str(p) in text})

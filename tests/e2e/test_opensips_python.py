@@ -42,7 +42,7 @@ from event_kafka.devkafka import Record, free_port
 from tests.e2e.test_kamailio import free_udp_port, python_path, uac, udp_rcvbuf_errors
 from tests.opensips.heldproxy import HeldProxy
 from tests.opensips.osbed import OpenSIPS, build_opensips, send_sip, sip_message
-from tests.support import wait_until
+from tests.support import missing, wait_until
 
 pytestmark = [pytest.mark.e2e]
 
@@ -63,13 +63,13 @@ def _embedded_python(module: Path) -> tuple[int, int] | None:
 @pytest.fixture(scope="module")
 def prefix() -> Path:
     if shutil.which("sipp") is None:
-        pytest.skip("sip-tester (sipp) not installed (scripts/install-system-deps.sh --e2e)")
+        missing("sip-tester (sipp) not installed (scripts/install-system-deps.sh --e2e)")
     built = build_opensips()
     if built is None:
-        pytest.skip("OpenSIPS 3.6.8 tarball not found (../shared/vendor/opensips)")
+        missing("OpenSIPS 3.6.8 tarball not found (../shared/vendor/opensips)")
     emb = _embedded_python(built / "lib64/opensips/modules/python.so")
     if emb is not None and emb != sys.version_info[:2]:
-        pytest.skip(f"python.so embeds Python {emb}, the tests run on {sys.version_info[:2]}")
+        missing(f"python.so embeds Python {emb}, the tests run on {sys.version_info[:2]}")
     return built
 
 

@@ -20,7 +20,7 @@ import pytest
 from event_kafka.demo import example_config, free_ports
 from event_kafka.devkafka import LocalKafka, TansuBroker
 from tests.release.conftest import ROOT, Built, run_timed
-from tests.support import http_status, wait_until
+from tests.support import http_status, missing, wait_until
 
 pytestmark = pytest.mark.packaging
 
@@ -40,7 +40,7 @@ def _unit_value(name: str) -> list[str]:
 def test_unit_verifies_and_matches_the_documented_install(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
-        pytest.skip("systemd-analyze is not installed (Debian package: systemd)")
+        missing("systemd-analyze is not installed (Debian package: systemd)")
     root = tmp_path / "root"
     unit = root / "etc" / "systemd" / "system" / "event-kafka.service"
     unit.parent.mkdir(parents=True)
@@ -76,9 +76,9 @@ def test_unit_verifies_and_matches_the_documented_install(tmp_path: Path) -> Non
 def install_root(built: Built, timings: dict[str, float]) -> Iterator[Path]:
     """A root directory nobody can traverse, holding /opt/event-kafka installed from the wheel."""
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv to run the service as another user")
+        missing("needs root and setpriv to run the service as another user")
     if not Path(SYSTEM_PYTHON).exists():
-        pytest.skip(f"{SYSTEM_PYTHON} (Debian python3.11) is needed for a venv nobody can run")
+        missing(f"{SYSTEM_PYTHON} (Debian python3.11) is needed for a venv nobody can run")
     root = Path(tempfile.mkdtemp(prefix="ek-systemd-"))
     try:
         root.chmod(0o755)
