@@ -23,7 +23,6 @@ interpreter's site-packages are handed to it through PYTHONPATH).
 from __future__ import annotations
 
 import collections
-import inspect
 import json
 import os
 import re
@@ -304,10 +303,6 @@ def test_sigterm_loses_nothing_event_kafka_accepted(
     assert len(os_reports) == len(os_pub)
 
 
-@pytest.mark.skipif(
-    "spool_dir" not in inspect.signature(EventKafka).parameters,
-    reason="this event-kafka has no durable spool (issue #14)",
-)
 def test_sigterm_with_spool_loses_nothing_however_long_the_broker_is_away(
     kafka_broker: Any,
     make_topic: Callable[..., str],
