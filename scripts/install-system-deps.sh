@@ -13,6 +13,7 @@ if [[ "${1:-}" == "--e2e" ]]; then
   [[ -e /usr/lib/x86_64-linux-gnu/kamailio/modules/app_python3.so ]] || want+=(kamailio-python3-modules)
   command -v sipp >/dev/null || want+=(sip-tester)
   command -v promtool >/dev/null || want+=(prometheus)
+  command -v systemd-analyze >/dev/null || want+=(systemd)   # verifies examples/event-kafka.service
   # OpenSIPS's python module (scripts/build-opensips.sh) builds against Debian's Python; the
   # OpenSIPS doc's by-hand block polls its MI with curl.
   dpkg-query -W -f='${Status}' python3-dev 2>/dev/null | grep -q 'ok installed' || want+=(python3-dev)

@@ -17,6 +17,7 @@ from bench.opensips_python import MODES
 from event_kafka.devkafka import LocalKafka, TansuBroker
 from tests.e2e.test_opensips_python import _embedded_python
 from tests.opensips.osbed import build_opensips
+from tests.support import missing
 
 pytestmark = [pytest.mark.e2e]
 
@@ -26,15 +27,13 @@ COUNT = 600
 @pytest.fixture(scope="module")
 def optimised() -> Path:
     if shutil.which("sipp") is None:
-        pytest.skip("sip-tester (sipp) not installed (scripts/install-system-deps.sh --e2e)")
+        missing("sip-tester (sipp) not installed (scripts/install-system-deps.sh --e2e)")
     built = build_opensips(optimised=True)
     if built is None:
-        pytest.skip(
-            "OpenSIPS 3.6.8 tarball not found (../shared/vendor/opensips): no optimised build"
-        )
+        missing("OpenSIPS 3.6.8 tarball not found (../shared/vendor/opensips): no optimised build")
     emb = _embedded_python(built / "lib64/opensips/modules/python.so")
     if emb is not None and emb != sys.version_info[:2]:
-        pytest.skip(f"python.so embeds Python {emb}, the tests run on {sys.version_info[:2]}")
+        missing(f"python.so embeds Python {emb}, the tests run on {sys.version_info[:2]}")
     return built
 
 

@@ -44,6 +44,9 @@ def test_realistic_cfg() -> None:
     assert settings.broker_id_names == ("k1", "k2", "k3", "kcase")
     assert f"{cfg}:17" in r.stdout  # each entry says where it came from
     assert "udp:HOST:PORT" in r.stderr  # and what OpenSIPS must change
+    # The inline password is named, never shown, with the ways to keep it out of the file.
+    assert "secrets written in clear (broker_id [k3] g.sasl.password)" in r.stderr
+    assert "${cred:NAME}" in r.stderr and 's3cr"et' not in r.stderr
 
 
 def test_opensips_lexical_rules() -> None:

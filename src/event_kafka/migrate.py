@@ -23,7 +23,8 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import ConfigError, SocketError
-from .kafka_socket import parse_broker_id, parse_socket
+from .kafka_socket import KafkaSocket, parse_broker_id, parse_socket
+from .properties import is_sensitive
 
 __all__ = ["Migration", "Token", "migrate_cfg", "tokenize"]
 
@@ -198,6 +199,7 @@ def migrate_cfg(text: str, source: str = "opensips.cfg") -> Migration:
     first_line: dict[str, int] = {}
     subs: list[tuple[str, str, int]] = []
     routes: dict[str, int] = {}
+    inline: list[str] = []  # entries holding a secret in clear text
     wanted = frozenset(("modparam", "subscribe_event", "kafka_publish"))
     for call in _calls(tokens, wanted):
         where = f"{source}:{call.line}"
@@ -225,7 +227,7 @@ def migrate_cfg(text: str, source: str = "opensips.cfg") -> Migration:
                 result.problems.append(f"{where}: broker_id must be a quoted string")
                 continue
             try:
-                bid, _ = parse_broker_id(value.value)
+                bid, parsed = parse_broker_id(value.value)
             except SocketError as exc:
                 result.problems.append(f"{source}:{value.line}: {exc}")
                 continue
@@ -237,6 +239,7 @@ def migrate_cfg(text: str, source: str = "opensips.cfg") -> Migration:
                 continue
             first_line[bid] = value.line
             brokers.append((value.value, value.line))
+            inline += [f"broker_id [{bid}] {n}" for n in _secret_names(parsed)]
         elif call.name == "subscribe_event":
             if len(call.args) < 2:
                 continue
@@ -250,11 +253,12 @@ def migrate_cfg(text: str, source: str = "opensips.cfg") -> Migration:
                 )
                 continue
             try:
-                parse_socket(sock.value)
+                sub = parse_socket(sock.value)
             except SocketError as exc:
                 result.problems.append(f"{source}:{sock.line}: {exc}")
                 continue
             subs.append((event.value, sock.value, call.line))
+            inline += [f"subscription {event.value} {n}" for n in _secret_names(sub)]
         elif len(call.args) >= 4:  # kafka_publish(id, msg, key, route)
             route = _literal(call.args[3])
             if route is not None and route.value:
@@ -286,7 +290,18 @@ def migrate_cfg(text: str, source: str = "opensips.cfg") -> Migration:
             "report routes run service actions (log, dead_letter, count), not script: "
             "review each [report_routes.*] table"
         )
+    if inline:
+        result.notes.append(
+            f"secrets written in clear ({', '.join(inline)}): keep them out of the file with "
+            "${file:PATH}, ${cred:NAME} (systemd LoadCredential=) or ${env:VAR} as the value"
+        )
     return result
+
+
+def _secret_names(sock: KafkaSocket) -> list[str]:
+    """The ``g.``/``t.`` names of the sensitive properties a socket holds (never values)."""
+    props = [("g", sock.global_props), ("t", sock.topic_props)]
+    return [f"{s}.{n}" for s, m in props for n in m if is_sensitive(n)]
 
 
 def _render(

@@ -32,7 +32,7 @@ import pytest
 
 from event_kafka.demo import example_config, free_ports
 from event_kafka.devkafka import LocalKafka, TansuBroker, free_port
-from tests.support import ServeProcess, wait_until
+from tests.support import ServeProcess, missing, wait_until
 
 pytestmark = pytest.mark.docs
 
@@ -48,10 +48,6 @@ EXAMPLE_ADDRESSES = {"mi": "8888", "udp": "8090", "tcp": "8091", "metrics": "910
 SKIP = {
     "make demo": "apt-get + venv + demo; tests/release/test_wheel.py runs `event-kafka demo`",
     "make test": "the suite this test is part of",
-    "event-kafka migrate /etc/opensips/opensips.cfg": (
-        "converts the operator's own opensips.cfg; tests/test_migrate.py runs it on a realistic one"
-    ),
-    "event-kafka serve -c event-kafka.toml --check": "checks the file the migrate line above wrote",
     "make bench": "the full benchmark, tens of minutes",
     "python -m bench --repeats": "the benchmark table, tens of minutes",
     "python -m bench --smoke": "minutes; what tests/test_bench_smoke.py runs",
@@ -239,12 +235,17 @@ def test_sh_block(block: Block, service: Service, tmp_path: Path) -> None:
         why = "; ".join(sorted({str(_skip_reason(c)) for c in _commands(block.text)}))
         pytest.skip(f"nothing here runs in a test: {why}")
     text = "\n".join(commands)
-    missing = [p for p in PROGRAMS if re.search(rf"^\s*{p} ", text, re.M) and not shutil.which(p)]
-    if missing:
-        pytest.skip(f"needs {missing}: `make test` installs them (install-system-deps.sh --e2e)")
+    absent = [p for p in PROGRAMS if re.search(rf"^\s*{p} ", text, re.M) and not shutil.which(p)]
+    if absent:
+        missing(f"needs {absent}: `make test` installs them (install-system-deps.sh --e2e)")
     # The docs' fixed example ports and run directory, made private to this run.
     private = {"/tmp/ek-kam": str(tmp_path / "ek-kam"), "/tmp/ek-os": str(tmp_path / "ek-os")}
     private.update({str(p): str(free_port()) for p in range(5070, 5074) if str(p) in text})
+    # The migration page converts "the operator's" opensips.cfg: the suite's realistic one, and
+    # the TOML it writes goes to this run's directory.
+    private["/etc/opensips/opensips.cfg"] = str(ROOT / "tests" / "data" / "opensips-kafka.cfg")
+    private["> event-kafka.toml"] = f"> {tmp_path / 'event-kafka.toml'}"
+    private["-c event-kafka.toml"] = f"-c {tmp_path / 'event-kafka.toml'}"
     # Background jobs a block starts are stopped (by PID) however the block ends.
     script = "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n"
     script += _replace(_replace(text, service.replacements), private)

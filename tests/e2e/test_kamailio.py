@@ -41,6 +41,7 @@ from typing import Any
 import pytest
 
 import event_kafka
+from tests.support import missing
 
 pytestmark = [pytest.mark.e2e]
 
@@ -109,8 +110,13 @@ def _skip_reason() -> str | None:
 
 
 _SKIP = _skip_reason()
-if _SKIP:
-    pytestmark.append(pytest.mark.skip(reason=_SKIP))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kamailio_prerequisites() -> None:
+    """Skips this module's tests without Kamailio/SIPp (fails under ``CI=true``)."""
+    if _SKIP:
+        missing(_SKIP)
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -26,10 +26,9 @@ from tests.e2e import test_kamailio as tk
 from tests.support import Consume, MakeTopic
 
 pytestmark = [pytest.mark.e2e]
-if tk._SKIP:
-    pytestmark.append(pytest.mark.skip(reason=tk._SKIP))
 
 kamailio_factory = tk.kamailio_factory  # the same fixture, used here by name
+kamailio_prerequisites = tk.kamailio_prerequisites  # autouse: skip (CI: fail) without Kamailio
 
 CALLS = 1000
 OPTIONS = 500

@@ -23,7 +23,6 @@ interpreter's site-packages are handed to it through PYTHONPATH).
 from __future__ import annotations
 
 import collections
-import inspect
 import json
 import os
 import re
@@ -42,7 +41,7 @@ from event_kafka.devkafka import Record, free_port
 from tests.e2e.test_kamailio import free_udp_port, python_path, uac, udp_rcvbuf_errors
 from tests.opensips.heldproxy import HeldProxy
 from tests.opensips.osbed import OpenSIPS, build_opensips, send_sip, sip_message
-from tests.support import wait_until
+from tests.support import missing, wait_until
 
 pytestmark = [pytest.mark.e2e]
 
@@ -63,13 +62,13 @@ def _embedded_python(module: Path) -> tuple[int, int] | None:
 @pytest.fixture(scope="module")
 def prefix() -> Path:
     if shutil.which("sipp") is None:
-        pytest.skip("sip-tester (sipp) not installed (scripts/install-system-deps.sh --e2e)")
+        missing("sip-tester (sipp) not installed (scripts/install-system-deps.sh --e2e)")
     built = build_opensips()
     if built is None:
-        pytest.skip("OpenSIPS 3.6.8 tarball not found (../shared/vendor/opensips)")
+        missing("OpenSIPS 3.6.8 tarball not found (../shared/vendor/opensips)")
     emb = _embedded_python(built / "lib64/opensips/modules/python.so")
     if emb is not None and emb != sys.version_info[:2]:
-        pytest.skip(f"python.so embeds Python {emb}, the tests run on {sys.version_info[:2]}")
+        missing(f"python.so embeds Python {emb}, the tests run on {sys.version_info[:2]}")
     return built
 
 
@@ -304,10 +303,6 @@ def test_sigterm_loses_nothing_event_kafka_accepted(
     assert len(os_reports) == len(os_pub)
 
 
-@pytest.mark.skipif(
-    "spool_dir" not in inspect.signature(EventKafka).parameters,
-    reason="this event-kafka has no durable spool (issue #14)",
-)
 def test_sigterm_with_spool_loses_nothing_however_long_the_broker_is_away(
     kafka_broker: Any,
     make_topic: Callable[..., str],

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from event_kafka.devkafka import LocalKafka, SaslSslConfig
+from tests.support import missing
 
 # Passwords of the SASL_SSL broker's users. Distinctive, so a leak is found by plain grep.
 SASL_USERS = {"alice": "Zq9-alice-S3cr3t-pw", "bob": "Xk7-bob-S3cr3t-pw"}
@@ -43,7 +44,7 @@ def cluster() -> Iterator[LocalKafka]:
 def sasl_kafka() -> Iterator[LocalKafka]:
     """One Kafka node with an extra SASL_SSL listener (SCRAM-SHA-256/512 and PLAIN users)."""
     if shutil.which("openssl") is None:
-        pytest.skip("the openssl CLI is needed to make the test certificates")
+        missing("the openssl CLI is needed to make the test certificates")
     kafka = LocalKafka(
         sasl_ssl=SaslSslConfig(
             users=SASL_USERS,

@@ -19,7 +19,7 @@ import pytest
 
 from event_kafka import EventKafka, Report, SocketError, parse_broker_id, parse_socket
 from event_kafka.devkafka import LocalKafka, consume_all, create_topic, make_test_certs
-from tests.support import wait_until
+from tests.support import missing, wait_until
 
 pytestmark = [pytest.mark.integration]
 
@@ -323,7 +323,7 @@ def test_make_test_certs_gives_a_chain_openssl_verifies(tmp_path: Path) -> None:
     import subprocess
 
     if shutil.which("openssl") is None:
-        pytest.skip("no openssl CLI")
+        missing("no openssl CLI")
     tls = make_test_certs(tmp_path)
     res = subprocess.run(
         ["openssl", "verify", "-CAfile", str(tls.ca), "-verify_ip", "127.0.0.1", str(tls.cert)],

@@ -445,6 +445,13 @@ _PAYLOAD = [
         '{"max":2147483647,"min":-2147483648,"over":2147483648,'
         '"under":-2147483649,"zero":0,"neg":-1}',
     ),
+    # 64-bit limits: top level saturates to C int; nested, 2^63 and up print %e (cJSON's floor
+    # casts to long), -2^63 prints all its digits.
+    PayloadCase(
+        "ints-64-bit",
+        '{"a":9223372036854775807,"b":-9223372036854775808,"c":18446744073709551615,'
+        '"o":{"a":9223372036854775807,"b":-9223372036854775808,"c":18446744073709551615}}',
+    ),
     PayloadCase("floats", '{"f":1.5,"g":-2.7,"h":1e30,"i":-1e19,"j":0.1,"k":-0.0,"l":1e-7}'),
     PayloadCase("nested-object", '{"o":{"a":1,"b":"x","c":{"d":[1,{"e":"f"}]}}}'),
     PayloadCase("nested-array", '{"a":[1,2,"x",[3,[4]],{"k":"v"}]}'),

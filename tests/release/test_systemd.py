@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from event_kafka.demo import example_config, free_ports
+from event_kafka.demo import _mi, example_config, free_ports
 from event_kafka.devkafka import LocalKafka, TansuBroker
 from tests.release.conftest import ROOT, Built, run_timed
-from tests.support import http_status, wait_until
+from tests.support import http_status, missing, wait_until
 
 pytestmark = pytest.mark.packaging
 
@@ -40,7 +40,7 @@ def _unit_value(name: str) -> list[str]:
 def test_unit_verifies_and_matches_the_documented_install(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
-        pytest.skip("systemd-analyze is not installed (Debian package: systemd)")
+        missing("systemd-analyze is not installed (Debian package: systemd)")
     root = tmp_path / "root"
     unit = root / "etc" / "systemd" / "system" / "event-kafka.service"
     unit.parent.mkdir(parents=True)
@@ -66,6 +66,12 @@ def test_unit_verifies_and_matches_the_documented_install(tmp_path: Path) -> Non
     assert _unit_value("ExecStartPre") == [f"{INSTALLED_BIN} serve --check -c {CONFIG}"]
     assert _unit_value("User") == ["event-kafka"] and _unit_value("Group") == ["event-kafka"]
     assert _unit_value("DynamicUser") == []
+    # ProtectSystem=strict: the spool the example config suggests must be in the state directory.
+    assert _unit_value("ProtectSystem") == ["strict"]
+    assert _unit_value("StateDirectory") == ["event-kafka"]
+    assert _unit_value("StateDirectoryMode") == ["0700"]
+    example = (ROOT / "examples" / "event-kafka.toml").read_text()
+    assert '# dir = "/var/lib/event-kafka/spool"' in example
     header = UNIT.read_text().split("[Unit]")[0]
     assert "install -d -o root -g event-kafka -m 0750 /etc/event-kafka" in header
     assert "install -o root -g event-kafka -m 0640 event-kafka.toml /etc/event-kafka/" in header
@@ -76,9 +82,9 @@ def test_unit_verifies_and_matches_the_documented_install(tmp_path: Path) -> Non
 def install_root(built: Built, timings: dict[str, float]) -> Iterator[Path]:
     """A root directory nobody can traverse, holding /opt/event-kafka installed from the wheel."""
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv to run the service as another user")
+        missing("needs root and setpriv to run the service as another user")
     if not Path(SYSTEM_PYTHON).exists():
-        pytest.skip(f"{SYSTEM_PYTHON} (Debian python3.11) is needed for a venv nobody can run")
+        missing(f"{SYSTEM_PYTHON} (Debian python3.11) is needed for a venv nobody can run")
     root = Path(tempfile.mkdtemp(prefix="ek-systemd-"))
     try:
         root.chmod(0o755)
@@ -129,7 +135,14 @@ def test_service_runs_as_an_unprivileged_user(
     install_root: Path, kafka_broker: LocalKafka | TansuBroker
 ) -> None:
     ports = free_ports()
-    cfg = _install_config(install_root, example_config(kafka_broker.bootstrap, ports), NOGROUP)
+    # StateDirectory=event-kafka: /var/lib/event-kafka, the service user's, 0700; the spool in it.
+    state = install_root / "var" / "lib" / "event-kafka"
+    state.mkdir(parents=True)
+    os.chown(state, NOBODY, NOGROUP)
+    state.chmod(0o700)
+    config = example_config(kafka_broker.bootstrap, ports)
+    config += f'\n[spool]\ndir = "{state / "spool"}"\n'
+    cfg = _install_config(install_root, config, NOGROUP)
     check = _check_as_nobody(install_root, cfg)
     assert check.returncode == 0, check
     svc = subprocess.Popen(
@@ -146,6 +159,13 @@ def test_service_runs_as_an_unprivileged_user(
         status = Path(f"/proc/{svc.pid}/status").read_text()  # setpriv exec()s the service
         assert re.search(rf"^Uid:\s+{NOBODY}\s", status, re.MULTILINE), status
         assert re.search(r"^Groups:\s*$", status, re.MULTILINE), status
+        # A spooled event: the service writes its spool in the state directory.
+        mi = f"http://127.0.0.1:{ports['mi']}/mi"
+        cdr = {"event": "E_ACC_CDR", "params": '{"callid":"c1"}'}  # params as JSON text, as MI
+        assert _mi(mi, "raise_event", cdr) == "OK"
+        spool = state / "spool"
+        wait_until(lambda: any(p.is_file() for p in spool.rglob("*")), 30, "a spool file")
+        assert {p.stat().st_uid for p in spool.rglob("*")} == {NOBODY}
         svc.send_signal(signal.SIGTERM)
         out = svc.communicate(timeout=60)[0]
         assert svc.returncode == 0, out
@@ -153,6 +173,21 @@ def test_service_runs_as_an_unprivileged_user(
         if svc.poll() is None:
             svc.kill()
             svc.wait(10)
+
+
+def test_spool_the_service_user_cannot_reach_is_exit_78(install_root: Path) -> None:
+    # A spool outside the state directory the unit gives the user: a clear error, no traceback.
+    private = install_root / "var" / "lib" / "root-only"
+    private.mkdir(parents=True)
+    private.chmod(0o700)
+    config = example_config("127.0.0.1:9", free_ports())
+    cfg = _install_config(
+        install_root, config + f'\n[spool]\ndir = "{private / "spool"}"\n', NOGROUP
+    )
+    res = _check_as_nobody(install_root, cfg)
+    assert res.returncode == 78, res
+    assert f"spool.dir: {private / 'spool'} cannot be reached: Permission denied" in res.stderr
+    assert "Traceback" not in res.stdout + res.stderr
 
 
 def test_config_unreadable_by_the_service_user_is_exit_78(install_root: Path) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from event_kafka.cjson import compact_json, loads_json
+from tests.support import missing
 
 TABLE = [
     # rule 1, 2
@@ -115,7 +116,7 @@ def test_matches_compiled_print_number(tmp_path: Path) -> None:
     """Differential: OpenSIPS's own print_number, compiled from the tarball, vs ours."""
     tarball, cc = _tarball(), shutil.which("cc") or shutil.which("gcc")
     if tarball is None or cc is None:
-        pytest.skip("needs the OpenSIPS tarball (../shared/vendor) and a C compiler")
+        missing("needs the OpenSIPS tarball (../shared/vendor) and a C compiler")
     with tarfile.open(tarball) as tf:
         member = tf.extractfile("opensips-3.6.8/lib/cJSON.c")
         assert member is not None

@@ -15,7 +15,7 @@ import pytest
 
 from event_kafka.payload import build_payload
 from tests.service.ops_helpers import get, parse_series, running_service
-from tests.support import await_until
+from tests.support import await_until, missing
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RULES = EXAMPLES / "prometheus-alerts.yml"
@@ -36,12 +36,12 @@ def used_names() -> dict[str, set[str]]:
 def test_promtool_accepts_the_rules() -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
-        pytest.skip("promtool missing: scripts/install-system-deps.sh --e2e installs it")
+        missing("promtool missing: scripts/install-system-deps.sh --e2e installs it")
     out = subprocess.run(
         [promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 9 rules found" in out.stdout
+    assert "SUCCESS: 12 rules found" in out.stdout
 
 
 def test_dashboard_is_grafana_json() -> None:
@@ -55,6 +55,9 @@ def test_dashboard_is_grafana_json() -> None:
 async def test_every_metric_used_is_exported(tmp_path: Path, kafka_broker: Any) -> None:
     names = used_names()
     assert len(names["rules"]) >= 8 and len(names["dashboard"]) >= 20
+    # The spool is watched too ("spool filling"); its series exist only with [spool] dir set.
+    spool = {"event_kafka_spool_bytes", "event_kafka_spool_rejected_total"}
+    assert spool <= names["rules"] and spool <= names["dashboard"], names
     config = f"""
 broker_ids = ["[k]{kafka_broker.bootstrap}/t-dash", "[dlq]{kafka_broker.bootstrap}/t-dash-dlq"]
 [events]
@@ -67,6 +70,9 @@ listen = "127.0.0.1:0"
 listen = "127.0.0.1:0"
 [metrics]
 statistics_interval_ms = 100
+[spool]
+dir = "spool"
+exclude_broker_ids = ["dlq"]
 """
     async with running_service(tmp_path, config) as svc:
         assert svc.ek.kafka_publish("k", "m", None, "main") == 1
@@ -79,6 +85,7 @@ statistics_interval_ms = 100
             ok = "event_kafka_rdkafka_broker_rtt_seconds{" in text and (
                 'event_kafka_report_route_runs_total{route="main"} 1.0' in text
             )
+            ok = ok and "event_kafka_spool_bytes{" in text
             return text if ok else None
 
         text = await await_until(complete, 30, "statistics and the report on /metrics")

@@ -115,8 +115,12 @@ def _check_spool(
         return None
     d = under(Path(sp.dir).expanduser(), base_dir)
     probe = d
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    try:
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+    except OSError as exc:  # a parent the service user cannot search (EACCES): no traceback
+        problems.append((("spool", "dir"), f"{_shown(str(d))} cannot be reached: {exc.strerror}"))
+        return d
     what = "" if probe == d else f" (its parent {_shown(str(probe))})"
     if not probe.is_dir():
         problems.append((("spool", "dir"), f"{_shown(str(d))}{what} is not a directory"))
