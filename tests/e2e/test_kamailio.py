@@ -33,7 +33,6 @@ import subprocess
 import sys
 import sysconfig
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,8 @@ from typing import Any
 import pytest
 
 import event_kafka
+from tests.support import wait_until
+from tests.support.sip import sip_options
 
 pytestmark = [pytest.mark.e2e]
 
@@ -155,39 +156,6 @@ def python_path() -> str:
     return os.pathsep.join(paths)
 
 
-def sip_options(port: int, user: str, timeout: float = 5.0) -> str:
-    """Send one OPTIONS to 127.0.0.1:port and return the response text (raises on timeout)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        lport = s.getsockname()[1]
-        branch = "z9hG4bK" + uuid.uuid4().hex
-        callid = f"{uuid.uuid4().hex}@127.0.0.1"
-        msg = (
-            f"OPTIONS sip:{user}@127.0.0.1:{port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:{lport};branch={branch}\r\n"
-            f"From: <sip:pytest@127.0.0.1:{lport}>;tag={uuid.uuid4().hex[:8]}\r\n"
-            f"To: <sip:{user}@127.0.0.1:{port}>\r\n"
-            f"Call-ID: {callid}\r\n"
-            "CSeq: 1 OPTIONS\r\n"
-            "Max-Forwards: 70\r\n"
-            "Content-Length: 0\r\n\r\n"
-        )
-        s.settimeout(1.0)
-        deadline = time.monotonic() + timeout
-        while True:
-            s.sendto(msg.encode(), ("127.0.0.1", port))
-            try:
-                while True:
-                    data, _ = s.recvfrom(65535)
-                    text = data.decode("utf-8", "replace")
-                    if f"Call-ID: {callid}" in text and not text.startswith("SIP/2.0 1"):
-                        return text
-            except TimeoutError:
-                if time.monotonic() > deadline:
-                    raise
-                # retransmit, as a UAC would
-
-
 class Kamailio:
     """One Kamailio started by PID (foreground main, -DD), stopped by PID with SIGTERM."""
 
@@ -234,21 +202,19 @@ class Kamailio:
                 env=self.env,
                 cwd=self.workdir,
             )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(
-                    f"kamailio exited with {self.proc.returncode}:\n{self.log_tail()}"
-                )
-            try:
-                sip_options(self.port, "ek-drain", timeout=1.0)
-                break
-            except TimeoutError:
-                if time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"kamailio not answering on udp:127.0.0.1:{self.port}:\n{self.log_tail()}"
-                    ) from None
+        wait_until(self._answers, timeout, f"kamailio answering on udp:127.0.0.1:{self.port}")
         self.children = self._children()
+
+    def _answers(self) -> bool:
+        """Kamailio answers an OPTIONS (fails at once if it exited)."""
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"kamailio exited with {self.proc.returncode}:\n{self.log_tail()}")
+        try:
+            sip_options(self.port, "ek-drain", timeout=1.0)
+        except TimeoutError:
+            return False
+        return True
 
     def _children(self) -> set[int]:
         assert self.proc is not None
@@ -398,12 +364,14 @@ def drain_reports(
     that worker's next request. Each drain request gives one worker (the kernel picks the idle
     one that waited longest) up to 0.5 s to serve them.
     """
-    deadline = time.monotonic() + timeout
-    while len(read_reports(report_dir)) < expect and time.monotonic() < deadline:
-        sip_options(k.port, "ek-drain")
-    assert len(read_reports(report_dir)) >= expect, (
-        f"{len(read_reports(report_dir))} of {expect} delivery reports after {timeout}s{note}"
-    )
+
+    def drained() -> bool:
+        if len(read_reports(report_dir)) >= expect:
+            return True
+        sip_options(k.port, "ek-drain")  # a request: some worker runs Python again
+        return False
+
+    wait_until(drained, timeout, f"{expect} delivery reports{note}", step=0)
 
 
 # -- tests ----------------------------------------------------------------------------------

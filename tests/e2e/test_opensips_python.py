@@ -41,8 +41,9 @@ from event_kafka import EventKafka, Report
 from event_kafka.devkafka import Record, free_port
 from tests.e2e.test_kamailio import free_udp_port, python_path, uac, udp_rcvbuf_errors
 from tests.opensips.heldproxy import HeldProxy
-from tests.opensips.osbed import OpenSIPS, build_opensips, send_sip, sip_message
+from tests.opensips.osbed import OpenSIPS, build_opensips
 from tests.support import wait_until
+from tests.support.sip import send_sip, sip_message
 
 pytestmark = [pytest.mark.e2e]
 

@@ -18,11 +18,10 @@ from tests.opensips.osbed import (
     DOWN_BROKER,
     Scripted,
     read_topic,
-    send_sip,
-    sip_message,
     unique,
     wait_until,
 )
+from tests.support.sip import send_sip, sip_message
 
 pytestmark = pytest.mark.opensips
 

@@ -4,11 +4,15 @@
 - serve: :class:`ServeProcess`, ``event-kafka serve`` ready on ``/health/live``, stopped by PID;
 - mi_client: :class:`MIHttpClient`, JSON-RPC over HTTP and ``/metrics`` samples;
 - brokers: the types of the broker fixtures of ``tests/conftest.py``;
-- sip: the RFC 3261 INVITE.
+- sip: the RFC 3261 INVITE and the other SIP requests tests send;
+- reports: :class:`Reports`, a report route that can be waited on;
+- children: forked children waited on by their pidfd (``tests.support.children``);
+- timing: ratio-of-work timing for linear-time checks (``tests.support.timing``).
 """
 
 from .brokers import Broker, Consume, MakeTopic
 from .mi_client import MIHttpClient
+from .reports import Reports
 from .serve import EVENT_KAFKA, ServeProcess, bound, http_status
 from .sip import CALL_ID, INVITE, invite
 from .waiting import await_until, wait_event, wait_until
@@ -21,6 +25,7 @@ __all__ = [
     "Consume",
     "MIHttpClient",
     "MakeTopic",
+    "Reports",
     "ServeProcess",
     "await_until",
     "bound",
