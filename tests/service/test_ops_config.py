@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ from event_kafka.devkafka import free_port
 from event_kafka.service.config import ConfigError, LoggingSection, load_config_text
 from event_kafka.service.log_setup import setup_logging
 from tests.service.ops_helpers import get, running_service
-from tests.support import wait_until
+from tests.support import ServeProcess, wait_until
 
 SECRET = "Gr3y-H3r0n-Secret-51"
 EVENT_KAFKA = str(Path(sys.executable).parent / "event-kafka")
@@ -165,35 +163,16 @@ def test_bad_environment_overrides_name_the_variable() -> None:
     assert "no such setting" in refused("", environ={"EVENT_KAFKA_INGEST__UDP": "x"})
 
 
-@pytest.fixture
-def serve_proc(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait(10)
-
-
-def test_command_line_log_flags(tmp_path: Path, serve_proc: list[subprocess.Popen[bytes]]) -> None:
+def test_command_line_log_flags(tmp_path: Path) -> None:
     port = free_port()
-    cfg = tmp_path / "ek.toml"
-    cfg.write_text(f'[mi]\nlisten = "127.0.0.1:{port}"\n[logging]\nlevel = "ERROR"\n')
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [EVENT_KAFKA, "serve", "-c", str(cfg), "--log-level", "debug", "--log-format", "json"],
-            stdout=out,
-            stderr=out,
-            stdin=subprocess.DEVNULL,
-        )
-    serve_proc.append(proc)
-    # The "started" record is what this test reads: wait for it (failing if serve exits).
-    wait_until(lambda: "started (pid" in log.read_text() or proc.poll() is not None, 30, "started")
-    assert proc.poll() is None, log.read_text()
-    os.kill(proc.pid, signal.SIGTERM)
-    assert proc.wait(30) == 0
-    lines = log.read_text().splitlines()
+    config = f'[mi]\nlisten = "127.0.0.1:{port}"\n[logging]\nlevel = "ERROR"\n'
+    flags = ["--log-level", "debug", "--log-format", "json"]
+    with ServeProcess(tmp_path, config, port, args=flags) as d:
+        d.start()
+        # The "started" record is what this test reads (readiness was /health/live).
+        wait_until(lambda: "started (pid" in d.log(), 30, "the started record")
+        assert d.stop() == 0
+    lines = d.log().splitlines()
     records = [orjson.loads(line) for line in lines]  # every line is one JSON record
     started = next(r for r in records if "started (pid" in r["message"])
     assert started["level"] == "INFO"  # the file said ERROR: the flag won

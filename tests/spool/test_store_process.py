@@ -331,7 +331,7 @@ def test_writers_starting_while_others_adopt_never_fail(tmp_path: Path) -> None:
         # real life) so that the race shows in a short test.
         path = os.readlink(f"/proc/self/fd/{fd}")
         if path.endswith(".lock.tmp"):
-            time.sleep(0.005)
+            time.sleep(0.005)  # the widened race window (injected), not a wait
             assert os.path.exists(path), "an adopter deleted a lock file being created"
         real_flock(fd, op)
 
