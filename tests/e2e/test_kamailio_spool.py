@@ -24,6 +24,7 @@ from event_kafka import EventKafka, Report
 from event_kafka.devkafka import LocalKafka
 from tests.e2e import test_kamailio as tk
 from tests.support import Consume, MakeTopic
+from tests.support.sipp import uac, udp_rcvbuf_errors
 
 pytestmark = [pytest.mark.e2e]
 if tk._SKIP:
@@ -56,15 +57,15 @@ def test_kamailio_spool_plain_sigterm_loses_nothing(
         EK_REPORT_DIR=str(report_dir),
         EK_SPOOL_DIR=str(spool),
     )
-    drops0 = tk.udp_rcvbuf_errors()
+    drops0 = udp_rcvbuf_errors()
     # The broker frozen during the load: librdkafka in the workers holds everything they
     # accepted (without a spool, the SIGTERM below would lose all of it).
     node = kafka_broker.node_ids[0]
     kafka_broker.pause_node(node)
     try:
-        tk.uac(tmp_path / "sipp-uac", k.port, CALLS, tk.CALL_RATE)
+        uac(tmp_path / "sipp-uac", k.port, CALLS, tk.CALL_RATE)
         tk.options(tmp_path / "sipp-options", k.port, OPTIONS, tk.OPTIONS_RATE)
-        why = f" (UDP datagrams dropped on this host meanwhile: {tk.udp_rcvbuf_errors() - drops0})"
+        why = f" (UDP datagrams dropped on this host meanwhile: {udp_rcvbuf_errors() - drops0})"
         assert k.python_errors() == []
         k.stop()  # SIGTERM at once: whatever the workers still held stays in the spool
     finally:

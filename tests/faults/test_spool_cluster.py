@@ -14,7 +14,7 @@ import pytest
 
 from event_kafka import EventKafka, Report
 from event_kafka.devkafka import LocalKafka, consume_all
-from tests.faults.test_cluster_faults import heal, new_topic, partition_state
+from tests.faults.cluster import heal, new_topic, partition_state
 from tests.spool.conftest import (
     SAFE,
     Recovery,

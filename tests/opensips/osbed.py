@@ -24,6 +24,7 @@ import orjson
 
 from event_kafka.devkafka import Record, consume_all, free_port
 from tests.support import MIHttpClient, ServeProcess, wait_until
+from tests.support.sipp import free_udp_port
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-opensips.sh"
@@ -246,13 +247,6 @@ def make_opensips(
         request_route=request_route,
     )
     return OpenSIPS(prefix, workdir, cfg, mi_port, sip_port)
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # -- event-kafka serve ----------------------------------------------------------------------------
