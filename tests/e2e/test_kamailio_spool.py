@@ -6,7 +6,8 @@ same subscriber socket) sends it once the broker is back. Kafka must then hold e
 every CDR: 0 lost. Duplicates are counted (the tail scan should make them 0); every CDR has
 exactly one report, replayed by the new process.
 
-Same set-up as test_kamailio.py (its helpers and fixture), skipped with the same reason.
+Same set-up as test_kamailio.py (tests/e2e/kamailio.py, the conftest's fixture), skipped with
+the same reason.
 """
 
 from __future__ import annotations
@@ -22,15 +23,13 @@ import pytest
 
 from event_kafka import EventKafka, Report
 from event_kafka.devkafka import LocalKafka
-from tests.e2e import test_kamailio as tk
+from tests.e2e import kamailio as tk
 from tests.support import Consume, MakeTopic
 from tests.support.sipp import uac, udp_rcvbuf_errors
 
 pytestmark = [pytest.mark.e2e]
-if tk._SKIP:
-    pytestmark.append(pytest.mark.skip(reason=tk._SKIP))
-
-kamailio_factory = tk.kamailio_factory  # the same fixture, used here by name
+if tk.SKIP:
+    pytestmark.append(pytest.mark.skip(reason=tk.SKIP))
 
 CALLS = 1000
 OPTIONS = 500
