@@ -15,9 +15,9 @@ import pytest
 
 from bench.opensips_python import MODES
 from event_kafka.devkafka import LocalKafka, TansuBroker
-from tests.e2e.test_opensips_python import _embedded_python
 from tests.opensips.osbed import build_opensips
 from tests.support import missing
+from tests.support.sipp import embedded_python
 
 pytestmark = [pytest.mark.e2e]
 
@@ -31,7 +31,7 @@ def optimised() -> Path:
     built = build_opensips(optimised=True)
     if built is None:
         missing("OpenSIPS 3.6.8 tarball not found (../shared/vendor/opensips): no optimised build")
-    emb = _embedded_python(built / "lib64/opensips/modules/python.so")
+    emb = embedded_python(built / "lib64/opensips/modules/python.so")
     if emb is not None and emb != sys.version_info[:2]:
         missing(f"python.so embeds Python {emb}, the tests run on {sys.version_info[:2]}")
     return built

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import faulthandler
 import os
-import select
 import signal
 import socket
 import threading
@@ -32,6 +31,7 @@ import pytest
 
 from event_kafka import CallId, EventKafka, Report, after_fork, forksafe
 from tests.support import Broker, Consume
+from tests.support.children import exited, in_child, wait_child
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 
@@ -174,7 +174,7 @@ def test_fork_while_threads_hold_every_lock(
 
 
 def _reap(alive: dict[int, tuple[int, float]], results: dict[int, int], took: list[float]) -> None:
-    _exited(list(alive), min(t0 for _, t0 in alive.values()) + CHILD_DEADLINE - time.monotonic())
+    exited(list(alive), min(t0 for _, t0 in alive.values()) + CHILD_DEADLINE - time.monotonic())
     for pid, (i, t0) in list(alive.items()):
         done, status = os.waitpid(pid, os.WNOHANG)
         now = time.monotonic()
@@ -188,38 +188,6 @@ def _reap(alive: dict[int, tuple[int, float]], results: dict[int, int], took: li
             results[i] = -9
             took.append(now - t0)
             del alive[pid]
-
-
-def _exited(pids: list[int], timeout: float) -> bool:
-    """Wait until one of ``pids`` (our children) exits, at most ``timeout`` s; True if one did."""
-    fds = [os.pidfd_open(pid) for pid in pids]
-    try:
-        return bool(select.select(fds, [], [], max(timeout, 0.0))[0])
-    finally:
-        for fd in fds:
-            os.close(fd)
-
-
-def _wait(pid: int, timeout: float) -> int:
-    """The child's exit code; kills it (by PID) and fails the test after ``timeout``."""
-    if _exited([pid], timeout):
-        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    pytest.fail(f"child {pid} did not finish within {timeout}s (deadlocked?)")
-
-
-def _in_child(body: Callable[[], int]) -> int:
-    """Fork; the child runs ``body`` and exits with its code (1 if it raised); returns that
-    code, failing the test if the child does not finish within ``CHILD_DEADLINE``."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            code = body()
-        finally:
-            os._exit(code)
-    return _wait(pid, CHILD_DEADLINE)
 
 
 def test_after_fork_runs_once_per_process_and_releases_held_locks() -> None:
@@ -241,7 +209,7 @@ def test_after_fork_runs_once_per_process_and_releases_held_locks() -> None:
         assert os.read(r, 1) == b"1"
     finally:
         os.close(r)
-        _wait(pid, CHILD_DEADLINE)
+        wait_child(pid, CHILD_DEADLINE)
         lk.release()
 
 
@@ -265,7 +233,7 @@ def test_public_after_fork_resets_when_python_hooks_did_not_run(
         return 0 if ok else 2
 
     try:
-        assert _in_child(child) == 0
+        assert in_child(child, CHILD_DEADLINE) == 0
     finally:
         ek._lock.release()
     assert ek.close(10) == 0
@@ -287,5 +255,5 @@ def test_child_whose_resolver_is_deadlocked_refuses_and_never_hangs() -> None:
         ok = results == (-1, -1) and left == 0 and st["accepted"] == 0
         return 0 if ok and st["rejected"] == 2 and not ek.pool.producers[0]._producer else 2
 
-    assert _in_child(child) == 0
+    assert in_child(child, CHILD_DEADLINE) == 0
     assert ek.close(1) == 0

@@ -10,10 +10,8 @@ in bench/, not here.
 
 from __future__ import annotations
 
-import signal
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 
 import pytest
 
@@ -25,34 +23,12 @@ from event_kafka.service.config import KeyLines, load_config_text
 from event_kafka.service.ingest import parse_notification
 from event_kafka.sip import callid_of
 from event_kafka.transports.tcp_connection import _ReplyBuffer
+from tests.support.timing import best_of
 
 SMALL, LARGE = 1024, 64 * 1024
 FACTOR = 8
 SLACK_S = 0.05  # fixed costs (a first catalogue lookup, allocator) that do not grow
 CAP_S = 5.0  # no 64 KiB input may take longer, whatever the ratio (it would stall the MI)
-
-
-class _TooSlow(BaseException):  # not an Exception: _quiet must not swallow it
-    pass
-
-
-@contextmanager
-def _deadline(seconds: float) -> Iterator[None]:
-    """Interrupt the block after ``seconds`` (SIGALRM; sre checks for signals), so that a
-    quadratic parser fails in seconds rather than hanging for hours."""
-
-    def alarm(signum: int, frame: object) -> None:
-        raise _TooSlow
-
-    old_handler = signal.signal(signal.SIGALRM, alarm)
-    old_timer = signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old_handler)
-        if old_timer[0]:  # pytest-timeout's own alarm
-            signal.setitimer(signal.ITIMER_REAL, *old_timer)
 
 
 def _quiet(fn: Callable[[str], object], text: str) -> None:
@@ -61,18 +37,7 @@ def _quiet(fn: Callable[[str], object], text: str) -> None:
 
 
 def _best(fn: Callable[[str], object], text: str, runs: int, limit: float = CAP_S) -> float:
-    """The shortest of ``runs`` runs; a run interrupted after ``limit`` seconds counts as
-    ``inf`` (one run descheduled on a loaded machine does not decide)."""
-    best = float("inf")
-    for _ in range(runs):
-        start = time.perf_counter()
-        try:
-            with _deadline(limit):
-                _quiet(fn, text)
-        except _TooSlow:
-            continue
-        best = min(best, time.perf_counter() - start)
-    return best
+    return best_of(lambda: _quiet(fn, text), runs, limit)
 
 
 def _fill(unit: str, size: int, head: str = "", tail: str = "") -> str:

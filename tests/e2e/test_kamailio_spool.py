@@ -6,7 +6,8 @@ same subscriber socket) sends it once the broker is back. Kafka must then hold e
 every CDR: 0 lost. Duplicates are counted (the tail scan should make them 0); every CDR has
 exactly one report, replayed by the new process.
 
-Same set-up as test_kamailio.py (its helpers and fixture), skipped with the same reason.
+Same set-up as test_kamailio.py (tests/e2e/kamailio.py, the conftest's fixture), skipped with
+the same reason.
 """
 
 from __future__ import annotations
@@ -22,13 +23,11 @@ import pytest
 
 from event_kafka import EventKafka, Report
 from event_kafka.devkafka import LocalKafka
-from tests.e2e import test_kamailio as tk
+from tests.e2e import kamailio as tk
 from tests.support import Consume, MakeTopic
+from tests.support.sipp import uac, udp_rcvbuf_errors
 
-pytestmark = [pytest.mark.e2e]
-
-kamailio_factory = tk.kamailio_factory  # the same fixture, used here by name
-kamailio_prerequisites = tk.kamailio_prerequisites  # autouse: skip (CI: fail) without Kamailio
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("kamailio_prerequisites")]
 
 CALLS = 1000
 OPTIONS = 500
@@ -55,15 +54,15 @@ def test_kamailio_spool_plain_sigterm_loses_nothing(
         EK_REPORT_DIR=str(report_dir),
         EK_SPOOL_DIR=str(spool),
     )
-    drops0 = tk.udp_rcvbuf_errors()
+    drops0 = udp_rcvbuf_errors()
     # The broker frozen during the load: librdkafka in the workers holds everything they
     # accepted (without a spool, the SIGTERM below would lose all of it).
     node = kafka_broker.node_ids[0]
     kafka_broker.pause_node(node)
     try:
-        tk.uac(tmp_path / "sipp-uac", k.port, CALLS, tk.CALL_RATE)
+        uac(tmp_path / "sipp-uac", k.port, CALLS, tk.CALL_RATE)
         tk.options(tmp_path / "sipp-options", k.port, OPTIONS, tk.OPTIONS_RATE)
-        why = f" (UDP datagrams dropped on this host meanwhile: {tk.udp_rcvbuf_errors() - drops0})"
+        why = f" (UDP datagrams dropped on this host meanwhile: {udp_rcvbuf_errors() - drops0})"
         assert k.python_errors() == []
         k.stop()  # SIGTERM at once: whatever the workers still held stays in the spool
     finally:

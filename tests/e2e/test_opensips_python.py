@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -38,10 +37,11 @@ import pytest
 
 from event_kafka import EventKafka, Report
 from event_kafka.devkafka import Record, free_port
-from tests.e2e.test_kamailio import free_udp_port, python_path, uac, udp_rcvbuf_errors
 from tests.opensips.heldproxy import HeldProxy
-from tests.opensips.osbed import OpenSIPS, build_opensips, send_sip, sip_message
+from tests.opensips.osbed import OpenSIPS, build_opensips
 from tests.support import missing, wait_until
+from tests.support.sip import send_sip, sip_message
+from tests.support.sipp import embedded_python, free_udp_port, python_path, uac, udp_rcvbuf_errors
 
 pytestmark = [pytest.mark.e2e]
 
@@ -53,12 +53,6 @@ WORKERS = 2
 HELD = 300  # requests published while the broker does not answer, then SIGTERM
 
 
-def _embedded_python(module: Path) -> tuple[int, int] | None:
-    out = subprocess.run(["ldd", str(module)], capture_output=True, text=True, timeout=10).stdout
-    m = re.search(r"libpython(\d+)\.(\d+)", out)
-    return (int(m.group(1)), int(m.group(2))) if m else None
-
-
 @pytest.fixture(scope="module")
 def prefix() -> Path:
     if shutil.which("sipp") is None:
@@ -66,7 +60,7 @@ def prefix() -> Path:
     built = build_opensips()
     if built is None:
         missing("OpenSIPS 3.6.8 tarball not found (../shared/vendor/opensips)")
-    emb = _embedded_python(built / "lib64/opensips/modules/python.so")
+    emb = embedded_python(built / "lib64/opensips/modules/python.so")
     if emb is not None and emb != sys.version_info[:2]:
         missing(f"python.so embeds Python {emb}, the tests run on {sys.version_info[:2]}")
     return built

@@ -19,23 +19,20 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 import os
 import re
 import threading
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka.admin import AdminClient
 
 from event_kafka import EventKafka, Report
-from event_kafka.devkafka import DevKafkaError, LocalKafka, Record, consume_all, create_topic
+from event_kafka.devkafka import LocalKafka, Record, consume_all
+from tests.faults.cluster import heal, new_topic, partition_state
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
@@ -46,59 +43,7 @@ STREAM = 200_000  # events in the kill -9 streams
 RATE = 10_000.0  # events/s offered: a 200k stream lasts ~20 s, so faults land mid-stream
 
 
-# -- cluster helpers ------------------------------------------------------------------------------
-
-
-def new_topic(kafka: LocalKafka, partitions: int = 3) -> str:
-    """A fresh topic replicated on all three nodes."""
-    name = f"f-{uuid.uuid4().hex[:10]}"
-    create_topic(kafka.bootstrap, name, partitions, replication=3, timeout=60)
-
-    def led() -> bool:  # the metadata of a new topic reaches every node a moment later
-        with contextlib.suppress(Exception):
-            state = partition_state(kafka, name)
-            return len(state) == partitions and all(ldr > 0 for ldr, _ in state.values())
-        return False
-
-    wait_until(led, 30, f"a leader for every partition of {name}", step=0.1)
-    return name
-
-
-def partition_state(kafka: LocalKafka, topic: str) -> dict[int, tuple[int, list[int]]]:
-    """``partition -> (leader, in-sync replicas)`` as the metadata says now (-1: no leader)."""
-    running = ",".join(kafka.node(i).address for i in kafka.node_ids if kafka.node(i).pid)
-    conf: dict[str, Any] = {"bootstrap.servers": running or kafka.bootstrap, "logger": _quiet}
-    admin = AdminClient(conf)
-    md = admin.list_topics(topic, timeout=5).topics[topic]
-    return {p: (m.leader, sorted(m.isrs)) for p, m in md.partitions.items()}
-
-
-def heal(kafka: LocalKafka, topic: str | None = None, timeout: float = 90.0) -> None:
-    """Resume and restart every node; with ``topic``, wait until it is fully in sync again."""
-    for node_id in kafka.node_ids:
-        kafka.resume_node(node_id)
-    for node_id in kafka.node_ids:
-        if not kafka.node(node_id).pid:
-            kafka.start_node(node_id, wait=False)
-    kafka.wait_ready(timeout)
-    if topic is None:
-        return
-    state: dict[int, tuple[int, list[int]]] = {}
-
-    def in_sync() -> bool:
-        nonlocal state
-        with contextlib.suppress(Exception):  # a node still starting: ask again
-            state = partition_state(kafka, topic)
-        return bool(state) and all(len(isr) == 3 and ldr > 0 for ldr, isr in state.values())
-
-    try:
-        wait_until(in_sync, timeout, f"{topic} back in sync", step=0.5)
-    except AssertionError:
-        raise DevKafkaError(f"{topic} not back in sync after {timeout}s: {state}") from None
-
-
-_quiet = logging.getLogger("tests.faults.admin")
-_quiet.setLevel(logging.CRITICAL)
+# -- every test on a healthy cluster ------------------------------------------------------------
 
 
 @pytest.fixture(autouse=True)

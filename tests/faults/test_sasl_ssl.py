@@ -9,7 +9,6 @@ are created and read back through the node's PLAINTEXT listener.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -19,7 +18,7 @@ import pytest
 
 from event_kafka import EventKafka, Report, SocketError, parse_broker_id, parse_socket
 from event_kafka.devkafka import LocalKafka, consume_all, create_topic, make_test_certs
-from tests.support import missing, wait_until
+from tests.support import Reports, missing, wait_until
 
 pytestmark = [pytest.mark.integration]
 
@@ -49,23 +48,6 @@ def secure_props(
     return props + (f"&{extra}" if extra else "")
 
 
-class Reports:
-    """A report route that records every report and can wait for a number of them."""
-
-    def __init__(self) -> None:
-        self.items: list[Report] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, r: Report) -> None:
-        with self._cond:
-            self.items.append(r)
-            self._cond.notify_all()
-
-    def wait(self, n: int, timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: len(self.items) >= n, timeout)
-
-
 # -- publishing through SASL_SSL -------------------------------------------------------------------
 
 
@@ -80,7 +62,7 @@ def test_kafka_publish_over_sasl_ssl(
         ek.add_report_route("r", reports)
         for i in range(3):
             assert ek.kafka_publish("sec", f"m{i}", key=f"call-{i}", report_route="r") == 1
-        assert reports.wait(3, 30)
+        reports.wait(3, 30)
     assert [(r.kafka_status, r.kafka_msg, r.reason) for r in reports.items] == [
         (0, f"m{i}", None) for i in range(3)
     ]
@@ -124,7 +106,7 @@ def _failing_publish(
             c0 = time.perf_counter()
             assert ek.kafka_publish("bad", f"m{i}", key="k", report_route="r") == 1
             worst = max(worst, time.perf_counter() - c0)
-        assert reports.wait(n, 20), "no failure report: the message hangs"
+        reports.wait(n, 20, "no failure report: the message hangs")
         waited = time.monotonic() - t0
         t_close = time.monotonic()
         assert ek.close(2) == 0
@@ -253,7 +235,7 @@ def test_password_never_in_logs_errors_reports_stats_or_sockets(
             for i in range(3):
                 assert ek.kafka_publish(bid, f"{bid}-{i}", key=bid, report_route="r") == 1
         assert ek.kafka_publish("nope", "never", report_route="r") == -1
-        assert reports.wait(9, 20)
+        reports.wait(9, 20)
         stats = ek.stats()
         texts += [repr(stats), str(stats), repr(ek.brokers), str(ek.brokers)]
         texts += [str(s) for s in ek.brokers.values()]

@@ -14,6 +14,7 @@ import pytest
 
 from event_kafka import EventKafka, Report
 from event_kafka.devkafka import LocalKafka, consume_all
+from tests.faults.cluster import heal, new_topic, partition_state
 from tests.spool.conftest import (
     SAFE,
     Recovery,
@@ -24,8 +25,6 @@ from tests.spool.conftest import (
     tally,
 )
 from tests.support import wait_until
-
-from .test_cluster_faults import heal, new_topic, partition_state
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 

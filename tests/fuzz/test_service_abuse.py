@@ -40,6 +40,7 @@ from event_kafka.devkafka import consume_all, create_topic, free_port
 from event_kafka.service.ingest import IngestError, parse_notification
 from tests.fuzz import targets as T
 from tests.support import ServeProcess, wait_until
+from tests.support.sipp import free_udp_port
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -58,12 +59,6 @@ MI_MAX_CONNECTIONS = 16
 READ_TIMEOUT = 2.0
 TCP_MAX_BUFFER = 65536
 RSS_GROWTH_MB = 200
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Service(ServeProcess):

@@ -22,13 +22,13 @@ from tests.opensips.osbed import (
     Pair,
     Scripted,
     build_opensips,
-    free_udp_port,
     make_opensips,
     make_serve,
     scripted_opensips,
     unique,
 )
 from tests.support import missing
+from tests.support.sipp import free_udp_port
 
 
 @pytest.fixture(scope="session")

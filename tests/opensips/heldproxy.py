@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
+from collections.abc import Callable
 
 
 class HeldProxy:
@@ -16,6 +18,7 @@ class HeldProxy:
         self._closed = threading.Event()
         self._max = max_connections
         self._socks: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []  # each held connection's two pumps
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
@@ -30,7 +33,7 @@ class HeldProxy:
             except OSError:
                 return
             self._socks.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            self._start(self._serve, conn)
 
     def _serve(self, conn: socket.socket) -> None:
         self.released.wait()
@@ -43,8 +46,25 @@ class HeldProxy:
             return
         up.settimeout(None)
         self._socks.append(up)
-        threading.Thread(target=self._pump, args=(up, conn), daemon=True).start()
+        self._start(self._pump, up, conn)
         self._pump(conn, up)
+
+    def _start(self, target: Callable[..., None], *args: socket.socket) -> None:
+        t = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def forwarded(self, timeout: float = 30.0) -> None:
+        """After :meth:`release`, once the clients are gone: wait until every held byte was
+        forwarded and the target closed each connection (a positive event that proves
+        anything the clients had sent would have arrived by now)."""
+        assert self.released.is_set()
+        deadline = time.monotonic() + timeout
+        for t in list(self._threads):  # a _serve adds its reverse pump before it ends
+            t.join(max(deadline - time.monotonic(), 0.0))
+        for t in list(self._threads):
+            t.join(max(deadline - time.monotonic(), 0.0))
+            assert not t.is_alive(), f"held connections still open after {timeout}s"
 
     @staticmethod
     def _pump(src: socket.socket, dst: socket.socket) -> None:

@@ -23,7 +23,8 @@ from typing import Any
 import orjson
 
 from event_kafka.devkafka import Record, consume_all, free_port
-from tests.support import EVENT_KAFKA, MIHttpClient, bound, http_status, wait_until
+from tests.support import MIHttpClient, ServeProcess, wait_until
+from tests.support.sipp import free_udp_port
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-opensips.sh"
@@ -99,24 +100,6 @@ class Process(MIHttpClient):
             return "result" in self.call("version")
         except OSError:
             return False
-
-    def call(self, method: str, params: Any = None) -> dict[str, Any]:
-        """One JSON-RPC request; the whole reply (result or error) as a dict."""
-        req: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": method}
-        if params is not None:
-            req["params"] = params
-        return self.call_raw(orjson.dumps(req))
-
-    def call_raw(self, body: bytes) -> dict[str, Any]:
-        status, data = self.post(body)
-        reply: dict[str, Any] = orjson.loads(data)
-        reply["http_status"] = status
-        return reply
-
-    def ok(self, method: str, params: Any = None) -> Any:
-        reply = self.call(method, params)
-        assert "result" in reply, (self.name, method, params, reply)
-        return reply["result"]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -266,39 +249,17 @@ def make_opensips(
     return OpenSIPS(prefix, workdir, cfg, mi_port, sip_port)
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 # -- event-kafka serve ----------------------------------------------------------------------------
 
 
-class Serve(Process):
-    """``event-kafka serve`` with a generated configuration."""
-
-    name = "serve"
+class Serve(ServeProcess):
+    """``event-kafka serve`` with a generated configuration: tests.support's runner, ready on
+    ``/health/live`` and its ingest ports bound."""
 
     def __init__(
         self, workdir: Path, config: str, mi_port: int, listeners: Sequence[int] = ()
     ) -> None:
-        super().__init__(workdir, mi_port)
-        self.config_path = workdir / "event-kafka.toml"
-        self.config_path.write_text(config)
-        self.listeners = tuple(listeners)
-
-    def command(self) -> list[str]:
-        return [EVENT_KAFKA, "serve", "-c", str(self.config_path)]
-
-    def _answers(self) -> bool:
-        # Ready as tests.support.ServeProcess is: /health/live, and the ingest ports bound.
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"serve exited {self.proc.returncode}:\n{self.tail()}")
-        live = http_status(self.url + "/health/live") == 200
-        return live and all(bound(port) for port in self.listeners)
+        super().__init__(workdir, config, mi_port, listeners=listeners)
 
 
 def toml_list(items: Iterable[str]) -> str:
@@ -360,36 +321,6 @@ def by_method(records: Iterable[Record]) -> dict[str, list[Record]]:
 
 def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) -> list[Record]:
     return consume_all(bootstrap, topic, timeout=timeout, expect=expect)
-
-
-def send_sip(port: int, requests: Iterable[bytes], timeout: float = 10.0) -> list[bytes]:
-    """Send raw SIP requests over UDP one by one; return each reply's first line."""
-    firsts: list[bytes] = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        s.settimeout(timeout)
-        for req in requests:
-            s.sendto(req, ("127.0.0.1", port))
-            firsts.append(s.recv(65535).split(b"\r\n", 1)[0])
-    return firsts
-
-
-def sip_message(port: int, call_id: str, body: str, headers: str = "") -> bytes:
-    """A SIP MESSAGE request to ``127.0.0.1:port`` (the body as UTF-8)."""
-    raw = body.encode()
-    tag = uuid.uuid4().hex[:8]
-    return (
-        f"MESSAGE sip:parity@127.0.0.1:{port} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP 127.0.0.1:5999;rport;branch=z9hG4bK{tag}\r\n"
-        "Max-Forwards: 70\r\n"
-        f"From: <sip:tester@127.0.0.1>;tag={tag}\r\n"
-        f"To: <sip:parity@127.0.0.1:{port}>\r\n"
-        f"Call-ID: {call_id}\r\n"
-        "CSeq: 1 MESSAGE\r\n"
-        f"{headers}"
-        "Content-Type: text/plain\r\n"
-        f"Content-Length: {len(raw)}\r\n\r\n"
-    ).encode() + raw
 
 
 # -- the case tables -----------------------------------------------------------------------------

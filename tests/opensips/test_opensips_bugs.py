@@ -21,11 +21,10 @@ from tests.opensips.osbed import (
     make_opensips,
     read_topic,
     scripted_opensips,
-    send_sip,
-    sip_message,
     unique,
     wait_until,
 )
+from tests.support.sip import send_sip, sip_message
 
 pytestmark = pytest.mark.opensips
 
@@ -158,6 +157,7 @@ def test_shutdown_drops_what_250ms_do_not_flush(
     finally:
         os_.kill()
     proxy.release()  # the broker answers now: nothing of OpenSIPS is left to send
+    proxy.forwarded()  # all OpenSIPS had written reached the broker: absence is now proven
     assert consume_all(kafka_broker.bootstrap, topics["os"], timeout=5) == []
     assert consume_all(kafka_broker.bootstrap, topics["rep"], timeout=5) == []  # no report either
     proxy.close()

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.opensips.osbed import Pair, free_udp_port
+from tests.opensips.osbed import Pair
+from tests.support.sipp import free_udp_port
 
 pytestmark = pytest.mark.opensips
 

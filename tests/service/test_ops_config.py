@@ -4,13 +4,8 @@ credentials, EVENT_KAFKA_* overrides, command-line log flags, one-line logs, sys
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -18,10 +13,9 @@ import orjson
 import pytest
 
 from event_kafka.devkafka import free_port
-from event_kafka.service.config import ConfigError, LoggingSection, load_config_text
-from event_kafka.service.log_setup import setup_logging
+from event_kafka.service.config import ConfigError, load_config_text
 from tests.service.ops_helpers import get, running_service
-from tests.support import wait_until
+from tests.support import ServeProcess, wait_until
 
 SECRET = "Gr3y-H3r0n-Secret-51"
 EVENT_KAFKA = str(Path(sys.executable).parent / "event-kafka")
@@ -165,35 +159,16 @@ def test_bad_environment_overrides_name_the_variable() -> None:
     assert "no such setting" in refused("", environ={"EVENT_KAFKA_INGEST__UDP": "x"})
 
 
-@pytest.fixture
-def serve_proc(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait(10)
-
-
-def test_command_line_log_flags(tmp_path: Path, serve_proc: list[subprocess.Popen[bytes]]) -> None:
+def test_command_line_log_flags(tmp_path: Path) -> None:
     port = free_port()
-    cfg = tmp_path / "ek.toml"
-    cfg.write_text(f'[mi]\nlisten = "127.0.0.1:{port}"\n[logging]\nlevel = "ERROR"\n')
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [EVENT_KAFKA, "serve", "-c", str(cfg), "--log-level", "debug", "--log-format", "json"],
-            stdout=out,
-            stderr=out,
-            stdin=subprocess.DEVNULL,
-        )
-    serve_proc.append(proc)
-    # The "started" record is what this test reads: wait for it (failing if serve exits).
-    wait_until(lambda: "started (pid" in log.read_text() or proc.poll() is not None, 30, "started")
-    assert proc.poll() is None, log.read_text()
-    os.kill(proc.pid, signal.SIGTERM)
-    assert proc.wait(30) == 0
-    lines = log.read_text().splitlines()
+    config = f'[mi]\nlisten = "127.0.0.1:{port}"\n[logging]\nlevel = "ERROR"\n'
+    flags = ["--log-level", "debug", "--log-format", "json"]
+    with ServeProcess(tmp_path, config, port, args=flags) as d:
+        d.start()
+        # The "started" record is what this test reads (readiness was /health/live).
+        wait_until(lambda: "started (pid" in d.log(), 30, "the started record")
+        assert d.stop() == 0
+    lines = d.log().splitlines()
     records = [orjson.loads(line) for line in lines]  # every line is one JSON record
     started = next(r for r in records if "started (pid" in r["message"])
     assert started["level"] == "INFO"  # the file said ERROR: the flag won
@@ -201,76 +176,6 @@ def test_command_line_log_flags(tmp_path: Path, serve_proc: list[subprocess.Pope
     when = datetime.fromisoformat(started["time"])
     assert when.utcoffset() is not None and "." in started["time"]
     assert abs(when.timestamp() - time.time()) < 120
-
-
-# -- log records: one per line, syslog -----------------------------------------------------------
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    yield
-    for h in list(root.handlers):
-        if h not in handlers:
-            root.removeHandler(h)
-            h.close()
-    root.setLevel(level)
-
-
-def _log_an_exception() -> None:
-    log = logging.getLogger("event_kafka.test")
-    try:
-        raise ValueError("first line\nsecond line")
-    except ValueError:
-        log.exception("failed:\n%s", "multi\nline")
-
-
-@pytest.mark.usefixtures("restore_logging")
-@pytest.mark.parametrize("fmt", ["text", "json"])
-def test_one_record_per_line(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
-    setup_logging(LoggingSection(level="INFO", format=fmt))  # type: ignore[arg-type]
-    _log_an_exception()
-    lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 1, lines
-    if fmt == "json":
-        record = orjson.loads(lines[0])
-        assert record["message"] == "failed:\nmulti\nline"
-        assert "Traceback" in record["exception"] and "second line" in record["exception"]
-        assert "." in record["time"]
-    else:
-        assert "failed:\\nmulti\\nline" in lines[0] and "Traceback" in lines[0]
-        assert "ValueError: first line\\nsecond line" in lines[0]
-
-
-@pytest.mark.usefixtures("restore_logging")
-def test_syslog_over_udp() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
-        sink.bind(("127.0.0.1", 0))
-        sink.settimeout(10)
-        port = sink.getsockname()[1]
-        cfg = LoggingSection(
-            output="syslog", syslog_address=f"127.0.0.1:{port}", syslog_facility="local3"
-        )
-        setup_logging(cfg)
-        _log_an_exception()
-        data = sink.recv(65535).decode()
-    # <PRI> = facility local3 (19) * 8 + error (3)
-    assert data.startswith(f"<{19 * 8 + 3}>event-kafka[{os.getpid()}]: ERROR event_kafka.test: ")
-    assert "\n" not in data.rstrip("\x00\n") and "second line" in data
-
-
-@pytest.mark.usefixtures("restore_logging")
-def test_syslog_on_a_unix_socket(tmp_path: Path) -> None:
-    path = str(tmp_path / "log.sock")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sink:
-        sink.bind(path)
-        sink.settimeout(10)
-        setup_logging(LoggingSection(output="syslog", syslog_address=path, format="json"))
-        logging.getLogger("event_kafka.test").warning("hello")
-        data = sink.recv(65535).decode()
-    record = orjson.loads(data[data.index("{") :].rstrip("\x00"))
-    assert record["message"] == "hello" and record["level"] == "WARNING"
 
 
 def test_syslog_address_is_checked() -> None:

@@ -18,9 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Broker, Consume, MakeTopic
-
-from .conftest import (
+from tests.spool.conftest import (
     Child,
     Tally,
     assert_nothing_lost,
@@ -30,6 +28,7 @@ from .conftest import (
     start_publisher,
     tally,
 )
+from tests.support import Broker, Consume, MakeTopic
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.spool.conftest import dead_address, recover, spec, start_publisher, tally
 from tests.support import Broker, Consume, MakeTopic
-
-from .conftest import dead_address, recover, spec, start_publisher, tally
 
 pytestmark = pytest.mark.integration
 

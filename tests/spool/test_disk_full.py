@@ -16,9 +16,7 @@ from pathlib import Path
 import pytest
 
 from event_kafka import EventKafka, Report
-from tests.support import Broker, Consume, MakeTopic
-
-from .conftest import (
+from tests.spool.conftest import (
     assert_nothing_lost,
     dead_address,
     recover,
@@ -27,6 +25,7 @@ from .conftest import (
     start_publisher,
     tally,
 )
+from tests.support import Broker, Consume, MakeTopic
 
 pytestmark = pytest.mark.integration
 

@@ -4,49 +4,14 @@ process leaves is delivered (once) by the next one, outages fail nothing."""
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from event_kafka import EventKafka
-from event_kafka.devkafka import LocalKafka, Record, TansuBroker
-from event_kafka.report import Report
+from event_kafka.devkafka import Record
 from event_kafka.spool import OwnerSpool
 from event_kafka.spool.dedupe import SPOOL_HEADER
-
-Broker = LocalKafka | TansuBroker
-
-
-class Reports:
-    """A report route that remembers every report and wakes waiters."""
-
-    def __init__(self) -> None:
-        self.items: list[Report] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, r: Report) -> None:
-        with self._cond:
-            self.items.append(r)
-            self._cond.notify_all()
-
-    def wait(self, n: int, timeout: float = 30.0) -> list[Report]:
-        with self._cond:
-            assert self._cond.wait_for(lambda: len(self.items) >= n, timeout), (
-                f"{len(self.items)} of {n} reports"
-            )
-            return list(self.items)
-
-
-def _wait(cond: Callable[[], object], timeout: float = 20.0) -> bool:
-    """Poll ``cond`` (counters have no event to wait on) until true or ``timeout``."""
-    done = threading.Event()
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() >= deadline:
-            return False
-        done.wait(0.02)
-    return True
+from tests.support import Broker, Reports, wait_until
 
 
 def _pending(d: Path) -> int:
@@ -137,7 +102,11 @@ def test_outage_longer_than_message_timeout_fails_nothing(
     sl = ek.spool.lanes[0]  # type: ignore[union-attr]
     # Every record timed out (message.timeout.ms=1 s), went back to the spool, and waits
     # there while the topic's tail cannot be read (seconds later): nothing failed.
-    assert _wait(lambda: sl.spool_stats()["retried"] >= n and sl.spool_stats()["tail_unreadable"])
+    wait_until(
+        lambda: sl.spool_stats()["retried"] >= n and sl.spool_stats()["tail_unreadable"],
+        20,
+        "a retry whose tail read failed",
+    )
     assert reports.items == []
     assert ek.stats()["broker_ids"]["k1"]["failed"] == 0
     assert ek.close(0.5) == n

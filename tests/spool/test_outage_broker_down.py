@@ -16,9 +16,8 @@ import pytest
 
 from event_kafka import EventKafka, Report
 from event_kafka.devkafka import LocalKafka
+from tests.spool.conftest import SAFE, assert_nothing_lost, spec, tally
 from tests.support import Broker, Consume, MakeTopic, wait_until
-
-from .conftest import SAFE, assert_nothing_lost, spec, tally
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +62,7 @@ def test_broker_down_longer_than_message_timeout_zero_failures_zero_lost(
         # records arriving all along; librdkafka gives up on the first ones meanwhile.
         while time.monotonic() - t_down < 3 * TIMEOUT_MS / 1000:
             publish(500)
-            time.sleep(0.1)
+            time.sleep(0.1)  # pacing of the load (500 records a tick) during the outage, not a wait
         outage = time.monotonic() - t_down
         failed_during = [r for r in reports if r.kafka_status != 0]
         in_spool = ek.in_flight()

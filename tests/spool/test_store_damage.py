@@ -9,12 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import random
-import signal
 import struct
 import time
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -22,6 +19,7 @@ import pytest
 from event_kafka.spool import OwnerSpool, SpoolSettings
 from event_kafka.spool.record import HEAD, MAGIC
 from event_kafka.spool.segment import Scan
+from tests.support.timing import best_of, deadline
 
 
 def _value(seq: int) -> bytes:
@@ -238,7 +236,7 @@ def test_fifos_and_symlinks_under_spool_names_neither_hang_nor_get_written(tmp_p
     os.symlink(outside, d / "5555555555555555.ack")
     s = OwnerSpool(d, SpoolSettings())
     try:
-        with _deadline(10):
+        with deadline(10):
             assert s.adopt() == [wid]
         assert len(list(s.read(wid, 0))) == 3
         assert outside.read_bytes() == b"not a spool file " * 10
@@ -256,26 +254,6 @@ SMALL, LARGE = 4 * 1024, 256 * 1024
 FACTOR = 8
 SLACK_S = 0.05
 CAP_S = 5.0
-
-
-class _TooSlow(BaseException):
-    pass
-
-
-@contextmanager
-def _deadline(seconds: float) -> Iterator[None]:
-    def alarm(signum: int, frame: object) -> None:
-        raise _TooSlow
-
-    old = signal.signal(signal.SIGALRM, alarm)
-    old_timer = signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-        if old_timer[0]:
-            signal.setitimer(signal.ITIMER_REAL, *old_timer)
 
 
 def _header(length: int, body_crc: int) -> bytes:
@@ -308,17 +286,12 @@ CORRUPT = {
 
 
 def _scan_time(path: Path, runs: int = 3) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        start = time.perf_counter()
-        try:
-            with _deadline(CAP_S), open(path, "rb") as f:
-                for _ in Scan(f, 0, path.stat().st_size).frames():
-                    pass
-        except _TooSlow:
-            continue
-        best = min(best, time.perf_counter() - start)
-    return best
+    def scan() -> None:
+        with open(path, "rb") as f:
+            for _ in Scan(f, 0, path.stat().st_size).frames():
+                pass
+
+    return best_of(scan, runs, CAP_S)
 
 
 @pytest.mark.parametrize("kind", list(CORRUPT))

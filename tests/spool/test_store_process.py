@@ -18,39 +18,17 @@ import sys
 import textwrap
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from event_kafka.spool import OwnerSpool, SpoolError, SpoolSettings
 from event_kafka.spool import store as store_mod
+from tests.support.children import fork_child, wait_child
 from tests.support.waiting import wait_until
 
 DEADLINE = 20.0
-
-
-def _fork(body: Callable[[], int]) -> int:
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            code = body()
-        finally:
-            os._exit(code)
-    return pid
-
-
-def _wait(pid: int, timeout: float = DEADLINE) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    pytest.fail(f"child {pid} did not finish within {timeout}s")
 
 
 def _locked_elsewhere(path: Path) -> bool:
@@ -82,7 +60,7 @@ def test_crash_then_adopt_reads_every_unacked_record_exactly_once(tmp_path: Path
                 s.sync()  # the acks before this point are on disk
         os._exit(0)  # mid-stream: no close, no final persist
 
-    assert _wait(_fork(child)) == 0
+    assert wait_child(fork_child(child), DEADLINE) == 0
     s = OwnerSpool(tmp_path, SpoolSettings())
     try:
         (wid,) = s.adopt()
@@ -106,7 +84,7 @@ def test_sigkill_while_appending_loses_no_returned_record(tmp_path: Path) -> Non
             assert s.append(_value(seq)).seq == seq
             os.write(w, struct.pack("<I", seq))  # after append returned
 
-    pid = _fork(child)
+    pid = fork_child(child)
     os.close(w)
     data = bytearray()
     while len(data) < 4 * 3000:
@@ -143,7 +121,7 @@ def test_two_processes_adopting_at_once_take_each_dead_writer_once(tmp_path: Pat
             os.write(wr, s.writer_id.encode())
             os._exit(0)  # dies holding nothing: its lock goes with it
 
-        assert _wait(_fork(writer)) == 0
+        assert wait_child(fork_child(writer), DEADLINE) == 0
         os.close(wr)
         dead.add(os.read(rd, 64).decode())
         os.close(rd)
@@ -162,7 +140,7 @@ def test_two_processes_adopting_at_once_take_each_dead_writer_once(tmp_path: Pat
         s.close()
         return 0
 
-    pids = [_fork(adopter) for _ in range(2)]
+    pids = [fork_child(adopter) for _ in range(2)]
     os.write(go_w, b"gg")
     os.close(out_w)
     answers = []
@@ -174,7 +152,7 @@ def test_two_processes_adopting_at_once_take_each_dead_writer_once(tmp_path: Pat
         *lines, buf = buf.split(b"\n")
         answers += [json.loads(line) for line in lines]
     os.write(bye_w, b"xx")
-    assert [_wait(p) for p in pids] == [0, 0]
+    assert [wait_child(p, DEADLINE) for p in pids] == [0, 0]
     (a, na), (b, nb) = answers
     assert not set(a) & set(b), "a writer adopted twice"
     assert set(a) | set(b) == dead
@@ -204,11 +182,11 @@ def test_forked_child_gets_its_own_writer_and_leaves_the_parents_lock(tmp_path: 
             os.write(w, mine.encode())
             os._exit(0)  # dies without close
 
-        pid = _fork(child)
+        pid = fork_child(child)
         os.close(w)
         mine = os.read(r, 64).decode()
         os.close(r)
-        assert _wait(pid) == 0
+        assert wait_child(pid, DEADLINE) == 0
         assert _locked_elsewhere(plock)  # the child's exit did not unlock the parent
         s.append(b"parent-2")
         assert [x.value for x in s.read(parent, 0)] == [b"parent-1", b"parent-2"]
@@ -353,7 +331,7 @@ def test_writers_starting_while_others_adopt_never_fail(tmp_path: Path) -> None:
         # real life) so that the race shows in a short test.
         path = os.readlink(f"/proc/self/fd/{fd}")
         if path.endswith(".lock.tmp"):
-            time.sleep(0.005)
+            time.sleep(0.005)  # the widened race window (injected), not a wait
             assert os.path.exists(path), "an adopter deleted a lock file being created"
         real_flock(fd, op)
 
@@ -370,8 +348,8 @@ def test_writers_starting_while_others_adopt_never_fail(tmp_path: Path) -> None:
             s.close()
         return 0
 
-    pids = [_fork(worker) for _ in range(4)]
-    assert [_wait(p, 60) for p in pids] == [0, 0, 0, 0]
+    pids = [fork_child(worker) for _ in range(4)]
+    assert [wait_child(p, 60) for p in pids] == [0, 0, 0, 0]
     s = OwnerSpool(tmp_path, SpoolSettings())
     try:
         n = sum(1 for w in s.adopt() for _ in s.read(w, 0))

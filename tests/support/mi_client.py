@@ -61,6 +61,26 @@ class MIHttpClient:
         assert status == 200, (status, body)
         return orjson.loads(body)
 
+    def call(self, method: str, params: Any = None) -> dict[str, Any]:
+        """One JSON-RPC request; the whole reply (result or error) as a dict, with the HTTP
+        status under ``"http_status"`` (for comparing servers reply by reply)."""
+        req: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": method}
+        if params is not None:
+            req["params"] = params
+        return self.call_raw(orjson.dumps(req))
+
+    def call_raw(self, body: bytes) -> dict[str, Any]:
+        status, data = self.post(body)
+        reply: dict[str, Any] = orjson.loads(data)
+        reply["http_status"] = status
+        return reply
+
+    def ok(self, method: str, params: Any = None) -> Any:
+        """The ``result`` of a request that must succeed."""
+        reply = self.call(method, params)
+        assert "result" in reply, (self.url, method, params, reply)
+        return reply["result"]
+
     def metric(self, name: str, **labels: str) -> float:
         from prometheus_client.parser import text_string_to_metric_families
 

@@ -54,7 +54,8 @@ class ServeProcess(MIHttpClient):
     ``mi_port`` is where the MI listens; ``health_port`` where ``/health/*`` is served (the
     ``[metrics]`` listener when the config has one, else the MI's). Subclasses may change
     :meth:`command` (to run it as another user, say). ``listeners``: ingest ports that must be
-    bound too before it counts as started (the HTTP side answers before ingest binds).
+    bound too before it counts as started (the HTTP side answers before ingest binds);
+    ``args``: more command-line options (``--log-level`` ...).
     """
 
     def __init__(
@@ -64,8 +65,10 @@ class ServeProcess(MIHttpClient):
         mi_port: int = 0,
         health_port: int | None = None,
         listeners: Sequence[int] = (),
+        args: Sequence[str] = (),
     ) -> None:
         self.workdir = workdir
+        self.args = tuple(args)
         self.config_path = workdir / "event-kafka.toml"
         self.config_path.write_text(config)
         self.log_path = workdir / "serve.log"
@@ -83,7 +86,7 @@ class ServeProcess(MIHttpClient):
         return f"http://127.0.0.1:{self.health_port or self.mi_port}/health"
 
     def command(self) -> list[str]:
-        return [EVENT_KAFKA, "serve", "-c", str(self.config_path)]
+        return [EVENT_KAFKA, "serve", "-c", str(self.config_path), *self.args]
 
     def start(
         self, mi_port: int | None = None, timeout: float = 60.0, env: dict[str, str] | None = None
