@@ -9,11 +9,13 @@
 - sipp: SIP servers under test and SIPp (``tests.support.sipp``): UDP ports, drops, SIPp runs;
 - reports: :class:`Reports`, a report route that can be waited on;
 - children: forked children waited on by their pidfd (``tests.support.children``);
-- timing: ratio-of-work timing for linear-time checks (``tests.support.timing``).
+- timing: ratio-of-work timing for linear-time checks (``tests.support.timing``);
+- prereq: :func:`missing`, a skip that fails under ``CI=true``.
 """
 
 from .brokers import Broker, Consume, MakeTopic
 from .mi_client import MIHttpClient
+from .prereq import in_ci, missing
 from .reports import Reports
 from .serve import EVENT_KAFKA, ServeProcess, bound, http_status
 from .sip import CALL_ID, INVITE, invite
@@ -32,7 +34,9 @@ __all__ = [
     "await_until",
     "bound",
     "http_status",
+    "in_ci",
     "invite",
+    "missing",
     "wait_event",
     "wait_until",
 ]
