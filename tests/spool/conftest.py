@@ -121,9 +121,16 @@ class Child:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` may still hold its files (and so its writer's flock).
+
+    A SIGKILLed multi-threaded process shows its leader as a zombie while librdkafka's
+    threads are still exiting, and its files (the lock fd) are closed only by the last
+    thread: dead means no /proc entry, or a zombie leader with no other thread left."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+            if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                return True
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
     except OSError:
         return False
 
