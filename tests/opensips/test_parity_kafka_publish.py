@@ -24,6 +24,7 @@ from tests.opensips.osbed import (
     wait_until,
 )
 from tests.support import missing
+from tests.support.sipp import run_sipp
 
 # The request route reads kafka_publish's arguments from X-Broker / X-Key and the message from the
 # body; the fields come from the injection file, one line per call, in order. A reply other than
@@ -88,9 +89,6 @@ def _report_of(value: bytes | None) -> dict[str, Any]:
 
 def sipp_calls(port: int, calls: list[tuple[str, str, str, str]], workdir: Path) -> None:
     """One SIP MESSAGE per call, sent by SIPp; every one answered 200 (kafka_publish gave 1)."""
-    # Imported here: the Kamailio module's SIPp runner, without collecting its tests here.
-    from tests.e2e.test_kamailio import run_sipp
-
     if shutil.which("sipp") is None:
         missing("sip-tester (sipp) not installed (scripts/install-system-deps.sh --e2e)")
     workdir.mkdir(parents=True, exist_ok=True)
