@@ -20,6 +20,7 @@ import pytest
 from event_kafka.cjson import loads_json
 from event_kafka.jsonstream import StreamSplitter
 from event_kafka.kafka_socket import mask_secrets, parse_broker_id, parse_socket
+from event_kafka.migrate import migrate_cfg
 from event_kafka.properties import redact
 from event_kafka.service.config import KeyLines, load_config_text
 from event_kafka.service.ingest import parse_notification
@@ -136,6 +137,23 @@ CASES: list[tuple[str, Callable[[str], object], Callable[[int], str]]] = [
         lambda n: _fill(" ", n, "BYE sip:a@b SIP/2.0\r\nCall-ID: x", "y\r\n z\r\n\r\n"),
     ),
     ("SIP: long header", callid_of, lambda n: _fill("X", n, "BYE sip:a@b SIP/2.0\r\n", "\r\n")),
+    (
+        "migrate: module regex",
+        migrate_cfg,
+        lambda n: _fill("(.*)", n, 'modparam("', '", "b", "x")'),
+    ),
+    (
+        "migrate: nested regex",
+        migrate_cfg,
+        lambda n: _fill("(a*)*", n, 'modparam("(', ')", "b", "x")'),
+    ),
+    ("migrate: comments", migrate_cfg, lambda n: _fill("/* /* a */", n, "", "*/")),
+    ("migrate: open calls", migrate_cfg, lambda n: _fill("modparam(", n)),
+    (
+        "migrate: broker_ids",
+        migrate_cfg,
+        lambda n: _fill('modparam("event_kafka","broker_id","[k]h/t?g.sasl.password=x");', n),
+    ),
     ("config lines: keys", KeyLines, lambda n: _fill("a.", n, "", "a")),
     ("config lines: quotes", KeyLines, lambda n: _fill('"a" . ', n, "[", "")),
     ("config lines: spaces", KeyLines, lambda n: _fill(" ", n, "a", "b")),
