@@ -1014,6 +1014,57 @@ async def test_a_slow_mi_command_never_stalls_health() -> None:
 
 
 @pytest.mark.asyncio
+async def test_every_connection_busy_with_the_mi_never_starves_health_or_metrics() -> None:
+    """At the connection cap with every connection inside a slow MI command (none idle to
+    evict), a probe or a scrape still gets in (a few reserve connections, GET only) and
+    another MI call is told 503 at once instead of waiting."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from event_kafka.service.mi import Command, Recipe
+
+    settings = load_config_text(
+        '[mi]\nlisten = "127.0.0.1:0"\nmax_connections = 4\ncommand_timeout = 20.0\n'
+    )
+    service = Service(settings)
+    await service.start()
+    release = threading.Event()
+    service.dispatcher.add(Command("slow", (Recipe(()),), lambda p: release.wait(30) and "x"))
+    server = service.servers[0]
+    host, port = server.address
+    url = f"http://{host}:{port}"
+    slow_call = b'{"jsonrpc":"2.0","id":1,"method":"slow"}'
+
+    def fetch(path: str, body: bytes | None = None) -> tuple[int, float]:
+        t0 = time.monotonic()
+        req = urllib.request.Request(url + path, data=body, method="POST" if body else "GET")
+        try:
+            with urllib.request.urlopen(req, timeout=20) as r:
+                r.read()
+                status = r.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        return status, time.monotonic() - t0
+
+    try:
+        slow = [asyncio.create_task(asyncio.to_thread(fetch, "/mi", slow_call)) for _ in range(4)]
+        await await_until(
+            lambda: sum(g.handling for g in server.guards) >= 4, 10, "four slow MI calls"
+        )
+        for path in ("/health/live", "/metrics", "/health/live"):
+            status, took = await asyncio.to_thread(fetch, path)
+            assert (status, path) == (200, path) and took < 1.0, (path, status, took)
+        status, took = await asyncio.to_thread(fetch, "/mi", slow_call)
+        assert status == 503 and took < 1.0, (status, took)
+        assert not any(t.done() for t in slow)  # the four were never cut off
+    finally:
+        release.set()
+        await asyncio.gather(*slow)
+        await service.shutdown()
+
+
+@pytest.mark.asyncio
 async def test_a_reload_that_cannot_open_a_subscriber_changes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
