@@ -1065,6 +1065,41 @@ async def test_every_connection_busy_with_the_mi_never_starves_health_or_metrics
 
 
 @pytest.mark.asyncio
+async def test_the_configured_subscription_limit_counts_mi_subscriptions_only() -> None:
+    settings = load_config_text(
+        """
+[events]
+publish = ["E_A"]
+[[subscriptions]]
+event = "E_A"
+socket = "udp:127.0.0.1:9"
+[mi]
+listen = "127.0.0.1:0"
+max_subscriptions = 2
+"""
+    )
+    service = Service(settings)
+    await service.start()
+
+    async def subscribe(port: int) -> Any:
+        req = {"jsonrpc": "2.0", "id": 1, "method": "event_subscribe"}
+        req["params"] = ["E_A", f"udp:127.0.0.1:{port}"]  # type: ignore[assignment]
+        reply = await service.dispatcher.handle(orjson.dumps(req))
+        return orjson.loads(reply) if isinstance(reply, bytes) else reply
+
+    try:
+        assert (await subscribe(10))["result"] == "OK"  # the static one does not count
+        assert (await subscribe(11))["result"] == "OK"
+        refused = await subscribe(12)
+        assert refused["error"]["code"] == 429, refused
+        assert "mi.max_subscriptions = 2" in refused["error"]["data"]
+        assert (await subscribe(11))["result"] == "OK"  # a refresh is always allowed
+        assert service.ek.evi.subscriber_count("E_A") == 3
+    finally:
+        await service.shutdown()
+
+
+@pytest.mark.asyncio
 async def test_a_reload_that_cannot_open_a_subscriber_changes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
