@@ -12,6 +12,7 @@ import pytest
 
 from event_kafka import ConfigError, EventKafka, Report, SocketError, UnknownReportRouteError
 from event_kafka.devkafka import free_port
+from event_kafka.event_interface import UnknownEventError
 from tests.support import Broker, Consume, wait_until
 
 
@@ -124,6 +125,10 @@ def test_a_pasted_broker_id_definition_is_never_echoed(caplog: pytest.LogCapture
             ek.kafka_publish("k1", "m", report_route=pasted)
         assert "hunter2" not in str(info.value) and "g.sasl.password=*****" in str(info.value)
         assert ek.kafka_publish(pasted, "m") == -1
+        with pytest.raises(UnknownEventError) as unknown:
+            ek.raise_event("[k9]h/t?g.sasl.password=hunter2")  # a valid event name
+        assert "g.sasl.password=*****" in str(unknown.value)
+        assert "hunter2" not in str(unknown.value)
     assert "unknown broker_id" in caplog.text
     assert "hunter2" not in caplog.text
 
