@@ -21,7 +21,7 @@ from event_kafka.cjson import loads_json
 from event_kafka.jsonstream import StreamSplitter
 from event_kafka.kafka_socket import mask_secrets, parse_broker_id, parse_socket
 from event_kafka.migrate import migrate_cfg
-from event_kafka.properties import redact
+from event_kafka.properties import redact, untrusted_policy
 from event_kafka.service.config import KeyLines, load_config_text
 from event_kafka.service.ingest import parse_notification
 from event_kafka.sip import callid_of
@@ -93,6 +93,14 @@ def _chunked_feed(cls: Callable[[], object], chunk: int = 8) -> Callable[[str], 
     return run
 
 
+_MI = untrusted_policy(source="the MI")
+
+
+def _mi_socket(text: str) -> object:
+    """What MI event_subscribe runs on its socket: the allow-list and the refusal's text."""
+    return parse_socket(text, policy=_MI)
+
+
 # (name, parser, make(size) -> hostile text)
 CASES: list[tuple[str, Callable[[str], object], Callable[[int], str]]] = [
     # The issue's case: secret-looking names and no '=' (the masking regex backtracked).
@@ -103,6 +111,9 @@ CASES: list[tuple[str, Callable[[str], object], Callable[[int], str]]] = [
     ("socket: ?password", parse_socket, lambda n: _fill("?password=", n, "kafka:h/t")),
     ("socket: = runs", parse_socket, lambda n: _fill("=", n, "kafka:h/t?g.x")),
     ("socket: dup", parse_socket, lambda n: _fill("t.acks=1&", n, "kafka:h/t?", "g.x")),
+    ("MI socket: refused", _mi_socket, lambda n: _fill("g.ssl.providers=x&", n, "kafka:h/t?")),
+    ("MI socket: safe", _mi_socket, lambda n: _fill("g.linger.ms=5&", n, "kafka:h/t?", "g.x")),
+    ("MI socket: password", _mi_socket, lambda n: _fill("password", n, "kafka:h/t?g.")),
     ("broker_id: no ]", parse_broker_id, lambda n: _fill("password", n, "[")),
     ("broker_id: ids", parse_broker_id, lambda n: _fill("[secret=", n, "", "]h/t?g.x=1")),
     ("mask_secrets", mask_secrets, lambda n: _fill("private.key", n)),
