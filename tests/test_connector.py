@@ -12,6 +12,7 @@ import pytest
 
 from event_kafka import ConfigError, EventKafka, Report, SocketError, UnknownReportRouteError
 from event_kafka.devkafka import free_port
+from event_kafka.event_interface import UnknownEventError
 from tests.support import Broker, Consume, wait_until
 
 
@@ -113,6 +114,24 @@ def test_unknown_route_is_an_error_and_unknown_broker_id_returns_minus_one(
             ek.kafka_publish("k1", "m", report_route="nope")
         assert ek.kafka_publish("k2", "m") == -1
         assert ek.stats()["unknown_broker_id"] == 1
+
+
+def test_a_pasted_broker_id_definition_is_never_echoed(caplog: pytest.LogCaptureFixture) -> None:
+    """kafka_publish given a whole broker_id definition (password and all) instead of its
+    name: the error and the log line name it with the password masked (issue 12 item 8)."""
+    pasted = "[k9]127.0.0.1:9092/t?g.sasl.username=u&g.sasl.password=hunter2"
+    caplog.set_level("WARNING", logger="event_kafka")
+    with EventKafka(["[k1]127.0.0.1:9/t"], flush_timeout=0) as ek:
+        with pytest.raises(UnknownReportRouteError) as info:
+            ek.kafka_publish("k1", "m", report_route=pasted)
+        assert "hunter2" not in str(info.value) and "g.sasl.password=*****" in str(info.value)
+        assert ek.kafka_publish(pasted, "m") == -1
+        with pytest.raises(UnknownEventError) as unknown:
+            ek.raise_event("[k9]h/t?g.sasl.password=hunter2")  # a valid event name
+        assert "g.sasl.password=*****" in str(unknown.value)
+        assert "hunter2" not in str(unknown.value)
+    assert "unknown broker_id" in caplog.text
+    assert "hunter2" not in caplog.text
 
 
 def test_bad_broker_ids_fail_at_construction() -> None:

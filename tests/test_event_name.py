@@ -79,3 +79,28 @@ def test_every_library_entry_point(evi: EventInterface, name: str) -> None:
     with pytest.raises(UnknownEventError):
         evi.raise_event("E_VALID_BUT_UNKNOWN")
     assert evi.list_events() == []
+
+
+@pytest.mark.parametrize("name", GOOD + BAD)
+def test_config_and_ingest_give_the_library_verdict(name: str) -> None:
+    """One validator: the config file and an ingested notification accept exactly the names
+    the library accepts (the MI's commands: tests/service/test_mi.py)."""
+    import json
+
+    from event_kafka.errors import ConfigError
+    from event_kafka.service.config import load_config_text
+    from event_kafka.service.ingest import IngestError, parse_notification
+
+    ok = event_name_problem(name) is None
+    quoted = json.dumps(name)  # TOML basic strings take JSON's escapes
+    try:
+        load_config_text(f"[events]\npublish = [{quoted}]\n")
+        config_ok = True
+    except ConfigError:
+        config_ok = False
+    try:
+        parse_notification(f'{{"jsonrpc":"2.0","method":{quoted}}}'.encode())
+        ingest_ok = True
+    except IngestError:
+        ingest_ok = False
+    assert (config_ok, ingest_ok) == (ok, ok)

@@ -586,6 +586,9 @@ _BROKEN = st.sampled_from(
         "[k1 h/t?g.sasl.password={pw}",
         "[]h/t?g.sasl.password={pw}",
         "[k1]h/t?g.sasl.password={pw}&g.acks=1",
+        # "word=" lost: the secret glued to a cut name, no '=' (found by the config fuzz).
+        "[k1]127.0.0.1:9092/t?g.sasl.pass{pw}",
+        "kafka:h/t?g.linger.ms=5&g.sasl.p{pw}&t.acks=1",
     ]
 )
 

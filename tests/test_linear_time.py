@@ -18,7 +18,8 @@ import pytest
 from event_kafka.cjson import loads_json
 from event_kafka.jsonstream import StreamSplitter
 from event_kafka.kafka_socket import mask_secrets, parse_broker_id, parse_socket
-from event_kafka.properties import redact
+from event_kafka.migrate import migrate_cfg
+from event_kafka.properties import redact, untrusted_policy
 from event_kafka.service.config import KeyLines, load_config_text
 from event_kafka.service.ingest import parse_notification
 from event_kafka.sip import callid_of
@@ -57,6 +58,14 @@ def _chunked_feed(cls: Callable[[], object], chunk: int = 8) -> Callable[[str], 
     return run
 
 
+_MI = untrusted_policy(source="the MI")
+
+
+def _mi_socket(text: str) -> object:
+    """What MI event_subscribe runs on its socket: the allow-list and the refusal's text."""
+    return parse_socket(text, policy=_MI)
+
+
 # (name, parser, make(size) -> hostile text)
 CASES: list[tuple[str, Callable[[str], object], Callable[[int], str]]] = [
     # The issue's case: secret-looking names and no '=' (the masking regex backtracked).
@@ -67,6 +76,9 @@ CASES: list[tuple[str, Callable[[str], object], Callable[[int], str]]] = [
     ("socket: ?password", parse_socket, lambda n: _fill("?password=", n, "kafka:h/t")),
     ("socket: = runs", parse_socket, lambda n: _fill("=", n, "kafka:h/t?g.x")),
     ("socket: dup", parse_socket, lambda n: _fill("t.acks=1&", n, "kafka:h/t?", "g.x")),
+    ("MI socket: refused", _mi_socket, lambda n: _fill("g.ssl.providers=x&", n, "kafka:h/t?")),
+    ("MI socket: safe", _mi_socket, lambda n: _fill("g.linger.ms=5&", n, "kafka:h/t?", "g.x")),
+    ("MI socket: password", _mi_socket, lambda n: _fill("password", n, "kafka:h/t?g.")),
     ("broker_id: no ]", parse_broker_id, lambda n: _fill("password", n, "[")),
     ("broker_id: ids", parse_broker_id, lambda n: _fill("[secret=", n, "", "]h/t?g.x=1")),
     ("mask_secrets", mask_secrets, lambda n: _fill("private.key", n)),
@@ -101,6 +113,23 @@ CASES: list[tuple[str, Callable[[str], object], Callable[[int], str]]] = [
         lambda n: _fill(" ", n, "BYE sip:a@b SIP/2.0\r\nCall-ID: x", "y\r\n z\r\n\r\n"),
     ),
     ("SIP: long header", callid_of, lambda n: _fill("X", n, "BYE sip:a@b SIP/2.0\r\n", "\r\n")),
+    (
+        "migrate: module regex",
+        migrate_cfg,
+        lambda n: _fill("(.*)", n, 'modparam("', '", "b", "x")'),
+    ),
+    (
+        "migrate: nested regex",
+        migrate_cfg,
+        lambda n: _fill("(a*)*", n, 'modparam("(', ')", "b", "x")'),
+    ),
+    ("migrate: comments", migrate_cfg, lambda n: _fill("/* /* a */", n, "", "*/")),
+    ("migrate: open calls", migrate_cfg, lambda n: _fill("modparam(", n)),
+    (
+        "migrate: broker_ids",
+        migrate_cfg,
+        lambda n: _fill('modparam("event_kafka","broker_id","[k]h/t?g.sasl.password=x");', n),
+    ),
     ("config lines: keys", KeyLines, lambda n: _fill("a.", n, "", "a")),
     ("config lines: quotes", KeyLines, lambda n: _fill('"a" . ', n, "[", "")),
     ("config lines: spaces", KeyLines, lambda n: _fill(" ", n, "a", "b")),

@@ -130,6 +130,41 @@ def test_linear_time() -> None:
     assert big / small < 64 * 8  # 64x the input: generous for a shared, busy machine
 
 
+BID = "[k]h:9092/t"
+
+
+@pytest.mark.parametrize(
+    ("module", "applies"),
+    [
+        ("event_kafka", True), ("KAFKA", True), ("event_.*", True), ("^event_kafka$", True),
+        ("event_(kafka|rabbitmq)", True), ("^[[:alpha:]_]{11}$", True), ("[]k]af", True),
+        ("^kafka", False), ("tm", False), ("^[a-z]{12}$", False), ("k\\.f", False),
+    ],
+)  # fmt: skip
+def test_module_name_is_a_posix_regex_searched_ignoring_case(module: str, applies: bool) -> None:
+    result = migrate_cfg(f'modparam("{module}", "broker_id", "{BID}")\n')
+    assert ("[k]h:9092/t" in result.toml) == applies, result.problems
+
+
+@pytest.mark.parametrize(
+    ("module", "why"),
+    [
+        # Python's re backtracks on these for minutes, or recurses out of the stack.
+        ("((((((((((.*)*)*)*)*)*)*)*)*)*)*X", None),
+        ("(.*)" * 40 + "X", None),
+        ("(" * 5000 + ")" * 5000, "groups nested deeper than 64"),
+        ("event_(kafka", "unbalanced ("),
+        ("(a)\\1", "unsupported escape \\1"),
+        ("a{999}", "invalid repetition {999}"),
+    ],
+)
+def test_hostile_module_regex_is_decided_at_once(module: str, why: str | None) -> None:
+    result = migrate_cfg(f'modparam("{module}", "broker_id", "{BID}")\n')
+    assert result.toml == ""
+    if why is not None:
+        assert f"opensips.cfg:1: invalid module regex in modparam: {why}" in result.problems[0]
+
+
 def test_migration_page_grammar_table_quotes_the_real_errors() -> None:
     """Every row of docs/migrating-from-opensips.md's grammar tables whose input is refused
     quotes the library's actual message (so the page cannot drift from the code)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +110,43 @@ def test_max_producers_must_be_positive() -> None:
     for bad in (0, -1, 1.5, "2"):
         with pytest.raises(ValueError, match="max_producers"):
             EventKafka(max_producers=bad)  # type: ignore[arg-type]
+
+
+def _os_threads() -> int:
+    """Every thread of this process, librdkafka's and the transports' included."""
+    return len(list(Path("/proc/self/task").iterdir()))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc")
+def test_300_subscriptions_add_no_thread_per_subscriber(kafka_broker: Broker, topic: str) -> None:
+    """The issue's probe: 300 MI subscriptions made 1 217 threads. 100 kafka (one topic
+    each, one shared producer), 100 udp and 100 tcp subscribers, each sent an event."""
+    import socket
+
+    b = kafka_broker.bootstrap
+    sinks = [socket.create_server(("127.0.0.1", 0)) for _ in range(100)]  # kernel accepts
+    ports = [s.getsockname()[1] for s in sinks]
+    ek = EventKafka(flush_timeout=0)
+    ek.publish_event("E_300")
+    ek.subscribe("E_300", f"kafka:{b}/{topic}", expire=60)
+    assert ek.raise_event("E_300", {"warm": 1}) == 1  # the shared producer's threads exist
+    py_before, os_before = threading.active_count(), _os_threads()
+    try:
+        for i in range(1, 100):
+            assert ek.subscribe("E_300", f"kafka:{b}/{topic}-{i}", expire=60)
+        for i in range(100):
+            assert ek.subscribe("E_300", f"udp:127.0.0.1:{9000 + i}", expire=60)
+            assert ek.subscribe("E_300", f"tcp:127.0.0.1:{ports[i]}", expire=60)
+        assert ek.evi.subscriber_count("E_300") == 300
+        ek.raise_event("E_300", {"n": 1})
+        assert len(ek.pool.producers) == 1
+        py_grown = threading.active_count() - py_before
+        os_grown = _os_threads() - os_before
+        names = [t.name for t in threading.enumerate()]
+        # A few shared workers (tcp sender, releasers) at most: nothing per subscriber.
+        print(f"threads grown: python {py_grown}, os {os_grown}")
+        assert py_grown <= 5 and os_grown <= 10, (py_grown, os_grown, names)
+    finally:
+        ek.close(0)
+        for s in sinks:
+            s.close()

@@ -5,6 +5,8 @@ No broker needed: the catalogue is the one of the librdkafka confluent-kafka loa
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from event_kafka import properties
@@ -34,6 +36,47 @@ def test_every_catalogue_property_is_classified() -> None:
         if PREFIX[scope] + name not in table
     ]
     assert missing == [], "classify these in properties.py (_SAFE_FOR_UNTRUSTED or _TRUSTED_ONLY)"
+
+
+# Words in librdkafka's own description that say a property takes a path, a command, a
+# library or a URL. Another property's name in `backquotes` does not count.
+_RISKY_WORDS = re.compile(
+    r"\b(paths?|files?|location|commands?|cmd|librar(y|ies)|plugins?|engines?|providers?"
+    r"|urls?|endpoints?|director(y|ies)|shell|keytab|dlopen|executes?|runs?)\b",
+    re.IGNORECASE,
+)
+# Reviewed: allowed from untrusted sources although their description has such a word.
+_REVIEWED_SAFE = {
+    "g.builtin.features": "only checks the build's features",
+    "g.https.ca.pem": "the certificate itself, not a path",
+    "g.ssl.ca.certificate.stores": "Windows store names; ignored on other systems",
+    "g.ssl.endpoint.identification.algorithm": "none or https: hostname checking",
+    "g.sasl.oauthbearer.grant.type": "an enum sent to the identity provider",
+    "g.sasl.oauthbearer.assertion.algorithm": "an enum: the signing algorithm",
+    "g.sasl.oauthbearer.metadata.authentication.type": "only 'none' (checked by value)",
+    "t.auto.commit.enable": "legacy consumer only",
+    "t.enable.auto.commit": "legacy consumer only",
+    "t.offset.store.sync.interval.ms": "fsync interval; the file needs offset.store.method",
+}
+
+
+def test_catalogue_properties_that_take_a_path_command_or_library_are_trusted_only() -> None:
+    """Walks librdkafka's own table at run time: a property whose description speaks of a
+    path, file, command, library or URL must be trusted-only (or reviewed above), so a new
+    librdkafka property of that kind cannot be waved onto the allow-list by mistake."""
+    table = classification()
+    cat = catalogue()
+    wrong = []
+    for scope in ("global", "topic"):
+        for name, info in cat.table(scope).items():  # type: ignore[arg-type]
+            key = PREFIX[scope] + name
+            desc = re.sub(r"`[^`]*`", "", info.description)
+            if not (_RISKY_WORDS.search(desc) or _RISKY_WORDS.search(name.replace(".", " "))):
+                continue
+            if table.get(key, properties.UNCLASSIFIED) is None and key not in _REVIEWED_SAFE:
+                wrong.append(key)
+    assert wrong == [], "these look like they take a path/command/library: classify them"
+    assert all(table.get(k, "") is None for k in _REVIEWED_SAFE)  # the review is not stale
 
 
 def test_no_property_is_both_safe_and_trusted_only() -> None:

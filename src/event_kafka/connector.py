@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import forksafe
 from .errors import ConfigError, EventKafkaError
-from .kafka_socket import KafkaSocket, parse_broker_id
+from .kafka_socket import KafkaSocket, mask_secrets, parse_broker_id
 from .producer import Lane, ProducerLimitError, ProducerPool
 from .ratelimit import RateLimitedLog
 from .report import Report, RouteWorker
@@ -260,14 +260,17 @@ class EventKafka:
             fn = self._routes.get(route_name)
             if fn is None:
                 raise UnknownReportRouteError(
-                    f"report route {route_name!r} is not defined "
+                    f"report route {mask_secrets(route_name)!r} is not defined "
                     f"(defined: {', '.join(self.report_routes) or 'none'})"
                 )
             route = self.pool.route_worker(route_name, fn)
         sock = self.brokers.get(broker_id)
         if sock is None:
             self.unknown_broker_id += 1
-            self._unknown_log.warning("kafka_publish: unknown broker_id %r", broker_id)
+            # A broker_id definition pasted here would show its password: masked.
+            self._unknown_log.warning(
+                "kafka_publish: unknown broker_id %r", mask_secrets(broker_id)
+            )
             return None
         with self._lock:
             if self.closed:

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from .errors import EventKafkaError
+from .kafka_socket import mask_secrets
 from .transports.base import Destination, SendFunction
 
 __all__ = [
@@ -39,7 +40,8 @@ class UnknownEventError(EventKafkaError, LookupError):
     """
 
     def __init__(self, event: str) -> None:
-        super().__init__(f"Event not published: {event!r}")
+        # Masked: a broker_id definition pasted as an event name would show its password.
+        super().__init__(f"Event not published: {mask_secrets(event)!r}")
         self.event = event
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from .errors import ConfigError, SocketError
 from .kafka_socket import KafkaSocket, parse_broker_id, parse_socket
+from .posix_regex import ere_search
 from .properties import is_sensitive
 
 __all__ = ["Migration", "Token", "migrate_cfg", "tokenize"]
@@ -208,11 +209,11 @@ def migrate_cfg(text: str, source: str = "opensips.cfg") -> Migration:
                 continue
             module = _literal(call.args[0])
             assert module is not None
-            try:
-                applies = re.search(module.value, MODULE, re.IGNORECASE) is not None
-            except re.error:
+            try:  # not re: a backtracking search of a hostile pattern takes minutes
+                applies = ere_search(module.value, MODULE)
+            except ValueError as exc:
                 applies = False  # OpenSIPS refuses it at start-up, whatever module it meant
-                result.problems.append(f"{where}: invalid module regex in modparam")
+                result.problems.append(f"{where}: invalid module regex in modparam: {exc}")
             if not applies:
                 continue
             param = _literal(call.args[1])

@@ -100,6 +100,11 @@ def _masked(text: str, body: int) -> str:
                 out.append("")  # keep a stray '&' visible: the error may be about it
             continue
         name, eq, value = chunk.partition("=")
+        if not eq and chunk and not _name_is_shown(chunk):
+            # No '=': a secret glued to a cut name (g.sasl.passhunter2) shows as the name.
+            swallowing = False
+            out.append(MASK)
+            continue
         swallowing = bool(eq) and not _value_is_shown(name, value)
         out.append(f"{name}={MASK}" if swallowing else chunk)
     return _mask_secret_pairs(text[: question + 1] + "&".join(out))
@@ -135,6 +140,13 @@ def _mask_secret_pairs(text: str) -> str:
         eq = text.find("=", end)
     out.append(text[done:])
     return "".join(out)
+
+
+def _name_is_shown(name: str) -> bool:
+    """A bare name after the ``?`` is shown only when it is ``key`` or catalogued."""
+    if name == "key":
+        return True
+    return name[:2] in _SCOPES and not is_sensitive(name) and _is_known(name[2:])
 
 
 def _value_is_shown(name: str, value: str) -> bool:

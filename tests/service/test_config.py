@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from event_kafka.errors import ConfigError
 from event_kafka.service.config import (
     KeyLines,
+    ServiceConfig,
     ServiceSettings,
     check_subscriber_socket,
     load_config,
@@ -444,6 +445,43 @@ def test_config_errors_never_echo_secrets(text: str, tmp_path: Path) -> None:
     message = refused(text)
     assert "hunter2" not in message
     assert message.count("\n") < 5  # a real error, one line per problem
+
+
+def _leaf_keys(model: type, prefix: str = "") -> list[tuple[str, bool]]:
+    """Every setting of the config model: (dotted key, takes a list)."""
+    import typing
+
+    out: list[tuple[str, bool]] = []
+    for name, f in model.model_fields.items():  # type: ignore[attr-defined]
+        key = prefix + (f.alias or name)
+        kinds = (f.annotation, *typing.get_args(f.annotation))
+        sub = next((t for t in kinds if isinstance(t, type) and hasattr(t, "model_fields")), None)
+        if sub is not None:
+            out += _leaf_keys(sub, key + ".")
+        else:
+            out.append((key, typing.get_origin(f.annotation) is list))
+    return out
+
+
+def _config_with(key: str, value: str) -> str:
+    table, _, leaf = key.rpartition(".")
+    if table == "subscriptions":
+        given = {"event": '"E"', "socket": '"kafka:h/t"', leaf: value}
+        return "[[subscriptions]]\n" + "".join(f"{k} = {v}\n" for k, v in given.items())
+    if table == "report_routes":
+        return f'broker_ids = ["[k1]h/t"]\n[report_routes.r]\n{leaf} = {value}\n'
+    return (f"[{table}]\n" if table else "") + f"{leaf} = {value}\n"
+
+
+@pytest.mark.parametrize(("key", "is_list"), _leaf_keys(ServiceConfig), ids=lambda v: str(v))
+def test_no_setting_echoes_a_pasted_secret(key: str, is_list: bool) -> None:
+    """The class, not a list: every key of the model, present and future, given a pasted
+    broker_id with a password, either accepts it or refuses it without showing the secret."""
+    text = _config_with(key, f"[{_Q}]" if is_list else _Q)
+    try:
+        load_config_text(text)
+    except ConfigError as exc:
+        assert "hunter2" not in str(exc)
 
 
 # -- [mi] allow_properties (issue 12 item 1) ---------------------------------------------------

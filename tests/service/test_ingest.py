@@ -458,3 +458,27 @@ async def test_tcp_peer_that_never_reads_replies_is_dropped() -> None:
         sock.close()
     finally:
         await server.close()
+
+
+def test_event_names_in_ingest_logs_are_masked(caplog: pytest.LogCaptureFixture) -> None:
+    """An event name is printable and may hold '=': a pasted broker_id definition sent as
+    one is logged with its password masked (issue 12 item 8)."""
+    from event_kafka import EventKafka
+    from event_kafka.service.config import EventsSection
+    from event_kafka.service.ingest import parse_notification
+    from event_kafka.service.ingest.raiser import EventRaiser
+
+    caplog.set_level("INFO", logger="event_kafka.service")
+    ek = EventKafka(flush_timeout=0)
+    try:
+        events = [EventsSection(), EventsSection(auto_publish=True)]
+        for section in events:
+            raiser = EventRaiser(lambda: ek.evi, lambda s=section: s)
+            note = parse_notification(
+                b'{"jsonrpc":"2.0","method":"[k9]h/t?g.sasl.password=hunter2"}'
+            )
+            raiser(note, "udp")
+    finally:
+        ek.close(0)
+    assert "not published" in caplog.text and "auto-published" in caplog.text
+    assert "g.sasl.password=*****" in caplog.text and "hunter2" not in caplog.text

@@ -436,6 +436,12 @@ def test_kafka_publish_checks(mi: MIDispatcher, service: FakeService) -> None:
         error(mi, "kafka_publish", ["k1", "m", "key", "noroute"])[2]
         == "unknown report route 'noroute'"
     )
+    # A broker_id definition pasted in place of a name: never echoed with its password.
+    pasted = "[k9]h:9092/t?g.sasl.password=hunter2"
+    for params in ([pasted, "m"], ["k1", "m", "key", pasted]):
+        detail = error(mi, "kafka_publish", params)[2]
+        assert detail is not None and "g.sasl.password=*****" in detail, detail
+        assert "hunter2" not in detail
     assert error(mi, "kafka_publish", {"broker_id": "k1", "message": "m", "wait": "perhaps"})[
         2
     ] == ("Bad type for parameter 'wait'")

@@ -69,7 +69,21 @@ token = "{token}"
         assert "not a regular file" in d.log()
         assert d.get("/health/live")[0] == 200
         still_as_before()
-        # 4. A good file again (a new token): applied.
+        # 4. A directory, a file that vanished, a TOML syntax error: each refused, with why.
+        d.config_path.unlink()
+        d.config_path.mkdir()
+        d.send_signal(signal.SIGHUP)
+        wait_until(lambda: refused() >= 5, what="a directory refused")
+        d.config_path.rmdir()
+        d.send_signal(signal.SIGHUP)
+        wait_until(lambda: refused() >= 6, what="a missing file refused")
+        assert "cannot read the configuration file: No such file or directory" in d.log()
+        d.config_path.write_text(base.replace("[mi]", "[mi"))
+        d.send_signal(signal.SIGHUP)
+        wait_until(lambda: refused() >= 7, what="bad TOML refused")
+        assert "invalid TOML" in d.log()
+        still_as_before()
+        # 5. A good file again (a new token): applied.
         d.config_path.unlink()
         d.config_path.write_text(base.replace(token, "an0ther-t0ken"))
         d.send_signal(signal.SIGHUP)

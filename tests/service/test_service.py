@@ -178,3 +178,89 @@ allow_properties = ["ssl.ca.location"]
         assert service.ek.evi.subscriber_count("E_TRUST") == 1
     finally:
         await service.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_every_connection_busy_with_the_mi_never_starves_health_or_metrics() -> None:
+    """At the connection cap with every connection inside a slow MI command (none idle to
+    evict), a probe or a scrape still gets in (a few reserve connections, GET only) and
+    another MI call is told 503 at once instead of waiting."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from event_kafka.service.mi import Command, Recipe
+
+    settings = load_config_text(
+        '[mi]\nlisten = "127.0.0.1:0"\nmax_connections = 4\ncommand_timeout = 20.0\n'
+    )
+    service = Service(settings)
+    await service.start()
+    release = threading.Event()
+    service.dispatcher.add(Command("slow", (Recipe(()),), lambda p: release.wait(30) and "x"))
+    server = service.servers[0]
+    host, port = server.address
+    url = f"http://{host}:{port}"
+    slow_call = b'{"jsonrpc":"2.0","id":1,"method":"slow"}'
+
+    def fetch(path: str, body: bytes | None = None) -> tuple[int, float]:
+        t0 = time.monotonic()
+        req = urllib.request.Request(url + path, data=body, method="POST" if body else "GET")
+        try:
+            with urllib.request.urlopen(req, timeout=20) as r:
+                r.read()
+                status = r.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        return status, time.monotonic() - t0
+
+    try:
+        slow = [asyncio.create_task(asyncio.to_thread(fetch, "/mi", slow_call)) for _ in range(4)]
+        await await_until(
+            lambda: sum(g.handling for g in server.guards) >= 4, 10, "four slow MI calls"
+        )
+        for path in ("/health/live", "/metrics", "/health/live"):
+            status, took = await asyncio.to_thread(fetch, path)
+            assert (status, path) == (200, path) and took < 1.0, (path, status, took)
+        status, took = await asyncio.to_thread(fetch, "/mi", slow_call)
+        assert status == 503 and took < 1.0, (status, took)
+        assert not any(t.done() for t in slow)  # the four were never cut off
+    finally:
+        release.set()
+        await asyncio.gather(*slow)
+        await service.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_the_configured_subscription_limit_counts_mi_subscriptions_only() -> None:
+    settings = load_config_text(
+        """
+[events]
+publish = ["E_A"]
+[[subscriptions]]
+event = "E_A"
+socket = "udp:127.0.0.1:9"
+[mi]
+listen = "127.0.0.1:0"
+max_subscriptions = 2
+"""
+    )
+    service = Service(settings)
+    await service.start()
+
+    async def subscribe(port: int) -> Any:
+        req = {"jsonrpc": "2.0", "id": 1, "method": "event_subscribe"}
+        req["params"] = ["E_A", f"udp:127.0.0.1:{port}"]  # type: ignore[assignment]
+        reply = await service.dispatcher.handle(orjson.dumps(req))
+        return orjson.loads(reply) if isinstance(reply, bytes) else reply
+
+    try:
+        assert (await subscribe(10))["result"] == "OK"  # the static one does not count
+        assert (await subscribe(11))["result"] == "OK"
+        refused = await subscribe(12)
+        assert refused["error"]["code"] == 429, refused
+        assert "mi.max_subscriptions = 2" in refused["error"]["data"]
+        assert (await subscribe(11))["result"] == "OK"  # a refresh is always allowed
+        assert service.ek.evi.subscriber_count("E_A") == 3
+    finally:
+        await service.shutdown()

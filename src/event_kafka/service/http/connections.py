@@ -5,8 +5,10 @@
 * **connection cap**: at most ``max_connections`` connections are open at once. At the cap a
   new connection closes the one that has waited longest without a request being handled
   (idle, or still sending its request): idle or slow clients can never lock out a health
-  probe, a scrape or an MI caller. Only when every connection has a request being handled
-  (an MI command, bounded by ``mi.command_timeout``) is the new one closed at once.
+  probe, a scrape or an MI caller. When every connection has a request being handled (MI
+  commands, each bounded by ``mi.command_timeout``), up to :data:`RESERVE` more are let in
+  for ``GET`` only (health, metrics): an MI call there is answered 503 at once, so MI
+  callers can never lock out a probe either. Beyond that, a new connection is closed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from aiohttp import web
 from ...address import bound_address
 from ..counters import counter_dict
 
-__all__ = ["HttpCounters", "HttpServer", "guard_middleware", "read_body"]
+__all__ = ["RESERVE", "HttpCounters", "HttpServer", "guard_middleware", "read_body"]
+
+RESERVE = 8
+"""Connections let in past ``max_connections`` when all are busy: for GET requests only."""
 
 log = logging.getLogger("event_kafka.service.http")
 
@@ -45,13 +50,20 @@ async def guard_middleware(
 ) -> web.StreamResponse:
     """Marks the connection busy while its request is handled (not evictable, no deadline)."""
     guard = _Guard.of(request.transport)
-    if guard is not None:
-        guard.enter()
-    try:
+    if guard is None:
         return await handler(request)
-    finally:
-        if guard is not None:
+    if guard.reserve and request.method not in ("GET", "HEAD"):
+        guard.server.counters.overload += 1
+        response: web.StreamResponse = web.Response(status=503, text="busy: no free connection\n")
+    else:
+        guard.enter()
+        try:
+            response = await handler(request)
+        finally:
             guard.leave()
+    if guard.reserve:
+        response.force_close()  # a reserve connection serves one request
+    return response
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -88,6 +100,8 @@ class _Guard(asyncio.Protocol):
         self._made = False
         self.handling = False
         """A request is being handled (not evictable)."""
+        self.reserve = False
+        """Let in past the cap while every other connection was busy: GET only."""
         self.waiting_since = 0.0
 
     @classmethod
@@ -98,9 +112,11 @@ class _Guard(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         if len(self.server.guards) >= self.server.max_connections and not self._evict():
-            self.server.counters.overload += 1
-            transport.abort()
-            return
+            if len(self.server.guards) >= self.server.max_connections + RESERVE:
+                self.server.counters.overload += 1
+                transport.abort()
+                return
+            self.reserve = True
         self._made = True
         self.server.guards.add(self)
         _GUARDS[transport] = self

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ...event_interface import EventInterface, UnknownEventError
+from ...kafka_socket import mask_secrets
 from ...ratelimit import RateLimitedLog
 from ..config import EventsSection
 from .listener import ACCEPTED, RaiseOutcome
@@ -50,12 +51,13 @@ class EventRaiser:
                 self._log.warning(
                     "%s ingest: event %r is not published (events.publish / auto_publish)",
                     listener,
-                    note.event,
+                    mask_secrets(note.event),
                 )
                 return RaiseOutcome((404, "Event not registered"))
             rc = _raise_one(evi, note)
         except (TypeError, ValueError) as exc:
-            self._log.warning("%s ingest: cannot raise %r: %s", listener, note.event, exc)
+            shown = mask_secrets(note.event)
+            self._log.warning("%s ingest: cannot raise %r: %s", listener, shown, exc)
             return RaiseOutcome((400, "Bad Params"))
         return ACCEPTED if rc == 1 else RaiseOutcome((500, "Cannot Raise Event"))
 
@@ -68,7 +70,7 @@ class EventRaiser:
         except ValueError:
             return False
         self.auto_published += 1
-        log.info("auto-published event %r", name)
+        log.info("auto-published event %r", mask_secrets(name))
         return True
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ...kafka_socket import mask_secrets
 from ...report import Report
 from .errors import MIError
 from .jsonrpc import MIDispatcher
@@ -43,9 +44,12 @@ class KafkaCommands:
             route = None  # explicitly none, even when a default is configured
         wait = p.flag("wait") if p.has("wait") else False
         if broker_id not in ek.brokers:
-            raise MIError(400, "Bad parameter value", f"unknown broker_id [{broker_id}]")
+            shown = mask_secrets(broker_id)  # a pasted broker_id definition keeps its secrets
+            raise MIError(400, "Bad parameter value", f"unknown broker_id [{shown}]")
         if route is not None and route not in self.service.report_routes():
-            raise MIError(400, "Bad parameter value", f"unknown report route {route!r}")
+            raise MIError(
+                400, "Bad parameter value", f"unknown report route {mask_secrets(route)!r}"
+            )
         if not wait:
             if await self._off_loop(lambda: ek.kafka_publish(broker_id, message, key, route)) != 1:
                 raise MIError(500, "Cannot Publish", "not accepted by the producer (see stats)")
