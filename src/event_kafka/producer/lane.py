@@ -158,6 +158,19 @@ class Lane:
             POLLER.kick()
         return 1
 
+    def publish_plain(self, value: bytes | str | None, key: bytes | str | None) -> int:
+        """:meth:`publish` of a lane without a route, no headers, no ``on_report``: the
+        common ``kafka_publish`` call. Any refusal goes through :meth:`publish` again, which
+        retries the same ``produce`` and counts it (nothing was enqueued by the failed call)."""
+        try:
+            self.sp.produce(self.topic, value, key, -1, self._dr)
+        except (BufferError, KafkaException, _Closed, TypeError):
+            return self.publish(value, key)
+        self._bump_accepted()
+        if POLLER.sleeping:
+            POLLER.kick()
+        return 1
+
     def _took(self, on_report: object) -> None:
         self._accepted.bump()
         if self.route is not None:
