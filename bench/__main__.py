@@ -36,6 +36,7 @@ REFERENCE = {
     "service_mi": "raw_cb",
     "floor_publish": "raw",
     "floor_publish_c": "raw",
+    "floor_publish_route": "raw_cb",
     "floor_raise_event": "raw_cb",
     "floor_raise_event_exact": "raw_cb",
 }

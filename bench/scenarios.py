@@ -362,6 +362,65 @@ def floor_publish_c(
     return _measure(lambda: _loop(n, cap, call, timer), finish, delivered, timer)
 
 
+def floor_publish_route(
+    bootstrap: str, topic: str, n: int, cap: float, idem: bool, payload: bytes
+) -> dict[str, Any]:
+    """Floor of ``kafka_publish`` with a report route, where the route (user code) must not
+    run on the thread that serves librdkafka: the delivery callback only appends ``(err, msg)``
+    to a deque; a route thread drains it, calling the route once per report, and sleeps 1 ms
+    when it finds it empty (no wake-up signal at all)."""
+    import threading
+    from collections import deque
+
+    from confluent_kafka import Producer
+
+    pending: deque[tuple[Any, Any]] = deque()
+    append, popleft = pending.append, pending.popleft
+    done = [False]
+    delivered = [0]
+    accepted = [0]
+
+    def route(err: Any, msg: Any) -> None:
+        if err is None:
+            delivered[0] += 1
+
+    def dr(err: Any, msg: Any) -> None:
+        append((err, msg))
+
+    def worker() -> None:
+        while True:
+            while pending:
+                route(*popleft())
+            if done[0] and not pending:
+                return
+            time.sleep(0.001)
+
+    t = threading.Thread(target=worker, daemon=True)
+    p = Producer(_producer_conf(bootstrap, idem))
+    p.produce(topic, b"warmup")
+    p.flush(30)
+    t.start()
+    produce, poll = p.produce, p.poll
+    timer = Timer(n)
+
+    def call(i: int) -> None:
+        while True:
+            try:
+                produce(topic, payload, None, -1, dr)
+                break
+            except BufferError:
+                poll(0.001)
+        accepted[0] += 1
+        poll(0)
+
+    def finish() -> None:
+        p.flush(120)
+        done[0] = True
+        t.join()
+
+    return _measure(lambda: _loop(n, cap, call, timer), finish, delivered, timer)
+
+
 def _callid_find(msg: str) -> bytes | None:
     # The fastest scan: first "\nCall-ID:" (exact case, full form only), value to the CR.
     i = msg.find("\nCall-ID:")
@@ -508,6 +567,7 @@ ROWS: dict[str, Callable[..., dict[str, Any]]] = {
     "raise_event(CallId)": lambda *a: raise_event(*a, callid=True),
     "floor_publish": floor_publish,
     "floor_publish_c": floor_publish_c,
+    "floor_publish_route": floor_publish_route,
     "floor_raise_event": floor_raise_event,
     "floor_raise_event_exact": lambda *a: floor_raise_event(*a, exact=True),
     "aiokafka": aiokafka_peer,
