@@ -270,6 +270,7 @@ class RouteWorker:
         self.errors = 0
         self.ran = 0  # the worker thread alone writes it
         self._reserved = Tally()
+        self.reserve = self._reserved.bump
         self._submitted = Tally()  # the poller and closing threads submit
         self._items: deque[Delivery] = deque()
         # Wake-ups: True = reports queued, None = stop(); at most one True while _awake.
@@ -296,9 +297,9 @@ class RouteWorker:
         self._budget = (self.max_pending - pending) // 2
         return pending >= self.max_pending
 
-    def reserve(self) -> None:
-        """One more accepted message will be reported through this worker."""
-        self._reserved.bump()
+    reserve: Callable[[], object]
+    """``reserve()``: one more accepted message will be reported through this worker (the
+    counter's own C bump: ``publish`` calls it once per message, without a Python frame)."""
 
     # -- poller side -------------------------------------------------------------------------
 
@@ -413,6 +414,7 @@ class RouteWorker:
         self._thread = None
         self.errors = self.ran = 0
         self._reserved = Tally()
+        self.reserve = self._reserved.bump
         self._submitted = Tally()
         self._draining = 0
 
