@@ -217,7 +217,8 @@ class Delivery(NamedTuple):
     The :class:`Report` is built from it on the worker (:meth:`Report.from_delivery`), off
     the poller. ``reason`` is resolved at delivery time (a purge's reason is only known
     then); ``callback`` is a per-message ``on_report`` (``None``: the worker's route). A
-    tuple: the poller builds one per report, and a tuple is the cheapest to build.
+    tuple: the poller builds one per report, and a tuple is the cheapest to build (a route's
+    success reports travel as plain tuples in this field order; the worker reads by position).
     """
 
     source: ReportSource
@@ -350,14 +351,16 @@ class RouteWorker:
                     return
                 self._awake = True
                 continue
+            # By position: a route's success reports come as plain tuples (Lane._dr_route).
+            source, error, message, _reason, callback, replayed = d
             try:
-                if d.error is None:  # from_delivery's success case, one call less
-                    report: Report = _DeliveredReport(d.source.kafka_id, d.message, d.replayed)
+                if error is None:  # from_delivery's success case, one call less
+                    report: Report = _DeliveredReport(source.kafka_id, message, replayed)
                 else:
                     report = build(d)
-                (d.callback or route)(report)  # type: ignore[misc]
+                (callback or route)(report)  # type: ignore[misc]
             except BaseException as exc:  # user code: nothing it raises may end this thread
-                self._failed(d.source, exc)
+                self._failed(source, exc)
             self.ran += 1
             if self._draining:
                 with self._ran_cond:
