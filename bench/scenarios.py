@@ -191,7 +191,12 @@ def _ek(bootstrap: str, topic: str, idem: bool) -> Any:
 
     props = "g.linger.ms=5&t.acks=all" + ("&g.enable.idempotence=true" if idem else "")
     # queue_full_wait: like the raw loop, wait for room instead of dropping (both count acks).
-    return EventKafka([f"[b]{bootstrap}/{topic}?{props}"], queue_full_wait=10.0)
+    # report_queue_size above librdkafka's queue (100 000 messages): a route's bound counts
+    # messages still in librdkafka too, so at the default it refused (-1) where the raw loop
+    # waits for room; with it, librdkafka's full queue is what stops both, alike.
+    return EventKafka(
+        [f"[b]{bootstrap}/{topic}?{props}"], queue_full_wait=10.0, report_queue_size=1_000_000
+    )
 
 
 def publish(
