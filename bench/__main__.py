@@ -34,6 +34,11 @@ REFERENCE = {
     "service_udp": "raw_cb",
     "service_udp@50k": "raw_cb",
     "service_mi": "raw_cb",
+    "floor_publish": "raw",
+    "floor_publish_c": "raw",
+    "floor_publish_route": "raw_cb",
+    "floor_raise_event": "raw_cb",
+    "floor_raise_event_exact": "raw_cb",
 }
 WARMUPS = {"kafka_publish+route": 2}
 ALL_ROWS = [

@@ -191,7 +191,12 @@ def _ek(bootstrap: str, topic: str, idem: bool) -> Any:
 
     props = "g.linger.ms=5&t.acks=all" + ("&g.enable.idempotence=true" if idem else "")
     # queue_full_wait: like the raw loop, wait for room instead of dropping (both count acks).
-    return EventKafka([f"[b]{bootstrap}/{topic}?{props}"], queue_full_wait=10.0)
+    # report_queue_size above librdkafka's queue (100 000 messages): a route's bound counts
+    # messages still in librdkafka too, so at the default it refused (-1) where the raw loop
+    # waits for room; with it, librdkafka's full queue is what stops both, alike.
+    return EventKafka(
+        [f"[b]{bootstrap}/{topic}?{props}"], queue_full_wait=10.0, report_queue_size=1_000_000
+    )
 
 
 def publish(
@@ -273,6 +278,225 @@ def raise_event(
     return _rate(res)
 
 
+# -- floors: the least pure Python any correct implementation needs -------------------------------
+# Not in the default row list (bench/__main__.py ALL_ROWS): run them with --rows. A floor below
+# 0.75x of its reference proves that no pure-Python implementation of that row can meet the target;
+# a library row's distance to its floor is what the library itself costs.
+
+
+def floor_publish(
+    bootstrap: str, topic: str, n: int, cap: float, idem: bool, payload: bytes
+) -> dict[str, Any]:
+    """Floor of ``kafka_publish``: one Python function per call that counts and calls
+    ``produce()`` positionally with a per-message callback that counts (what exact counters and
+    exactly one report per message need, with a Python callback)."""
+    from confluent_kafka import Producer
+
+    counts = [0, 0, 0]  # accepted, delivered, failed
+    delivered = [0]
+
+    def dr(err: Any, msg: Any) -> None:
+        if err is None:
+            counts[1] += 1
+        else:
+            counts[2] += 1
+
+    def finish() -> None:
+        p.flush(120)
+        delivered[0] = counts[1]
+
+    p = Producer(_producer_conf(bootstrap, idem))
+    p.produce(topic, b"warmup")
+    p.flush(30)
+    produce, poll = p.produce, p.poll
+    timer = Timer(n)
+
+    def call(i: int) -> None:
+        while True:
+            try:
+                produce(topic, payload, None, -1, dr)
+                break
+            except BufferError:
+                poll(0.001)
+        counts[0] += 1
+        poll(0)
+
+    return _measure(lambda: _loop(n, cap, call, timer), finish, delivered, timer)
+
+
+def floor_publish_c(
+    bootstrap: str, topic: str, n: int, cap: float, idem: bool, payload: bytes
+) -> dict[str, Any]:
+    """``floor_publish`` with a C-level delivery callable (a ``SimpleQueue.put`` bound method:
+    no Python frame per report). Successes are derived: accepted - held - failed, where held is
+    the callable's reference count (confluent-kafka holds one per unreported message); failures
+    are the non-``None`` items it recorded."""
+    from queue import SimpleQueue
+
+    from confluent_kafka import Producer
+
+    q: SimpleQueue[Any] = SimpleQueue()
+    put = q.put
+    base = sys.getrefcount(put)
+    accepted = [0]
+    p = Producer(_producer_conf(bootstrap, idem))
+    p.produce(topic, b"warmup")
+    p.flush(30)
+    produce, poll = p.produce, p.poll
+    timer = Timer(n)
+
+    def call(i: int) -> None:
+        while True:
+            try:
+                produce(topic, payload, None, -1, put)
+                break
+            except BufferError:
+                poll(0.001)
+        accepted[0] += 1
+        poll(0)
+
+    def finish() -> None:
+        p.flush(120)
+        end = object()
+        q.put(end)
+        items = list(iter(q.get, end))
+        failed = len(items) - items.count(None)
+        delivered[0] = accepted[0] - (sys.getrefcount(put) - base) - failed
+
+    delivered = [0]
+    return _measure(lambda: _loop(n, cap, call, timer), finish, delivered, timer)
+
+
+def floor_publish_route(
+    bootstrap: str, topic: str, n: int, cap: float, idem: bool, payload: bytes
+) -> dict[str, Any]:
+    """Floor of ``kafka_publish`` with a report route, where the route (user code) must not
+    run on the thread that serves librdkafka: the delivery callback only appends ``(err, msg)``
+    to a deque; a route thread drains it, calling the route once per report, and sleeps 1 ms
+    when it finds it empty (no wake-up signal at all)."""
+    import threading
+    from collections import deque
+
+    from confluent_kafka import Producer
+
+    pending: deque[tuple[Any, Any]] = deque()
+    append, popleft = pending.append, pending.popleft
+    done = [False]
+    delivered = [0]
+    accepted = [0]
+
+    def route(err: Any, msg: Any) -> None:
+        if err is None:
+            delivered[0] += 1
+
+    def dr(err: Any, msg: Any) -> None:
+        append((err, msg))
+
+    def worker() -> None:
+        while True:
+            while pending:
+                route(*popleft())
+            if done[0] and not pending:
+                return
+            time.sleep(0.001)
+
+    t = threading.Thread(target=worker, daemon=True)
+    p = Producer(_producer_conf(bootstrap, idem))
+    p.produce(topic, b"warmup")
+    p.flush(30)
+    t.start()
+    produce, poll = p.produce, p.poll
+    timer = Timer(n)
+
+    def call(i: int) -> None:
+        while True:
+            try:
+                produce(topic, payload, None, -1, dr)
+                break
+            except BufferError:
+                poll(0.001)
+        accepted[0] += 1
+        poll(0)
+
+    def finish() -> None:
+        p.flush(120)
+        done[0] = True
+        t.join()
+
+    return _measure(lambda: _loop(n, cap, call, timer), finish, delivered, timer)
+
+
+def _callid_find(msg: str) -> bytes | None:
+    # The fastest scan: first "\nCall-ID:" (exact case, full form only), value to the CR.
+    i = msg.find("\nCall-ID:")
+    if i < 0:
+        return None
+    return msg[i + 9 : msg.index("\r", i + 9)].strip().encode()
+
+
+def floor_raise_event(
+    bootstrap: str, topic: str, n: int, cap: float, idem: bool, payload: bytes, exact: bool = False
+) -> dict[str, Any]:
+    """Floor of ``raise_event`` with a raw INVITE: the fastest Call-ID scan (one ``str.find``,
+    no case-insensitivity, compact form or folding: less than correct), one ``orjson.dumps`` of
+    the notification, ``produce()`` positionally with a per-message callback that counts.
+
+    ``exact=True`` (``floor_raise_event_exact``): the same, with the library's exact Call-ID
+    (:func:`event_kafka.sip.key_for`: start line checked, any case, compact form, folding) and
+    OpenSIPS-exact payload (:func:`event_kafka.payload.build_payload`) in place of the minimal
+    ones; no event lookup, subscriber list or lane at all."""
+    import orjson
+    from confluent_kafka import Producer
+
+    from event_kafka.payload import build_payload
+    from event_kafka.sip import key_for
+
+    counts = [0, 0]
+    delivered = [0]
+
+    def dr(err: Any, msg: Any) -> None:
+        if err is None:
+            counts[1] += 1
+
+    def finish() -> None:
+        p.flush(120)
+        delivered[0] = counts[1]
+
+    params = {"ip": "192.168.2.11", "port": 5060, "reason": "flood"}
+    p = Producer(_producer_conf(bootstrap, idem))
+    p.produce(topic, b"warmup")
+    p.flush(30)
+    produce, poll, dumps = p.produce, p.poll, orjson.dumps
+    timer = Timer(n)
+
+    def call(i: int) -> None:
+        key = _callid_find(INVITE)
+        value = dumps({"jsonrpc": "2.0", "method": "E_PIKE_BLOCKED", "params": params})
+        while True:
+            try:
+                produce(topic, value, key, -1, dr)
+                break
+            except BufferError:
+                poll(0.001)
+        counts[0] += 1
+        poll(0)
+
+    def call_exact(i: int) -> None:
+        key = key_for(INVITE)
+        value = build_payload("E_PIKE_BLOCKED", params)
+        while True:
+            try:
+                produce(topic, value, key, -1, dr)
+                break
+            except BufferError:
+                poll(0.001)
+        counts[0] += 1
+        poll(0)
+
+    loop = call_exact if exact else call
+    return _measure(lambda: _loop(n, cap, loop, timer), finish, delivered, timer)
+
+
 def aiokafka_peer(
     bootstrap: str, topic: str, n: int, cap: float, idem: bool, payload: bytes
 ) -> dict[str, Any]:
@@ -346,6 +570,11 @@ ROWS: dict[str, Callable[..., dict[str, Any]]] = {
     "kafka_publish+route": publish_route,
     "raise_event": raise_event,
     "raise_event(CallId)": lambda *a: raise_event(*a, callid=True),
+    "floor_publish": floor_publish,
+    "floor_publish_c": floor_publish_c,
+    "floor_publish_route": floor_publish_route,
+    "floor_raise_event": floor_raise_event,
+    "floor_raise_event_exact": lambda *a: floor_raise_event(*a, exact=True),
     "aiokafka": aiokafka_peer,
     "kafka-python": kafka_python_peer,
 }

@@ -137,6 +137,9 @@ class EventKafka:
         self.flush_timeout = flush_timeout
         self._routes: dict[str, Callable[[Report], object]] = {}
         self._lanes: dict[tuple[str, str | None], Lane | SpoolRoute] = {}
+        # The lanes of _lanes[(id, None)] that are plain Lanes: kafka_publish's common call
+        # (no route, no on_report) looks them up by id alone (no key tuple to build and hash).
+        self._plain: dict[str, Lane] = {}
         self._lock = forksafe.lock()
         self.unknown_broker_id = 0
         self.rejected_after_close = 0
@@ -162,6 +165,7 @@ class EventKafka:
             for (bid, route), lane in list(self._lanes.items()):
                 if new.get(bid) != old.get(bid):
                     del self._lanes[(bid, route)]
+                    self._plain.pop(bid, None)
                     if isinstance(lane, Lane):
                         self.pool.release(lane)
                     elif self.spool is not None:
@@ -238,6 +242,10 @@ class EventKafka:
             _check_message(message, key, tombstone)
         if key is not None and type(key) is not str and not isinstance(key, _TEXT):
             raise TypeError(f"kafka_publish: key must be str, bytes or None, not {_tn(key)}")
+        if report_route is None and on_report is None and type(broker_id) is str:
+            plain = self._plain.get(broker_id)
+            if plain is not None:
+                return plain.publish_plain(message, key or None)
         try:
             lane = self._lanes.get((broker_id, report_route))
         except TypeError:  # unhashable: _new_lane names what is wrong
@@ -289,6 +297,8 @@ class EventKafka:
                     self._unknown_log.warning("kafka_publish to [%s]: %s", broker_id, exc)
                     return None
                 self._lanes[(broker_id, route_name)] = lane
+                if route is None and type(lane) is Lane and not lane.quiet:
+                    self._plain[broker_id] = lane
             return lane
 
     # -- Event Interface ---------------------------------------------------------------------

@@ -217,7 +217,8 @@ class Delivery(NamedTuple):
     The :class:`Report` is built from it on the worker (:meth:`Report.from_delivery`), off
     the poller. ``reason`` is resolved at delivery time (a purge's reason is only known
     then); ``callback`` is a per-message ``on_report`` (``None``: the worker's route). A
-    tuple: the poller builds one per report, and a tuple is the cheapest to build.
+    tuple: the poller builds one per report, and a tuple is the cheapest to build (a route's
+    success reports travel as plain tuples in this field order; the worker reads by position).
     """
 
     source: ReportSource
@@ -270,6 +271,7 @@ class RouteWorker:
         self.errors = 0
         self.ran = 0  # the worker thread alone writes it
         self._reserved = Tally()
+        self.reserve = self._reserved.bump
         self._submitted = Tally()  # the poller and closing threads submit
         self._items: deque[Delivery] = deque()
         # Wake-ups: True = reports queued, None = stop(); at most one True while _awake.
@@ -296,9 +298,9 @@ class RouteWorker:
         self._budget = (self.max_pending - pending) // 2
         return pending >= self.max_pending
 
-    def reserve(self) -> None:
-        """One more accepted message will be reported through this worker."""
-        self._reserved.bump()
+    reserve: Callable[[], object]
+    """``reserve()``: one more accepted message will be reported through this worker (the
+    counter's own C bump: ``publish`` calls it once per message, without a Python frame)."""
 
     # -- poller side -------------------------------------------------------------------------
 
@@ -349,14 +351,16 @@ class RouteWorker:
                     return
                 self._awake = True
                 continue
+            # By position: a route's success reports come as plain tuples (Lane._dr_route).
+            source, error, message, _reason, callback, replayed = d
             try:
-                if d.error is None:  # from_delivery's success case, one call less
-                    report: Report = _DeliveredReport(d.source.kafka_id, d.message, d.replayed)
+                if error is None:  # from_delivery's success case, one call less
+                    report: Report = _DeliveredReport(source.kafka_id, message, replayed)
                 else:
                     report = build(d)
-                (d.callback or route)(report)  # type: ignore[misc]
+                (callback or route)(report)  # type: ignore[misc]
             except BaseException as exc:  # user code: nothing it raises may end this thread
-                self._failed(d.source, exc)
+                self._failed(source, exc)
             self.ran += 1
             if self._draining:
                 with self._ran_cond:
@@ -413,6 +417,7 @@ class RouteWorker:
         self._thread = None
         self.errors = self.ran = 0
         self._reserved = Tally()
+        self.reserve = self._reserved.bump
         self._submitted = Tally()
         self._draining = 0
 

@@ -158,6 +158,19 @@ class Lane:
             POLLER.kick()
         return 1
 
+    def publish_plain(self, value: bytes | str | None, key: bytes | str | None) -> int:
+        """:meth:`publish` of a lane without a route, no headers, no ``on_report``: the
+        common ``kafka_publish`` call. Any refusal goes through :meth:`publish` again, which
+        retries the same ``produce`` and counts it (nothing was enqueued by the failed call)."""
+        try:
+            self.sp.produce(self.topic, value, key, -1, self._dr)
+        except (BufferError, KafkaException, _Closed, TypeError):
+            return self.publish(value, key)
+        self._bump_accepted()
+        if POLLER.sleeping:
+            POLLER.kick()
+        return 1
+
     def _took(self, on_report: object) -> None:
         self._accepted.bump()
         if self.route is not None:
@@ -272,8 +285,9 @@ class Lane:
                 sp.last_error = None
             if self.pool.flushing:
                 self.pool.note_delivery()
-            # tuple.__new__: a NamedTuple's own __new__ is a Python call, one per report.
-            route.submit(_tuple_new(Delivery, (self, None, msg, None, None, False)))
+            # A plain tuple in Delivery's field order: the route worker unpacks it by position,
+            # and building a NamedTuple (even through tuple.__new__) costs 0.1 us more.
+            route.submit((self, None, msg, None, None, False))  # type: ignore[arg-type]
             return
         self._dr_count(err, msg)
         # The reason is resolved now: purge_reason is only valid while this purge runs.
