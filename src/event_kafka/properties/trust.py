@@ -13,7 +13,7 @@ from .librdkafka import _PREFIX, Scope, property_info
 # property librdkafka accepts. Sockets from untrusted sources (the MI's event_subscribe) get
 # an allow-list: properties that cannot load code, run commands, read or write local files or
 # fetch URLs. Every property of the catalogue is classified below, by its g./t. name;
-# tests/test_properties.py walks the live catalogue and fails on an unclassified one, and an
+# tests/test_property_trust.py walks the live catalogue and fails on an unclassified one, and an
 # unclassified property (a newer librdkafka) is refused from untrusted sources meanwhile.
 
 LOADS_CODE = "loads code"
