@@ -345,6 +345,29 @@ def test_set_broker_ids_applies_changes_and_keeps_what_was_accepted(
     assert [r.value for r in consume(new_t, expect=1)] == [b"after"]
 
 
+def test_reloaded_lane_leaves_the_pool_with_its_last_report(
+    kafka_broker: Broker, make_topic: Callable[..., str], consume: Consume
+) -> None:
+    # A broker_id changed by a reload while its messages are in flight, on a producer that
+    # another broker_id keeps alive: its lane must leave the pool when its last report comes
+    # (Lane._dr_count), not linger until close.
+    old_t, new_t = make_topic(1), make_topic(1)
+    b = kafka_broker.bootstrap
+    props = "?g.linger.ms=1000"  # the same producer for both ids; messages stay in flight
+    ek = EventKafka([f"[a]{b}/{old_t}{props}", f"[keep]{b}/{old_t}{props}"])
+    assert ek.kafka_publish("keep", "k") == 1
+    assert all(ek.kafka_publish("a", f"m{i}") == 1 for i in range(20))
+    [old] = [ln for ln in ek.pool.lanes if ln.kafka_id == "a"]
+    ek.set_broker_ids([f"[a]{b}/{new_t}{props}", f"[keep]{b}/{old_t}{props}"])
+    assert old.released and old in ek.pool.lanes and old.stats.in_flight > 0
+    wait_until(lambda: old not in ek.pool.lanes, 30, "released lane dropped")
+    assert (old.accepted, old.delivered, old.failed) == (20, 20, 0)
+    assert ek.kafka_publish("a", "new") == 1
+    assert ek.close(10) == 0
+    assert len(consume(old_t, expect=21)) == 21
+    assert [r.value for r in consume(new_t, expect=1)] == [b"new"]
+
+
 def test_flush_waits_for_reports_and_keeps_accepting(kafka_broker: Broker, topic: str) -> None:
     reports: list[Report] = []
     ek = EventKafka([f"[k]{kafka_broker.bootstrap}/{topic}"])
