@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +14,7 @@ import pytest
 
 from bench.opensips_python import MODES
 from event_kafka.devkafka import LocalKafka, TansuBroker
-from tests.opensips.osbed import build_opensips
-from tests.support import missing
-from tests.support.sipp import embedded_python
+from tests.opensips.osbed import opensips_with_python
 
 pytestmark = [pytest.mark.e2e]
 
@@ -26,15 +23,7 @@ COUNT = 600
 
 @pytest.fixture(scope="module")
 def optimised() -> Path:
-    if shutil.which("sipp") is None:
-        missing("sip-tester (sipp) not installed (scripts/install-system-deps.sh --e2e)")
-    built = build_opensips(optimised=True)
-    if built is None:
-        missing("OpenSIPS 3.6.8 tarball not found (../shared/vendor/opensips): no optimised build")
-    emb = embedded_python(built / "lib64/opensips/modules/python.so")
-    if emb is not None and emb != sys.version_info[:2]:
-        missing(f"python.so embeds Python {emb}, the tests run on {sys.version_info[:2]}")
-    return built
+    return opensips_with_python(optimised=True)
 
 
 def test_bench_opensips_smoke_verifies_counts(

@@ -26,8 +26,6 @@ import collections
 import json
 import os
 import re
-import shutil
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,10 +36,10 @@ import pytest
 from event_kafka import EventKafka, Report
 from event_kafka.devkafka import Record, free_port
 from tests.opensips.heldproxy import HeldProxy
-from tests.opensips.osbed import OpenSIPS, build_opensips
-from tests.support import missing, wait_until
+from tests.opensips.osbed import OpenSIPS, opensips_with_python
+from tests.support import wait_until
 from tests.support.sip import send_sip, sip_message
-from tests.support.sipp import embedded_python, free_udp_port, python_path, uac, udp_rcvbuf_errors
+from tests.support.sipp import free_udp_port, python_path, uac, udp_rcvbuf_errors
 
 pytestmark = [pytest.mark.e2e]
 
@@ -55,15 +53,7 @@ HELD = 300  # requests published while the broker does not answer, then SIGTERM
 
 @pytest.fixture(scope="module")
 def prefix() -> Path:
-    if shutil.which("sipp") is None:
-        missing("sip-tester (sipp) not installed (scripts/install-system-deps.sh --e2e)")
-    built = build_opensips()
-    if built is None:
-        missing("OpenSIPS 3.6.8 tarball not found (../shared/vendor/opensips)")
-    emb = embedded_python(built / "lib64/opensips/modules/python.so")
-    if emb is not None and emb != sys.version_info[:2]:
-        missing(f"python.so embeds Python {emb}, the tests run on {sys.version_info[:2]}")
-    return built
+    return opensips_with_python()
 
 
 def render_cfg(

@@ -11,9 +11,11 @@ import contextlib
 import ctypes
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,8 +25,8 @@ from typing import Any
 import orjson
 
 from event_kafka.devkafka import Record, consume_all, free_port
-from tests.support import MIHttpClient, ServeProcess, wait_until
-from tests.support.sipp import free_udp_port
+from tests.support import MIHttpClient, ServeProcess, missing, wait_until
+from tests.support.sipp import embedded_python, free_udp_port
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-opensips.sh"
@@ -43,6 +45,20 @@ def build_opensips(optimised: bool = False) -> Path | None:
     if proc.returncode != 0:
         raise RuntimeError(f"OpenSIPS build failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def opensips_with_python(optimised: bool = False) -> Path:
+    """The build prefix for tests that load event-kafka into OpenSIPS's python module and
+    drive it with SIPp; skips (fails under ``CI=true``) when one of them is missing."""
+    if shutil.which("sipp") is None:
+        missing("sip-tester (sipp) not installed (scripts/install-system-deps.sh --e2e)")
+    built = build_opensips(optimised)
+    if built is None:
+        missing("OpenSIPS 3.6.8 tarball not found (../shared/vendor/opensips)")
+    emb = embedded_python(built / "lib64/opensips/modules/python.so")
+    if emb is not None and emb != sys.version_info[:2]:
+        missing(f"python.so embeds Python {emb}, the tests run on {sys.version_info[:2]}")
+    return built
 
 
 def _die_with_parent() -> None:
