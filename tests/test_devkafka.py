@@ -59,3 +59,41 @@ def test_python_m_devkafka_is_the_dev_kafka_cli(tmp_path: Path) -> None:
     assert usage.returncode == 0 and "start" in usage.stdout and "stop" in usage.stdout
     status = subprocess.run([*args, "status"], capture_output=True, text=True, env=env, timeout=60)
     assert (status.returncode, status.stdout.strip()) == (1, "not running")  # empty cache
+
+
+# The leader thread ends with the exit syscall (not exit_group): it becomes a zombie while the
+# other thread keeps running, as a killed JVM's or librdkafka's threads do for a moment.
+_LEADER_EXITS_FIRST = """
+import ctypes, platform, sys, threading
+exit_nr, exit_group_nr = {"x86_64": (60, 231), "aarch64": (93, 94)}[platform.machine()]
+libc = ctypes.CDLL(None)
+threading.Thread(target=lambda: (sys.stdin.read(), libc.syscall(exit_group_nr, 0))).start()
+print("ready", flush=True)
+libc.syscall(exit_nr, 0)
+"""
+
+
+def test_pid_alive_counts_threads_behind_a_zombie_leader() -> None:
+    import platform
+
+    import pytest
+
+    from event_kafka.devkafka.process import pid_alive
+    from tests.support import wait_until
+
+    if platform.machine() not in ("x86_64", "aarch64"):
+        pytest.skip("exit syscall numbers known for x86_64 and aarch64 only")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LEADER_EXITS_FIRST], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        stat = Path(f"/proc/{proc.pid}/stat")
+        wait_until(lambda: stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", 10, "leader gone")
+        assert pid_alive(proc.pid)  # its other thread still runs (and holds its files)
+        assert proc.stdin is not None
+        proc.stdin.close()  # the thread ends the process (exit_group)
+        wait_until(lambda: not pid_alive(proc.pid), 10, "the process gone")
+    finally:
+        proc.kill()
+        proc.wait(10)

@@ -144,12 +144,14 @@ def dev_kafka_start(nodes: int, foreground: bool) -> None:
 @dev_kafka.command("status")
 def dev_kafka_status() -> None:
     """Show the detached local Kafka, if any (exit 1 when none runs)."""
+    from .devkafka.process import pid_alive
+
     state = _state_file()
     if not state.exists():
         click.echo("not running")
         sys.exit(1)
     info = json.loads(state.read_text())
-    alive = [p for p in info["pids"] if _alive(p)]
+    alive = [p for p in info["pids"] if pid_alive(p)]
     click.echo(json.dumps({**info, "alive": alive}))
     sys.exit(0 if alive else 1)
 
@@ -159,35 +161,25 @@ def dev_kafka_stop() -> None:
     """Stop the detached local Kafka started by `dev-kafka start` (by its PIDs)."""
     import shutil
 
+    from .devkafka.process import pid_alive
+
     state = _state_file()
     if not state.exists():
         click.echo("not running")
         return
     info = json.loads(state.read_text())
     for pid in info["pids"]:
-        if _alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(_alive(p) for p in info["pids"]):
+    while time.monotonic() < deadline and any(pid_alive(p) for p in info["pids"]):
         time.sleep(0.2)
     for pid in info["pids"]:
-        if _alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
     shutil.rmtree(info["workdir"], ignore_errors=True)
     state.unlink()
     click.echo("stopped")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie child of ours still "exists"; /proc tells the truth.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 # -- demo -----------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from event_kafka.devkafka import KAFKA_VERSION, fetch_jars
+from event_kafka.devkafka.process import pid_alive
 from tests.release.conftest import NOT_RELEASED, ROOT, Built, run_timed
 
 pytestmark = [pytest.mark.packaging, pytest.mark.integration]
@@ -175,7 +176,7 @@ def test_installed_wheel_works_from_an_empty_directory(
         stopped = installed.run("dev-kafka", "stop")
     timings["dev-kafka start/status/stop"] = round(time.monotonic() - start, 1)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped
-    assert pids and not [p for p in pids if _alive(p)]
+    assert pids and not [p for p in pids if pid_alive(p)]
     assert installed.run("dev-kafka", "status").returncode == 1
 
     start = time.monotonic()
@@ -195,13 +196,6 @@ def test_installed_wheel_works_from_an_empty_directory(
     assert list(installed.cwd.iterdir()) == [], "commands wrote into the working directory"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
-
-
 def _processes_mentioning(text: str) -> list[str]:
     found = []
     for proc in Path("/proc").iterdir():
@@ -211,6 +205,6 @@ def _processes_mentioning(text: str) -> list[str]:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if text in cmdline and _alive(int(proc.name)):
+        if text in cmdline and pid_alive(int(proc.name)):
             found.append(f"{proc.name}: {cmdline[:200]}")
     return found

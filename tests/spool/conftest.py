@@ -23,6 +23,7 @@ import pytest
 
 from event_kafka import EventKafka, Report
 from event_kafka.devkafka import Record, free_port
+from event_kafka.devkafka.process import pid_alive
 from tests.support import wait_until
 
 PUBLISHER = Path(__file__).with_name("publisher.py")
@@ -110,7 +111,7 @@ class Child:
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(30)
         # Workers are reaped by init once their parent is gone: wait until they are.
-        wait_until(lambda: not any(_alive(p) for p in workers), 30, "workers gone")
+        wait_until(lambda: not any(pid_alive(p) for p in workers), 30, "workers gone")
 
     def promised(self) -> dict[str, set[int]]:
         """tag -> seqs whose kafka_publish returned 1."""
@@ -118,21 +119,6 @@ class Child:
         if not self.fork:
             return {str(tag): read_side(self.side)}
         return {f"{tag}w{k}": read_side(s) for k, s in enumerate(self.sides)}
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` may still hold its files (and so its writer's flock).
-
-    A SIGKILLed multi-threaded process shows its leader as a zombie while librdkafka's
-    threads are still exiting, and its files (the lock fd) are closed only by the last
-    thread: dead means no /proc entry, or a zombie leader with no other thread left."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] != "Z":
-                return True
-        return len(os.listdir(f"/proc/{pid}/task")) > 1
-    except OSError:
-        return False
 
 
 def read_side(path: Path) -> set[int]:

@@ -1,11 +1,13 @@
 """Processes this package starts: spawned in their own session, dying with their parent,
-stopped by PID (on request or at interpreter exit); free loopback ports; log tails."""
+stopped by PID (on request or at interpreter exit); whether a PID still runs; free loopback
+ports; log tails."""
 
 from __future__ import annotations
 
 import atexit
 import contextlib
 import ctypes
+import os
 import signal
 import socket
 import subprocess
@@ -76,3 +78,19 @@ def _tail(path: Path, lines: int = 40) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs any thread (and so may still hold its files, ports
+    and flocks).
+
+    A killed multi-threaded process (a JVM, librdkafka's threads) shows its leader as a
+    zombie while the other threads are still exiting, and its files are closed only by the
+    last one: gone means no /proc entry, or a zombie leader with no other thread left."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                return True
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except OSError:
+        return False
