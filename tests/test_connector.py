@@ -333,16 +333,36 @@ def test_set_broker_ids_applies_changes_and_keeps_what_was_accepted(
     old_t, new_t = make_topic(1), make_topic(1)
     b = kafka_broker.bootstrap
     ek = EventKafka([f"[a]{b}/{old_t}", f"[gone]{b}/{old_t}"])
+    ek.add_report_route("r", lambda r: None)
+    # With and without a report route: each kind of call has its own lane to replace.
     assert ek.kafka_publish("a", "before") == 1
+    assert ek.kafka_publish("a", "before-r", None, "r") == 1
+    assert ek.kafka_publish("gone", "x", None, "r") == 1
     with pytest.raises(SocketError):
         ek.set_broker_ids([f"[a]{b}/{new_t}", "[bad]nope"])
     assert set(ek.brokers) == {"a", "gone"}  # a bad reload changes nothing
     ek.set_broker_ids([f"[a]{b}/{new_t}"])
     assert ek.kafka_publish("a", "after") == 1
+    assert ek.kafka_publish("a", "after-r", None, "r") == 1
     assert ek.kafka_publish("gone", "x") == -1
+    assert ek.kafka_publish("gone", "x", None, "r") == -1
     assert ek.close(10) == 0
-    assert [r.value for r in consume(old_t, expect=1)] == [b"before"]
-    assert [r.value for r in consume(new_t, expect=1)] == [b"after"]
+    assert sorted(r.value for r in consume(old_t, expect=3)) == [b"before", b"before-r", b"x"]
+    assert sorted(r.value for r in consume(new_t, expect=2)) == [b"after", b"after-r"]
+
+
+def test_a_replaced_report_route_gets_the_next_reports(kafka_broker: Broker, topic: str) -> None:
+    first: list[Report] = []
+    second: list[Report] = []
+    ek = EventKafka([f"[k]{kafka_broker.bootstrap}/{topic}"])
+    ek.add_report_route("r", first.append)
+    assert ek.kafka_publish("k", "one", None, "r") == 1
+    assert ek.flush(30) == 0
+    ek.add_report_route("r", second.append)
+    assert ek.kafka_publish("k", "two", None, "r") == 1
+    assert ek.close(10) == 0
+    assert [r.kafka_msg for r in first] == ["one"]
+    assert [r.kafka_msg for r in second] == ["two"]
 
 
 def test_reloaded_lane_leaves_the_pool_with_its_last_report(

@@ -45,6 +45,29 @@ def test_key_must_be_str_bytes_or_none(ek: EventKafka, key: Any) -> None:
         ek.kafka_publish("k", "m", key)
 
 
+@pytest.mark.parametrize("route", [None, "r"])
+@pytest.mark.parametrize(
+    ("message", "key", "error"),
+    [
+        *[(m, None, "message must be str or bytes") for m in (42, 1.5, ["m"], bytearray(b"m"))],
+        *[("m", k, "key must be str, bytes or None") for k in (0, 1, 2.0, [], object())],
+        ("m", bytearray(b"k"), "key must be str, bytes or None"),
+        (None, "key", "tombstone=True"),
+    ],
+)
+def test_the_common_call_refuses_the_same_once_its_lane_exists(
+    ek: EventKafka, route: str | None, message: Any, key: Any, error: str
+) -> None:
+    # kafka_publish's common call skips its own checks once the lane exists (produce()
+    # checks the types): what it refuses, and how it names it, must not change.
+    ek.add_report_route("r", lambda r: None)
+    assert ek.kafka_publish("k", "first", "", route) == 1
+    with pytest.raises(TypeError, match=error):
+        ek.kafka_publish("k", message, key, route)
+    assert ek.kafka_publish("k", b"last", b"", route) == 1
+    assert ek.stats()["broker_ids"]["k"]["accepted"] == 2
+
+
 def test_other_kafka_publish_arguments(ek: EventKafka) -> None:
     ek.add_report_route("r", lambda r: None)
     with pytest.raises(TypeError, match="broker_id must be str"):

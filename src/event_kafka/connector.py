@@ -137,9 +137,11 @@ class EventKafka:
         self.flush_timeout = flush_timeout
         self._routes: dict[str, Callable[[Report], object]] = {}
         self._lanes: dict[tuple[str, str | None], Lane | SpoolRoute] = {}
-        # The lanes of _lanes[(id, None)] that are plain Lanes: kafka_publish's common call
-        # (no route, no on_report) looks them up by id alone (no key tuple to build and hash).
-        self._plain: dict[str, Lane] = {}
+        # kafka_publish's common calls (no on_report, not a tombstone), by report route (None:
+        # none) and broker_id: the publish method of their plain Lane, with no key tuple to
+        # build and hash and no branch on what the call asked for.
+        self._fast: dict[str | None, dict[str, Callable[[str | bytes, str | bytes | None], int]]]
+        self._fast = {}
         self._lock = forksafe.lock()
         self.unknown_broker_id = 0
         self.rejected_after_close = 0
@@ -165,7 +167,7 @@ class EventKafka:
             for (bid, route), lane in list(self._lanes.items()):
                 if new.get(bid) != old.get(bid):
                     del self._lanes[(bid, route)]
-                    self._plain.pop(bid, None)
+                    self._fast.get(route, {}).pop(bid, None)
                     if isinstance(lane, Lane):
                         self.pool.release(lane)
                     elif self.spool is not None:
@@ -197,6 +199,7 @@ class EventKafka:
             # Lanes bound to the old callable must pick up the new one.
             for k in [k for k in self._lanes if k[1] == name]:
                 del self._lanes[k]
+            self._fast.pop(name, None)
 
     @property
     def report_routes(self) -> list[str]:
@@ -237,15 +240,26 @@ class EventKafka:
             ValueError: ``tombstone=True`` with a message or without a key.
             UnknownReportRouteError: ``report_route`` was never registered.
         """
+        if on_report is None and tombstone is False and message is not None:
+            # The common call. produce() takes str or bytes and raises TypeError for anything
+            # else (enqueuing nothing): the checks below then name what was wrong.
+            try:
+                publish = self._fast[report_route][broker_id]
+            except (KeyError, TypeError):  # no lane yet, or unhashable: the full path
+                pass
+            else:
+                try:
+                    if key:
+                        return publish(message, key)
+                    if key is None or isinstance(key, _TEXT):  # an empty key is a null key
+                        return publish(message, None)
+                except TypeError:
+                    pass
         t = type(message)
         if (t is not bytes and t is not str) or tombstone:
             _check_message(message, key, tombstone)
         if key is not None and type(key) is not str and not isinstance(key, _TEXT):
             raise TypeError(f"kafka_publish: key must be str, bytes or None, not {_tn(key)}")
-        if report_route is None and on_report is None and type(broker_id) is str:
-            plain = self._plain.get(broker_id)
-            if plain is not None:
-                return plain.publish_plain(message, key or None)
         try:
             lane = self._lanes.get((broker_id, report_route))
         except TypeError:  # unhashable: _new_lane names what is wrong
@@ -297,8 +311,9 @@ class EventKafka:
                     self._unknown_log.warning("kafka_publish to [%s]: %s", broker_id, exc)
                     return None
                 self._lanes[(broker_id, route_name)] = lane
-                if route is None and type(lane) is Lane and not lane.quiet:
-                    self._plain[broker_id] = lane
+                if type(lane) is Lane and not lane.quiet:
+                    fast = lane.publish_plain if route is None else lane.publish_routed
+                    self._fast.setdefault(route_name, {})[broker_id] = fast
             return lane
 
     # -- Event Interface ---------------------------------------------------------------------

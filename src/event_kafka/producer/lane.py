@@ -161,12 +161,30 @@ class Lane:
     def publish_plain(self, value: bytes | str | None, key: bytes | str | None) -> int:
         """:meth:`publish` of a lane without a route, no headers, no ``on_report``: the
         common ``kafka_publish`` call. Any refusal goes through :meth:`publish` again, which
-        retries the same ``produce`` and counts it (nothing was enqueued by the failed call)."""
+        retries the same ``produce`` and counts it (nothing was enqueued by the failed call);
+        a ``TypeError`` (not str or bytes) is the caller's to name."""
         try:
             self.sp.produce(self.topic, value, key, -1, self._dr)
-        except (BufferError, KafkaException, _Closed, TypeError):
+        except (BufferError, KafkaException, _Closed):
             return self.publish(value, key)
         self._bump_accepted()
+        if POLLER.sleeping:
+            POLLER.kick()
+        return 1
+
+    def publish_routed(self, value: bytes | str | None, key: bytes | str | None) -> int:
+        """:meth:`publish` of a lane with a report route, no headers, no ``on_report``: the
+        common ``kafka_publish(id, msg, key, route)``. Any refusal goes through :meth:`publish`
+        again, as in :meth:`publish_plain`."""
+        route: RouteWorker = self.route  # type: ignore[assignment]
+        if route.full():
+            return self._backlog_full(route)
+        try:
+            self.sp.produce(self.topic, value, key, -1, self._dr)
+        except (BufferError, KafkaException, _Closed):
+            return self.publish(value, key)
+        self._bump_accepted()
+        route.reserve()
         if POLLER.sleeping:
             POLLER.kick()
         return 1
