@@ -103,7 +103,13 @@ class Process(MIHttpClient):
                 preexec_fn=_die_with_parent,
             )
         # Ready when its MI answers (OpenSIPS: after every process forked and mi_http is up).
-        wait_until(self._answers, timeout, f"{self.name} MI on port {self.mi_port}")
+        try:
+            wait_until(self._answers, timeout, f"{self.name} MI on port {self.mi_port}")
+        except AssertionError as exc:
+            if self.proc.poll() is not None:
+                raise
+            # Still running but not answering: what it logged is the only clue.
+            raise AssertionError(f"{exc}; its log ends:\n{self.tail()}") from None
         return self
 
     def _answers(self) -> bool:
