@@ -21,6 +21,7 @@ from event_kafka.service.ingest import (
     UdpIngestServer,
     parse_notification,
 )
+from event_kafka.service.ingest.notification import _parse_canonical, _parse_exact
 from tests.support import await_until
 
 # The §5.2 examples: what a real OpenSIPS writes.
@@ -234,6 +235,70 @@ PASS_THROUGH = [
 def test_notifications_pass_through_byte_for_byte(raw: bytes) -> None:
     n = parse_notification(raw)
     assert (n.event, n.payload, n.has_id) == ("E", raw, False)
+
+
+def _same(fast: Notification, exact: Notification) -> None:
+    # The fast path keeps params as orjson decoded them (a dict or a list), the exact one as
+    # (name, value) pairs or values: the same params, in the same order.
+    fp = list(fast.params.items()) if isinstance(fast.params, dict) else fast.params
+    assert (fast.event, fp, fast.payload, fast.id, fast.has_id) == (
+        exact.event,
+        exact.params,
+        exact.payload,
+        exact.id,
+        exact.has_id,
+    )
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=6,
+)
+# Boundaries on both sides of C int, and what orjson and the exact decoder may read apart.
+_EDGES = [
+    b'{"jsonrpc":"2.0","method":"E","params":{"n":2147483647,"m":-2147483648}}',
+    b'{"jsonrpc":"2.0","method":"E","params":{"n":2147483648}}',
+    b'{"jsonrpc":"2.0","method":"E","params":[-2147483649]}',
+    b'{"jsonrpc":"2.0","method":"E","params":{"d":1,"d":2}}',
+    b'{"jsonrpc":"2.0","method":"E","params":{"f":1.0,"g":-0}}',
+    b'{"jsonrpc":"2.0","method":"E","params":{"t":true,"o":{},"a":[1]}}',
+    b'{"method":"E","jsonrpc":"2.0","extra":1,"params":{"a":"\\u00e9"}}',
+    b'{"jsonrpc":"2.0","method":"E","params":"not params"}',
+    b'{"jsonrpc":"2.0","method":"E","params":{"u":"\\ud800"}}',
+    b'{"jsonrpc":"2.0","method":"E","params":{}}',
+    b'{"jsonrpc":"2.0","method":"E","params":null}',
+]
+
+
+@pytest.mark.parametrize("raw", [*OPENSIPS, *PASS_THROUGH, *_EDGES])
+def test_the_fast_path_reads_what_the_exact_path_reads(raw: bytes) -> None:
+    fast = _parse_canonical(raw)
+    if fast is not None:
+        _same(fast, _parse_exact(raw, None))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {"jsonrpc": st.just("2.0"), "method": _event},
+        optional={"params": st.dictionaries(st.text(max_size=4), _json) | st.lists(_json)},
+    )
+)
+def test_any_notification_reads_alike_on_both_paths(obj: dict[str, Any]) -> None:
+    raw = orjson.dumps(obj)
+    fast = _parse_canonical(raw)
+    try:
+        exact = _parse_exact(raw, None)
+    except IngestError:
+        assert fast is None
+        return
+    if fast is not None:
+        _same(fast, exact)
 
 
 def test_reliable_mode_id_is_cut_from_the_bytes() -> None:

@@ -87,6 +87,11 @@ def parse_notification(raw: bytes, *, event_param: str | None = None) -> Notific
         fast = _parse_canonical(raw)
         if fast is not None:
             return fast
+    return _parse_exact(raw, event_param)
+
+
+def _parse_exact(raw: bytes, event_param: str | None) -> Notification:
+    """:func:`parse_notification` by the order- and duplicate-preserving decoder."""
     obj = _decode(raw)
     if not isinstance(obj, JObject):
         raise IngestError(f"not a JSON object but {_json_type(obj)}")
@@ -189,22 +194,29 @@ def _parse_canonical(raw: bytes) -> Notification | None:
 
     orjson decodes ~10x faster than the order- and duplicate-preserving decoder; re-encoding
     the result and finding the very same bytes proves nothing was lost (no duplicate names,
-    no floats, no big ints, key order kept). Anything else takes the exact slow path.
+    key order kept, every number as written). Params must be what the exact path keeps as they
+    are (strings, null, integers in C ``int`` range): anything else takes the exact slow path.
     """
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    if type(obj) is not dict or "id" in obj:
+    # Only the envelope OpenSIPS writes: anything more (an id, other members, however deep)
+    # is the exact path's to check.
+    if type(obj) is not dict or len(obj) != 2 + ("params" in obj) or obj.get("jsonrpc") != "2.0":
         return None
     method = obj.get("method")
     if type(method) is not str or not _valid_name(method):
         return None
     params = obj.get("params")
-    try:
-        if build_payload(method, params) != raw:
+    if params is not None:
+        t = type(params)
+        for v in params.values() if t is dict else params if t is list else (0.5,):
+            # bool, float, nested, or an int the exact path would keep as text: slow path.
+            if v is None or type(v) is str or (type(v) is int and INT_MIN <= v <= INT_MAX):
+                continue
             return None
-    except (TypeError, ValueError):
+    if orjson.dumps(obj) != raw:
         return None
     # A dict keeps the order (and, proven above, had no duplicates): build_payload's fastest form.
     return Notification(method, params or None, payload=raw)
