@@ -35,6 +35,7 @@ REFERENCE = {
     "service_udp@50k": "raw_cb",
     "service_mi": "raw_cb",
     "floor_publish": "raw",
+    "floor_publish_api": "raw",
     "floor_publish_c": "raw",
     "floor_publish_route": "raw_cb",
     "floor_raise_event": "raw_cb",

@@ -285,11 +285,15 @@ def raise_event(
 
 
 def floor_publish(
-    bootstrap: str, topic: str, n: int, cap: float, idem: bool, payload: bytes
+    bootstrap: str, topic: str, n: int, cap: float, idem: bool, payload: bytes, api: bool = False
 ) -> dict[str, Any]:
     """Floor of ``kafka_publish``: one Python function per call that counts and calls
     ``produce()`` positionally with a per-message callback that counts (what exact counters and
-    exactly one report per message need, with a Python callback)."""
+    exactly one report per message need, with a Python callback).
+
+    ``api=True`` (``floor_publish_api``): the same behind the least an API call adds, as the
+    ``kafka_publish`` row calls it: a function of ``(broker_id, message, key)`` that finds the
+    topic by ``broker_id`` and returns 1 (no argument checks, no lane, no poller thread)."""
     from confluent_kafka import Producer
 
     counts = [0, 0, 0]  # accepted, delivered, failed
@@ -321,7 +325,25 @@ def floor_publish(
         counts[0] += 1
         poll(0)
 
-    return _measure(lambda: _loop(n, cap, call, timer), finish, delivered, timer)
+    topics = {"b": topic}
+
+    def kafka_publish(broker_id: str, message: bytes, key: bytes | None = None) -> int:
+        t = topics[broker_id]
+        while True:
+            try:
+                produce(t, message, key, -1, dr)
+                break
+            except BufferError:
+                poll(0.001)
+        counts[0] += 1
+        poll(0)
+        return 1
+
+    def call_api(i: int) -> None:
+        kafka_publish("b", payload)
+
+    loop = call_api if api else call
+    return _measure(lambda: _loop(n, cap, loop, timer), finish, delivered, timer)
 
 
 def floor_publish_c(
@@ -571,6 +593,7 @@ ROWS: dict[str, Callable[..., dict[str, Any]]] = {
     "raise_event": raise_event,
     "raise_event(CallId)": lambda *a: raise_event(*a, callid=True),
     "floor_publish": floor_publish,
+    "floor_publish_api": lambda *a: floor_publish(*a, api=True),
     "floor_publish_c": floor_publish_c,
     "floor_publish_route": floor_publish_route,
     "floor_raise_event": floor_raise_event,

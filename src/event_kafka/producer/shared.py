@@ -156,7 +156,6 @@ class SharedProducer:
             # leak confluent-kafka's own test_producer_dr_only_error is about.)
             conf["delivery.report.only.error"] = True
         conf["error_cb"] = self._on_error
-        conf["error_cb"] = self._on_error
         conf["logger"] = _LibrdkafkaLogger(self.scrub, self.label)
         conf.setdefault("client.id", "event-kafka")
         # A socket's own g.statistics.interval.ms wins over the pool's default.
