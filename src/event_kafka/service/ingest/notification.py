@@ -209,13 +209,17 @@ def _parse_canonical(raw: bytes) -> Notification | None:
     if type(method) is not str or not _valid_name(method):
         return None
     params = obj.get("params")
-    if params is not None:
-        t = type(params)
-        for v in params.values() if t is dict else params if t is list else (0.5,):
-            # bool, float, nested, or an int the exact path would keep as text: slow path.
-            if v is None or type(v) is str or (type(v) is int and INT_MIN <= v <= INT_MAX):
-                continue
-            return None
+    if type(params) is dict:
+        values: Any = params.values()
+    elif type(params) is list or params is None:
+        values = params or ()
+    else:
+        return None
+    for v in values:
+        # bool, float, nested, or an int the exact path would keep as text: slow path.
+        if v is None or type(v) is str or (type(v) is int and INT_MIN <= v <= INT_MAX):
+            continue
+        return None
     if orjson.dumps(obj) != raw:
         return None
     # A dict keeps the order (and, proven above, had no duplicates): build_payload's fastest form.
