@@ -49,6 +49,13 @@ def test_bad_names(name: str) -> None:
     assert "\n" not in str(info.value) and "\r" not in str(info.value)  # safe in a log line
 
 
+@pytest.mark.parametrize("tail", [" x", "x" * MAX_EVENT_NAME])
+def test_a_secret_pasted_as_an_event_name_is_not_quoted(tail: str) -> None:
+    # The message quotes the name's first 20 characters: a password may be among them.
+    problem = event_name_problem("g.sasl.password=hunter2" + tail)
+    assert problem is not None and "hunt" not in problem and "g.sasl.password=" in problem
+
+
 def test_not_a_string() -> None:
     with pytest.raises(EventNameError, match="must be str, not int"):
         check_event_name(42)

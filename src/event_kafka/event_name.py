@@ -16,6 +16,7 @@ all refused, so a name is safe in a log line, a JSON-RPC ``method`` and a Kafka 
 from __future__ import annotations
 
 from .errors import EventKafkaError
+from .socket_mask import mask_secrets
 
 __all__ = ["MAX_EVENT_NAME", "EventNameError", "check_event_name", "event_name_problem"]
 
@@ -30,7 +31,8 @@ class EventNameError(EventKafkaError, ValueError):
 def event_name_problem(name: object) -> str | None:
     """What is wrong with ``name`` as an event name, or ``None`` when it is valid.
 
-    The message quotes at most 20 characters of the name, escaped (``repr``).
+    The message quotes at most 20 characters of the name, escaped (``repr``), with what looks
+    like a secret masked first (a socket pasted where an event name belongs).
     """
     if not isinstance(name, str):
         return f"event name must be str, not {type(name).__name__}"
@@ -39,13 +41,17 @@ def event_name_problem(name: object) -> str | None:
     if " " in name or not name.isprintable():
         bad = next(i for i, ch in enumerate(name) if ch == " " or not ch.isprintable())
         return (
-            f"event name {name[:20]!r} contains a space, control or non-printable character "
+            f"event name {_quoted(name)} contains a space, control or non-printable character "
             f"at position {bad}"
         )
     size = len(name.encode("utf-8"))  # cannot fail: surrogates are not printable
     if size > MAX_EVENT_NAME:
-        return f"event name {name[:20]!r}... is {size} bytes long: at most {MAX_EVENT_NAME}"
+        return f"event name {_quoted(name)}... is {size} bytes long: at most {MAX_EVENT_NAME}"
     return None
+
+
+def _quoted(name: str) -> str:
+    return repr(mask_secrets(name)[:20])
 
 
 def check_event_name(name: object) -> str:
