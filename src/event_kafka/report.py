@@ -347,7 +347,7 @@ class RouteWorker:
                         self._thread = None
                         return
 
-    def _run_queued(self, stopping: bool = False) -> None:
+    def _run_queued(self, stopping: bool) -> None:
         """Run every queued report, then mark the worker asleep (re-checking the deque: a
         submit that saw it awake put no wake-up). A stopping worker does not nap."""
         popleft = self._items.popleft

@@ -157,9 +157,7 @@ def _value_is_shown(name: str, value: str) -> bool:
             return True
         param = value.removeprefix("param:")
         return param != value and bool(param) and all(c in _NAME_CHARS for c in param)
-    if name[:2] not in _SCOPES or is_sensitive(name):
-        return False
-    return _is_known(name[2:])
+    return _name_is_shown(name)
 
 
 def _is_known(name: str) -> bool:

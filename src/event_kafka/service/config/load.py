@@ -15,7 +15,7 @@ from pydantic import (
 from ...errors import ConfigError
 from ...properties import redact
 from .checks import _check_spool, _cross_check
-from .files import _read_regular_file, _read_token_file
+from .files import _read_regular_file, _read_token_file, why
 from .keylines import KeyLines
 from .messages import _format, _pydantic_message
 from .schema import ServiceConfig
@@ -42,10 +42,8 @@ def load_config(
     p = Path(path)
     try:
         data = _read_regular_file(p, MAX_CONFIG_BYTES)
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read the configuration file: {exc.strerror}") from None
-    except ValueError as exc:
-        raise ConfigError(f"{p}: cannot read the configuration file: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{p}: cannot read the configuration file: {why(exc)}") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -53,15 +53,11 @@ def _lane_metrics(snap: Snapshot) -> Iterator[Metric]:
         for key, c in rows.items():
             fam.add_metric(list(key), getattr(c, name))
         yield fam
-    rejected = CounterMetricFamily(
-        _P + "messages_rejected",
+    yield _rejected(
+        "messages_rejected",
         "Messages refused at once by kafka_publish / a subscriber.",
-        labels=[*_LANE_LABELS, "reason"],
+        {key: {r: getattr(c, f"rejected_{r}") for r in REJECT_REASONS} for key, c in rows.items()},
     )
-    for key, c in rows.items():
-        for reason in REJECT_REASONS:
-            rejected.add_metric([*key, reason], getattr(c, f"rejected_{reason}"))
-    yield rejected
     inflight = GaugeMetricFamily(
         _P + "messages_in_flight", "Accepted messages without a report yet.", labels=_LANE_LABELS
     )
@@ -73,6 +69,17 @@ def _lane_metrics(snap: Snapshot) -> Iterator[Metric]:
         "kafka_publish calls naming an unknown broker_id.",
         value=int(snap.ek.get("unknown_broker_id", 0)),
     )
+
+
+def _rejected(
+    metric: str, doc: str, counts: dict[tuple[str, ...], dict[str, int]]
+) -> CounterMetricFamily:
+    """Refusals per lane and ``reason`` (``counts``: ``{lane labels: {reason: n}}``)."""
+    fam = CounterMetricFamily(_P + metric, doc, labels=[*_LANE_LABELS, "reason"])
+    for key, by_reason in counts.items():
+        for reason, n in by_reason.items():
+            fam.add_metric([*key, reason], n)
+    return fam
 
 
 def _spool_metrics(snap: Snapshot) -> Iterator[Metric]:
@@ -89,15 +96,14 @@ def _spool_metrics(snap: Snapshot) -> Iterator[Metric]:
         for key, row in rows.items():
             cfam.add_metric(list(key), row.get(name, 0))
         yield cfam
-    rejected = CounterMetricFamily(
-        _P + "spool_rejected",
+    yield _rejected(
+        "spool_rejected",
         "Records refused because the spool could not take them.",
-        labels=[*_LANE_LABELS, "reason"],
+        {
+            key: {r: row.get(f"rejected_{r}", 0) for r in ("spool_full", "spool_error")}
+            for key, row in rows.items()
+        },
     )
-    for key, row in rows.items():
-        for reason in ("spool_full", "spool_error"):
-            rejected.add_metric([*key, reason], row.get(f"rejected_{reason}", 0))
-    yield rejected
     err = GaugeMetricFamily(
         _P + "spool_write_error", "1 while the spool cannot write.", labels=_LANE_LABELS
     )
