@@ -361,8 +361,8 @@ def test_a_replaced_report_route_gets_the_next_reports(kafka_broker: Broker, top
     ek.add_report_route("r", second.append)
     assert ek.kafka_publish("k", "two", None, "r") == 1
     assert ek.close(10) == 0
-    assert [r.kafka_msg for r in first] == ["one"]
-    assert [r.kafka_msg for r in second] == ["two"]
+    assert [(r.kafka_msg, r.kafka_status) for r in first] == [("one", 0)]
+    assert [(r.kafka_msg, r.kafka_status) for r in second] == [("two", 0)]
 
 
 def test_reloaded_lane_leaves_the_pool_with_its_last_report(

@@ -259,27 +259,60 @@ _json = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
     max_leaves=6,
 )
-# Boundaries on both sides of C int, and what orjson and the exact decoder may read apart.
+# Boundaries on both sides of C int, and what orjson and the exact decoder may read apart, each
+# with the path it must take (True: the fast one).
 _EDGES = [
-    b'{"jsonrpc":"2.0","method":"E","params":{"n":2147483647,"m":-2147483648}}',
-    b'{"jsonrpc":"2.0","method":"E","params":{"n":2147483648}}',
-    b'{"jsonrpc":"2.0","method":"E","params":[-2147483649]}',
-    b'{"jsonrpc":"2.0","method":"E","params":{"d":1,"d":2}}',
-    b'{"jsonrpc":"2.0","method":"E","params":{"f":1.0,"g":-0}}',
-    b'{"jsonrpc":"2.0","method":"E","params":{"t":true,"o":{},"a":[1]}}',
-    b'{"method":"E","jsonrpc":"2.0","extra":1,"params":{"a":"\\u00e9"}}',
-    b'{"jsonrpc":"2.0","method":"E","params":"not params"}',
-    b'{"jsonrpc":"2.0","method":"E","params":{"u":"\\ud800"}}',
-    b'{"jsonrpc":"2.0","method":"E","params":{}}',
-    b'{"jsonrpc":"2.0","method":"E","params":null}',
+    (b'{"jsonrpc":"2.0","method":"E","params":{"n":2147483647,"m":-2147483648}}', True),
+    (b'{"jsonrpc":"2.0","method":"E","params":{"n":2147483648}}', False),
+    (b'{"jsonrpc":"2.0","method":"E","params":[-2147483649]}', False),
+    (b'{"jsonrpc":"2.0","method":"E","params":{"d":1,"d":2}}', False),
+    (b'{"jsonrpc":"2.0","method":"E","params":{"f":1.0,"g":-0}}', False),
+    (b'{"jsonrpc":"2.0","method":"E","params":{"t":true,"o":{},"a":[1]}}', False),
+    (b'{"method":"E","jsonrpc":"2.0","extra":1,"params":{"a":"\\u00e9"}}', False),
+    (b'{"jsonrpc":"2.0","method":"E","params":"not params"}', False),
+    (b'{"jsonrpc":"2.0","method":"E","params":{"u":"\\ud800"}}', False),
+    (b'{"jsonrpc":"2.0","method":"E","params":{"s":"a","n":null,"i":-7}}', True),
+    (b'{"jsonrpc":"2.0","method":"E","params":["x",1,null]}', True),
+    (b'{"jsonrpc":"2.0","method":"E","params":{}}', True),
+    (b'{"jsonrpc":"2.0","method":"E","params":null}', True),
+    (b'{"jsonrpc":"2.0","method":"E"}', True),
 ]
 
 
-@pytest.mark.parametrize("raw", [*OPENSIPS, *PASS_THROUGH, *_EDGES])
-def test_the_fast_path_reads_what_the_exact_path_reads(raw: bytes) -> None:
-    fast = _parse_canonical(raw)
-    if fast is not None:
-        _same(fast, _parse_exact(raw, None))
+@pytest.mark.parametrize(("raw", "fast"), _EDGES)
+def test_the_fast_path_reads_what_the_exact_path_reads(raw: bytes, fast: bool) -> None:
+    note = _parse_canonical(raw)
+    assert (note is not None) == fast
+    if note is not None:
+        _same(note, _parse_exact(raw, None))
+
+
+@pytest.mark.parametrize("raw", [*OPENSIPS, *PASS_THROUGH])
+def test_what_opensips_sends_reads_alike_on_both_paths(raw: bytes) -> None:
+    note = _parse_canonical(raw)
+    if note is not None:  # the others (duplicates, raw bytes...) are the exact path's alone
+        _same(note, _parse_exact(raw, None))
+
+
+# What the fast path takes: strings, null and C ints, named or positional.
+_flat = st.none() | st.integers(min_value=INT_MIN, max_value=INT_MAX) | st.text(max_size=6)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {"jsonrpc": st.just("2.0"), "method": _event},
+        optional={
+            "params": st.dictionaries(st.text(max_size=4), _flat, min_size=1)
+            | st.lists(_flat, min_size=1)
+        },
+    )
+)
+def test_a_flat_notification_takes_the_fast_path_and_reads_alike(obj: dict[str, Any]) -> None:
+    raw = orjson.dumps(obj)
+    note = _parse_canonical(raw)
+    assert note is not None, raw
+    _same(note, _parse_exact(raw, None))
 
 
 @settings(max_examples=500, deadline=None)

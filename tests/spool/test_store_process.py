@@ -25,7 +25,7 @@ import pytest
 
 from event_kafka.spool import OwnerSpool, SpoolError, SpoolSettings
 from event_kafka.spool import store as store_mod
-from tests.support.children import fork_child, wait_child
+from tests.support.children import fork_child, in_child, wait_child
 from tests.support.waiting import wait_until
 
 DEADLINE = 20.0
@@ -60,7 +60,7 @@ def test_crash_then_adopt_reads_every_unacked_record_exactly_once(tmp_path: Path
                 s.sync()  # the acks before this point are on disk
         os._exit(0)  # mid-stream: no close, no final persist
 
-    assert wait_child(fork_child(child), DEADLINE) == 0
+    assert in_child(child, DEADLINE) == 0
     s = OwnerSpool(tmp_path, SpoolSettings())
     try:
         (wid,) = s.adopt()
@@ -121,7 +121,7 @@ def test_two_processes_adopting_at_once_take_each_dead_writer_once(tmp_path: Pat
             os.write(wr, s.writer_id.encode())
             os._exit(0)  # dies holding nothing: its lock goes with it
 
-        assert wait_child(fork_child(writer), DEADLINE) == 0
+        assert in_child(writer, DEADLINE) == 0
         os.close(wr)
         dead.add(os.read(rd, 64).decode())
         os.close(rd)
