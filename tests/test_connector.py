@@ -11,14 +11,8 @@ from collections.abc import Callable
 import pytest
 
 from event_kafka import ConfigError, EventKafka, Report, SocketError, UnknownReportRouteError
-from event_kafka.devkafka import free_port
 from event_kafka.event_interface import UnknownEventError
-from tests.support import Broker, Consume, wait_until
-
-
-def dead_broker() -> str:
-    """An address where nothing listens (a broker that is not there)."""
-    return f"127.0.0.1:{free_port()}"
+from tests.support import Broker, Consume, dead_broker, wait_until
 
 
 def test_publish_with_and_without_key_str_and_bytes(
@@ -502,9 +496,9 @@ def test_event_lanes_count_exactly_without_a_callback_per_success(
 def test_kafka_publish_with_and_without_on_report_keeps_per_key_order(
     kafka_broker: Broker, make_topic: Callable[..., str], consume: Consume
 ) -> None:
-    """A broker_id's calls with and without ``on_report`` share one librdkafka handle: a
-    value and the tombstone that deletes it arrive in that order (a second, failures-only
-    handle for route-less calls reversed them)."""
+    """A broker_id's calls with and without ``on_report`` keep one order: a value and the
+    tombstone that deletes it arrive in that order (a failures-only handle for route-less
+    calls, with no handover, reversed them)."""
     topic = make_topic(1)
     got: list[Report] = []
     with EventKafka([f"[k]{kafka_broker.bootstrap}/{topic}?g.linger.ms=50"]) as ek:

@@ -311,10 +311,25 @@ class EventKafka:
                     self._unknown_log.warning("kafka_publish to [%s]: %s", broker_id, exc)
                     return None
                 self._lanes[(broker_id, route_name)] = lane
-                if type(lane) is Lane and not lane.quiet:
+                if type(lane) is Lane:
+                    self._one_order(broker_id, route_name, lane)
                     fast = lane.publish_plain if route is None else lane.publish_routed
                     self._fast.setdefault(route_name, {})[broker_id] = fast
             return lane
+
+    def _one_order(self, broker_id: str, route_name: str | None, lane: Lane) -> None:
+        """A broker_id's calls with and without a report route keep one order: once it has a
+        route, all of them go through the handle that reports each message (under the lock,
+        before ``lane`` is used)."""
+        if route_name is None:
+            if lane.quiet and any(b == broker_id and r is not None for b, r in self._lanes):
+                lane.report_each(0)
+            return
+        plain = self._lanes.get((broker_id, None))
+        if isinstance(plain, Lane):
+            h = plain.begin_handover()
+            if h is not None and h.join(lane):
+                h.advance()  # at once if nothing is in flight
 
     # -- Event Interface ---------------------------------------------------------------------
 

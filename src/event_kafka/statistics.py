@@ -133,8 +133,8 @@ class Tally:
 
     __slots__ = ("_count", "_read_lock", "_reads", "bump")
 
-    def __init__(self) -> None:
-        self._count = itertools.count()
+    def __init__(self, start: int = 0) -> None:
+        self._count = itertools.count(start)
         self.bump: Callable[[], object] = self._count.__next__
         self._reads = 0
         self._read_lock = forksafe.lock()

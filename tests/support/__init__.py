@@ -4,7 +4,7 @@
 - waiting: :func:`wait_until`, :func:`await_until`, :func:`wait_event` (each with a deadline);
 - serve: :class:`ServeProcess`, ``event-kafka serve`` ready on ``/health/live``, stopped by PID;
 - mi_client: :class:`MIHttpClient`, JSON-RPC over HTTP and ``/metrics`` samples;
-- brokers: the types of the broker fixtures of ``tests/conftest.py``;
+- brokers: the types of the broker fixtures of ``tests/conftest.py``, :func:`dead_broker`;
 - sip: the RFC 3261 INVITE and the other SIP requests tests send;
 - sipp: SIP servers under test and SIPp (``tests.support.sipp``): UDP ports, drops, SIPp runs;
 - reports: :class:`Reports`, a report route that can be waited on;
@@ -13,7 +13,7 @@
 - prereq: :func:`missing`, a skip that fails under ``CI=true``.
 """
 
-from .brokers import Broker, Consume, MakeTopic
+from .brokers import Broker, Consume, MakeTopic, dead_broker
 from .mi_client import MIHttpClient
 from .prereq import in_ci, missing
 from .reports import Reports
@@ -33,6 +33,7 @@ __all__ = [
     "ServeProcess",
     "await_until",
     "bound",
+    "dead_broker",
     "http_status",
     "in_ci",
     "invite",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from event_kafka.devkafka import LocalKafka, Record, TansuBroker
+from event_kafka.devkafka import LocalKafka, Record, TansuBroker, free_port
 
 Broker = LocalKafka | TansuBroker
 """What the ``kafka_broker`` fixture yields (a KRaft Kafka, or Tansu when asked for)."""
@@ -14,3 +14,8 @@ Consume = Callable[..., list[Record]]
 
 MakeTopic = Callable[..., str]
 """The ``make_topic`` fixture: a fresh topic's name."""
+
+
+def dead_broker() -> str:
+    """An address where nothing listens (a broker that is not there)."""
+    return f"127.0.0.1:{free_port()}"

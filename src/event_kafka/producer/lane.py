@@ -6,15 +6,15 @@ network), returns 1 or -1, and counts every refusal by reason. The delivery call
 run on the poller thread: they count, and hand a :class:`~event_kafka.report.Delivery` to a
 report-route worker; user code never runs on the poller.
 
-An event subscriber's lane only counts, and its successes cost no Python call: it produces
-through the producer's ``delivery.report.only.error`` handle with one callback object of its
-own, which confluent-kafka references once per message until librdkafka has reported it. So
-that object's reference count, less its own references, is exactly how many of the lane's
-messages librdkafka still holds; failures still come one by one (counted, logged), and
+A lane without a report route only counts, and its successes cost no Python call: it
+produces through the producer's ``delivery.report.only.error`` handle with one callback object
+of its own, which confluent-kafka references once per message until librdkafka has reported
+it. So that object's reference count, less its own references, is exactly how many of the
+lane's messages librdkafka still holds; failures still come one by one (counted, logged), and
 ``delivered = accepted - in flight - failed`` (read in that order, it never counts a message
-that has not been acknowledged). A broker_id's lanes keep one callback per message:
-``kafka_publish`` calls with and without ``on_report`` share a lane, and must share one handle
-to keep their per-key order.
+that has not been acknowledged). A broker_id's calls that want a report for each message (a
+report route, ``on_report``) go through the other handle; the first of them moves the whole
+broker_id there, in order (:mod:`~event_kafka.producer.handover`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from ..poller import POLLER
 from ..poller import guarded as _guarded
 from ..ratelimit import RateLimitedLog
 from ..report import Delivery, Report, RouteWorker
-from ..statistics import EventOwner, LaneCounters, LaneOwner, Tally
+from ..statistics import BrokerOwner, LaneCounters, LaneOwner, Tally
+from .handover import Handover
 from .shared import _PURGED, SharedProducer, _Closed, log
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ class Lane:
     _delivered: Tally
     _failed: Tally
     _delivered_seen: int
+    _dr: Callable[[Any, Any], None]
 
     def __init__(
         self,
@@ -95,11 +97,11 @@ class Lane:
         self.owner = owner
         self.route = route
         self.kafka_id = owner.name
-        # An event subscriber's lane only counts: its successes are derived (module docstring).
-        # Not a broker_id's: kafka_publish mixes calls with and without on_report on one
-        # lane, and two handles would break their per-key order (a tombstone could land
-        # before the value it deletes).
-        self.quiet = route is None and self.derives_successes and isinstance(owner, EventOwner)
+        # A lane without a route only counts: its successes are derived (module docstring).
+        self.quiet = route is None and self.derives_successes
+        # A broker_id's calls with and without reports share an order: they hand over.
+        self.hands_over = self.quiet and isinstance(owner, BrokerOwner)
+        self.handover: Handover | None = None
         self._new_counters()
         self.released = False
         self._failog = RateLimitedLog(log, 10.0)
@@ -114,9 +116,14 @@ class Lane:
         on_report: Callable[[Report], object] | None = None,
     ) -> int:
         """Enqueue one record; 1 if accepted (a report will follow), -1 if not (counted)."""
+        dr = self._dr  # first: a handover waits while a call holds it (Handover.advance)
+        if self.handover is not None or (on_report is not None and self.hands_over):
+            held = self._hand_over(value, key, headers, on_report)
+            if held is not None:
+                return held
+            dr = self._dr
         route = self.route
         if on_report is None:
-            dr = self._dr
             if route is None:
                 produce = self.sp.produce_quiet if self.quiet else self.sp.produce
             else:
@@ -163,8 +170,14 @@ class Lane:
         common ``kafka_publish`` call. Any refusal goes through :meth:`publish` again, which
         retries the same ``produce`` and counts it (nothing was enqueued by the failed call);
         a ``TypeError`` (not str or bytes) is the caller's to name."""
+        dr = self._dr  # first, as in publish()
+        if self.handover is not None:
+            return self.publish(value, key)
         try:
-            self.sp.produce(self.topic, value, key, -1, self._dr)
+            if self.quiet:
+                self.sp.produce_quiet(self.topic, value, key, -1, dr)
+            else:
+                self.sp.produce(self.topic, value, key, -1, dr)
         except (BufferError, KafkaException, _Closed):
             return self.publish(value, key)
         self._bump_accepted()
@@ -176,6 +189,8 @@ class Lane:
         """:meth:`publish` of a lane with a report route, no headers, no ``on_report``: the
         common ``kafka_publish(id, msg, key, route)``. Any refusal goes through :meth:`publish`
         again, as in :meth:`publish_plain`."""
+        if self.handover is not None:
+            return self.publish(value, key)
         route: RouteWorker = self.route  # type: ignore[assignment]
         if route.full():
             return self._backlog_full(route)
@@ -190,12 +205,103 @@ class Lane:
         return 1
 
     def _took(self, on_report: object) -> None:
+        self.took(on_report)
+        POLLER.kick()
+
+    def took(self, on_report: object) -> None:
+        """Count an accepted call (its report is due)."""
         self._accepted.bump()
         if self.route is not None:
             self.route.reserve()
         if on_report is not None:
             self.pool.callbacks.reserve()
-        POLLER.kick()
+
+    # -- handover (see handover.py) ----------------------------------------------------------
+
+    def begin_handover(self) -> Handover | None:
+        """Move this quiet broker_id lane to per-message reports, in order; the handover its
+        broker_id's calls wait on (None: nothing to hand over)."""
+        with self._counts_lock:
+            if self.handover is None and self.quiet and self.hands_over:
+                h = self.handover = Handover(self)  # before the poller can see (and end) it
+                if not self.sp.add_handover(h):
+                    h.fail_waiting()  # closed: a call that came meanwhile is reported failed
+            return self.handover
+
+    def _hand_over(
+        self,
+        value: bytes | str | None,
+        key: bytes | str | None,
+        headers: Any,
+        on_report: Callable[[Report], object] | None,
+    ) -> int | None:
+        h = self.handover or self.begin_handover()
+        return None if h is None else h.hold(self, value, key, headers, on_report)
+
+    def refuse_waiting(self, on_report: object, full: bool) -> bool:
+        """Whether a call must be refused instead of waiting for a handover (counted)."""
+        if full:
+            self.rejected_queue_full += 1
+            self._failog.warning(
+                "[%s] %d calls wait for the producer's reports to move to one handle: "
+                "message rejected",
+                self.owner.name,
+                len(self.handover.waiting) if self.handover is not None else 0,
+            )
+            return True
+        for w in (self.pool.callbacks if on_report is not None else None, self.route):
+            if w is not None and w.full():
+                self._backlog_full(w)
+                return True
+        return False
+
+    def held(self) -> int:
+        """Messages of this lane on the quiet handle that librdkafka has not reported yet,
+        plus the calls that are between reading the lane's callback and returning."""
+        return self._held() if self.quiet else 0
+
+    def report_each(self, waiting: int) -> None:
+        """Switch to one delivery callback per message: nothing is on the quiet handle any
+        more; ``waiting`` of the lane's accepted calls wait in its handover."""
+        accepted, failed = self._accepted.value, self._failed.value
+        self._delivered = Tally(accepted - failed - waiting)
+        self._bump_delivered = self._delivered.bump
+        self._dr = self._dr_count
+        self.hands_over = False
+        self.quiet = False  # last: counts() reads _delivered once this is false
+
+    def _route_dr(self, on_report: Callable[[Report], object] | None) -> Callable[[Any, Any], None]:
+        return self._dr if on_report is None else partial(self._dr_once_ref, on_report)
+
+    def send_held(
+        self,
+        value: bytes | str | None,
+        key: bytes | str | None,
+        headers: Any,
+        on_report: Callable[[Report], object] | None,
+    ) -> bool:
+        """Produce a call that waited for a handover; False if librdkafka's queue is full."""
+        dr = self._route_dr(on_report)
+        try:
+            self.sp.produce(self.topic, value, key, -1, dr, None, 0, headers)
+        except BufferError:
+            return False
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            dr(err or KafkaError(KafkaError._FAIL, str(exc)), _Unsent(self.topic, value, key))
+        except _Closed:
+            self.fail_held(value, key, on_report)
+        return True
+
+    def fail_held(
+        self,
+        value: bytes | str | None,
+        key: bytes | str | None,
+        on_report: Callable[[Report], object] | None,
+    ) -> None:
+        """Report a call that waited for a handover failed: its producer closed first."""
+        err = KafkaError(KafkaError._PURGE_QUEUE, "closed before it was sent")
+        self._route_dr(on_report)(err, _Unsent(self.topic, value, key))
 
     def _backlog_full(self, w: RouteWorker) -> int:
         self.rejected_queue_full += 1
@@ -363,7 +469,8 @@ class Lane:
             accepted = self._accepted.value
             held = self._held()
             failed = self._failed.value
-            delivered = accepted - held - failed
+            h = self.handover  # after accepted: a call is counted there once it waits
+            delivered = accepted - held - failed - (h.waiting_quiet if h is not None else 0)
             if delivered > self._delivered_seen:
                 self._delivered_seen = delivered
             return accepted, self._delivered_seen, failed
@@ -398,7 +505,6 @@ class Lane:
         self._bump_delivered = self._delivered.bump
         # New callback objects after a fork too: the parent's librdkafka state (orphaned in
         # the child) still references the old ones.
-        self._dr: Callable[[Any, Any], None]
         if self.route is not None:
             self._dr = self._dr_route
         else:
@@ -414,4 +520,35 @@ class Lane:
         self.rejected_closed = self.rejected_other = 0
 
     def reset_after_fork(self) -> None:
+        if self.handover is not None:
+            # The parent's handover is the parent's; this process has nothing in flight, so
+            # its broker_id goes straight to per-message reports.
+            self.handover = None
+            self.quiet = False
         self._new_counters()
+
+
+class _Unsent:
+    """The librdkafka message a failure report reads, for a call that never reached it."""
+
+    __slots__ = ("_key", "_topic", "_value")
+
+    def __init__(self, topic: str, value: bytes | str | None, key: bytes | str | None) -> None:
+        self._topic = topic
+        self._value = value.encode() if isinstance(value, str) else value
+        self._key = key.encode() if isinstance(key, str) else key
+
+    def topic(self) -> str:
+        return self._topic
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def partition(self) -> int:
+        return -1
+
+    def offset(self) -> int:
+        return -1001  # librdkafka's RD_KAFKA_OFFSET_INVALID

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -27,6 +27,9 @@ from ..poller import POLLER
 from ..poller import guarded as _guarded
 from ..properties import is_sensitive, mask_properties, redact
 from ..ratelimit import RateLimitedLog
+
+if TYPE_CHECKING:
+    from .handover import Handover
 
 __all__ = ["SHUTDOWN_REASON", "SharedProducer", "describe_config", "producer_name"]
 
@@ -104,6 +107,7 @@ class SharedProducer:
         self.produce: Callable[..., None] = self._first_produce
         self.produce_quiet: Callable[..., None] = self._first_produce_quiet
         self._seen_delivered: int | None = None  # see _quiet_progress
+        self.handovers: list[Handover] = []  # broker_ids moving off the quiet handle
         self._lock = forksafe.lock()
         self._rebuilding = False
         self.purge_reason = SHUTDOWN_REASON
@@ -179,6 +183,8 @@ class SharedProducer:
         """Serve this producer's callbacks for up to ``timeout`` s (the poller calls this)."""
         p, q = self._producer, self._quiet
         if p is None and q is None:
+            if self.handovers:  # a broker_id that never produced: nothing to wait for
+                self.advance_handovers()
             return 0
         try:
             if q is None:
@@ -200,11 +206,39 @@ class SharedProducer:
             # Off the poller: a rebuild waits for the old producer's purge reports.
             self._rebuilding = True
             threading.Thread(target=self._rebuild, name="ek-rebuild", daemon=True).start()
+        if self.handovers:
+            self.advance_handovers()
         if q is not None and (self.down or self.last_error is not None):
             self._quiet_progress()
         else:
             self._seen_delivered = None
         return n
+
+    def add_handover(self, h: Handover) -> bool:
+        """Serve ``h`` until it is over; False if this producer is closed (nothing to wait for:
+        its calls are refused as closed)."""
+        with self._lock:
+            if self.closed:
+                return False
+            self.handovers = [*self.handovers, h]
+        POLLER.add(self)  # it may have produced nothing yet: the poller must still look
+        return True
+
+    def advance_handovers(self) -> None:
+        """Send what waits in handovers whose quiet messages are all reported."""
+        done = [h for h in self.handovers if h.advance()]
+        if done:
+            with self._lock:
+                self.handovers = [h for h in self.handovers if h not in done]
+
+    def _finish_handovers(self, deadline: float) -> None:
+        # Before closing: the calls a handover holds are accepted calls. Serves the quiet
+        # handle here (the poller may already have let go of this producer).
+        while self.handovers and time.monotonic() < deadline:
+            self.advance_handovers()
+            for p in self.handles if self.handovers else ():
+                with contextlib.suppress(Exception):
+                    p.poll(min(0.05, max(deadline - time.monotonic(), 0.0)))
 
     def _quiet_progress(self) -> None:
         """Deliveries prove the brokers reachable; the quiet handle's come with no callback,
@@ -291,14 +325,20 @@ class SharedProducer:
 
     def close(self, timeout: float) -> int:
         """Stop accepting, flush up to ``timeout``, fail what is left; returns that count."""
+        deadline = time.monotonic() + timeout
+        self._finish_handovers(deadline)
         with self._lock:
             self.closed = True
             self.produce = self.produce_quiet = _closed_produce
             ps = self.handles
         POLLER.remove(self)
+        unsent = 0
+        for h in self.handovers:  # the quiet handle did not empty in time: fail what waits
+            unsent += h.held
+            h.fail_waiting()
+        self.handovers = []
         if not ps:
-            return 0
-        deadline = time.monotonic() + timeout
+            return unsent
         stop = False
         while not stop and self._in_flight() and time.monotonic() < deadline:
             for p in ps:
@@ -321,10 +361,11 @@ class SharedProducer:
             )
             self.purge_reason = SHUTDOWN_REASON
             self._purge_and_serve(ps, 2.0, self._in_flight)
-        return left
+        return left + unsent
 
     def reset_after_fork(self) -> None:
         _orphans.extend(self.handles)
+        self.handovers = []
         self._producer = self._quiet = None
         self.produce = self._first_produce if not self.closed else _closed_produce
         self.produce_quiet = self._first_produce_quiet if not self.closed else _closed_produce
@@ -389,7 +430,8 @@ class SharedProducer:
     @property
     def queue_length(self) -> int:
         p, q = self._producer, self._quiet
-        return (len(p) if p is not None else 0) + (len(q) if q is not None else 0)
+        n = (len(p) if p is not None else 0) + (len(q) if q is not None else 0)
+        return n + len(self.handovers)  # the poller keeps serving what waits in them
 
 
 def _any_broker_up(stats_json: str) -> bool:
