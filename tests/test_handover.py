@@ -110,3 +110,18 @@ def test_a_held_call_of_the_wrong_type_is_refused_at_once() -> None:
         ek.kafka_publish("dead", 7)  # type: ignore[arg-type]
     assert _plain(ek, "dead").accepted == 2
     ek.close(0)
+
+
+def test_a_call_in_progress_on_the_quiet_handle_holds_the_handover_back() -> None:
+    """A call that read the quiet callback (and may still produce with it) counts as in
+    flight: the handover must not move the broker_id while such a call is in progress."""
+    ek = EventKafka([f"[dead]{dead_broker()}/t"])
+    plain = ek._new_lane("dead", None)  # the lane a first call makes, before it produces
+    assert isinstance(plain, Lane) and plain.quiet and plain.held() == 0
+    in_progress = plain._dr  # what publish() holds between reading it and returning
+    h = plain.begin_handover()
+    assert h is not None and plain.held() == 1
+    assert not h.advance() and plain.quiet
+    del in_progress
+    assert h.advance() and not plain.quiet and plain.handover is None
+    ek.close(0)

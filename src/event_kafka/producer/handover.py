@@ -10,6 +10,11 @@ librdkafka: each is accepted (1) and counted as in flight; the poller sends them
 quiet handle holds none of the ``broker_id``'s messages. A value and the tombstone that
 deletes it thus reach Kafka in the order they were published.
 
+"Reported them all" covers the calls in progress too: a call reads its lane's callback object
+before it looks for a handover and keeps it until it returns, and the quiet lane's in-flight
+count is that object's reference count. So once it is zero, no call can still put a message on
+the quiet handle.
+
 The wait is bounded: at most :data:`MAX_WAITING` calls, then ``-1`` (counted as queue full),
 as when librdkafka's own queue is full. On a healthy cluster it lasts one linger and round
 trip; with the brokers down, until the quiet messages are delivered or time out.
