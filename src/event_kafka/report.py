@@ -36,6 +36,39 @@ STATUS_SUCCESS = 0
 STATUS_FAIL = -1
 
 
+class StandIn:
+    """A record in the shape of a confluent-kafka ``Message``, for the report of a record
+    that never went through librdkafka in this process (spooled, or refused before it)."""
+
+    __slots__ = ("_key", "_offset", "_partition", "_topic", "_value")
+
+    def __init__(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        self._topic, self._key, self._value = topic, key, value
+        self._partition, self._offset = partition, offset
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int | None:
+        return self._partition
+
+    def offset(self) -> int | None:
+        return self._offset
+
+
 class Report:
     """The delivery report of one message.
 

@@ -31,7 +31,7 @@ from .. import forksafe
 from ..poller import POLLER
 from ..poller import guarded as _guarded
 from ..ratelimit import RateLimitedLog
-from ..report import Delivery, Report, RouteWorker
+from ..report import Delivery, Report, RouteWorker, StandIn
 from ..statistics import BrokerOwner, LaneCounters, LaneOwner, Tally
 from .handover import Handover
 from .shared import _PURGED, SharedProducer, _Closed, log
@@ -288,7 +288,7 @@ class Lane:
             return False
         except KafkaException as exc:
             err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-            dr(err or KafkaError(KafkaError._FAIL, str(exc)), _Unsent(self.topic, value, key))
+            dr(err or KafkaError(KafkaError._FAIL, str(exc)), _stand_in(self.topic, value, key))
         except _Closed:
             self.fail_held(value, key, on_report)
         return True
@@ -301,7 +301,7 @@ class Lane:
     ) -> None:
         """Report a call that waited for a handover failed: its producer closed first."""
         err = KafkaError(KafkaError._PURGE_QUEUE, "closed before it was sent")
-        self._route_dr(on_report)(err, _Unsent(self.topic, value, key))
+        self._route_dr(on_report)(err, _stand_in(self.topic, value, key))
 
     def _backlog_full(self, w: RouteWorker) -> int:
         self.rejected_queue_full += 1
@@ -528,27 +528,10 @@ class Lane:
         self._new_counters()
 
 
-class _Unsent:
-    """The librdkafka message a failure report reads, for a call that never reached it."""
-
-    __slots__ = ("_key", "_topic", "_value")
-
-    def __init__(self, topic: str, value: bytes | str | None, key: bytes | str | None) -> None:
-        self._topic = topic
-        self._value = value.encode() if isinstance(value, str) else value
-        self._key = key.encode() if isinstance(key, str) else key
-
-    def topic(self) -> str:
-        return self._topic
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def partition(self) -> int:
-        return -1
-
-    def offset(self) -> int:
-        return -1001  # librdkafka's RD_KAFKA_OFFSET_INVALID
+def _stand_in(topic: str, value: bytes | str | None, key: bytes | str | None) -> StandIn:
+    """The message a failure report reads, for a call that never reached librdkafka."""
+    return StandIn(
+        topic,
+        key.encode() if isinstance(key, str) else key,
+        value.encode() if isinstance(value, str) else value,
+    )

@@ -13,7 +13,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from ..poller import POLLER, guarded
 from ..producer.shared import _Closed
-from ..report import Delivery
+from ..report import Delivery, StandIn
 from . import dedupe
 from .core import _FULL, _OK, _REFUSE, _REFUSED, LaneCore
 from .sender import SENDER
@@ -68,34 +68,6 @@ _RETRIABLE = frozenset(
 
 def _retriable(err: KafkaError) -> bool:
     return err.code() in _RETRIABLE or err.retriable()
-
-
-class _Stored:
-    """A spooled record in the shape of a confluent-kafka ``Message`` (for reports of
-    records that never went through librdkafka in this process)."""
-
-    __slots__ = ("_key", "_offset", "_partition", "_topic", "_value")
-
-    def __init__(
-        self, rec: SpoolRecord, topic: str, partition: int | None, offset: int | None
-    ) -> None:
-        self._key, self._value = rec.key, rec.value
-        self._topic, self._partition, self._offset = topic, partition, offset
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int | None:
-        return self._partition
-
-    def offset(self) -> int | None:
-        return self._offset
 
 
 _EXPIRED = KafkaError(KafkaError._MSG_TIMED_OUT, "expired in the spool")
@@ -252,7 +224,7 @@ class Delivering(LaneCore):
         self._expired.bump()
         self.lane._failed.bump()
         reason = EXPIRED_REASON.format(self.hub.settings.max_age)
-        msg = _Stored(rec, self.topic, None, None)
+        msg = StandIn(self.topic, rec.key, rec.value)
         self._report(rec.writer, rec.seq, rec.route, _EXPIRED, msg, reason)
         pool = self.hub.pool
         if pool.flushing:

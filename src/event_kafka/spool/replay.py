@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..poller import guarded
 from ..producer.shared import _LibrdkafkaLogger
+from ..report import StandIn
 from . import OwnerSpool, SpoolError, dedupe
 from .core import _FULL, _OK, _REFUSE
-from .delivery import _REFUSED_ERR, Delivering, _Stored
+from .delivery import _REFUSED_ERR, Delivering
 from .sender import IDLE, SENDER, WAITING, WORKED
 
 if TYPE_CHECKING:
@@ -287,7 +288,8 @@ class Replaying(Delivering):
             self.lane._delivered.bump()
             if w != self.own:
                 self._replayed.bump()
-            self._report(w, seq, rec.route, None, _Stored(rec, self.topic, *where), None)
+            msg = StandIn(self.topic, rec.key, rec.value, *where)
+            self._report(w, seq, rec.route, None, msg, None)
         elif self._too_old(rec, now_ms):
             self._expire(rec)
         else:
@@ -310,7 +312,7 @@ class Replaying(Delivering):
                 self.lane._failed.bump()
                 reason = "refused by the producer (too large or invalid)"
                 self._report(
-                    w, seq, rec.route, _REFUSED_ERR, _Stored(rec, self.topic, None, None), reason
+                    w, seq, rec.route, _REFUSED_ERR, StandIn(self.topic, rec.key, rec.value), reason
                 )
             elif w != self.own:
                 self._replayed.bump()
