@@ -24,8 +24,8 @@ class FakeProducer:
         self._lock = threading.Lock()
 
     @property
-    def queue_length(self) -> int:
-        return self.in_flight
+    def busy(self) -> bool:
+        return self.in_flight > 0
 
     def serve(self, timeout: float) -> int:
         with self._lock:

@@ -142,6 +142,8 @@ class EventKafka:
         # build and hash and no branch on what the call asked for.
         self._fast: dict[str | None, dict[str, Callable[[str | bytes, str | bytes | None], int]]]
         self._fast = {}
+        # broker_ids that have had a report route: their calls report each message (_one_order)
+        self._per_message: set[str] = set()
         self._lock = forksafe.lock()
         self.unknown_broker_id = 0
         self.rejected_after_close = 0
@@ -166,6 +168,7 @@ class EventKafka:
             old, self.brokers = self.brokers, new
             for (bid, route), lane in list(self._lanes.items()):
                 if new.get(bid) != old.get(bid):
+                    self._per_message.discard(bid)
                     del self._lanes[(bid, route)]
                     self._fast.get(route, {}).pop(bid, None)
                     if isinstance(lane, Lane):
@@ -322,9 +325,12 @@ class EventKafka:
         route, all of them go through the handle that reports each message (under the lock,
         before ``lane`` is used)."""
         if route_name is None:
-            if lane.quiet and any(b == broker_id and r is not None for b, r in self._lanes):
+            if lane.quiet and broker_id in self._per_message:
                 lane.report_each(0)
             return
+        # Remembered, not looked up in _lanes: a replaced route drops its lanes from there
+        # while their messages may still be in flight.
+        self._per_message.add(broker_id)
         plain = self._lanes.get((broker_id, None))
         if isinstance(plain, Lane):
             h = plain.begin_handover()

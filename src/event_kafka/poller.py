@@ -4,10 +4,10 @@ A thread per producer made Python threads grow with the number of distinct produ
 configurations (300 subscriptions with distinct properties: 300 poll threads on top of
 librdkafka's own). The poller instead serves, in one loop:
 
-* **busy** producers (messages in flight, ``len(producer) > 0``) every round: a single busy
-  producer is polled with a blocking timeout, so its reports are served the moment they
-  arrive; several are polled without waiting, then the loop waits a short, growing interval
-  (1 ms to 20 ms) while nothing arrives;
+* **busy** producers (messages in flight, ``len(producer) > 0``, or calls waiting for a
+  handover) every round: a single busy producer is polled with a blocking timeout, so its
+  reports are served the moment they arrive; several are polled without waiting, then the
+  loop waits a short, growing interval (1 ms to 20 ms) while nothing arrives;
 * **idle** producers every 0.25 s only, for their error and log events;
 * and it sleeps when nothing is in flight anywhere. ``kick()`` (called by ``publish`` when
   the poller sleeps) wakes it, so the first report after a quiet spell is not delayed.
@@ -39,7 +39,9 @@ class Pollable(Protocol):
     """What the poller needs from a producer (:class:`~event_kafka.producer.SharedProducer`)."""
 
     @property
-    def queue_length(self) -> int: ...
+    def busy(self) -> bool:
+        """Whether it has work in flight (then it is served every round)."""
+        ...
 
     def serve(self, timeout: float) -> int: ...
 
@@ -96,11 +98,11 @@ class Poller:
         idle_round = now >= next_idle
         if idle_round:
             next_idle = now + IDLE_INTERVAL
-        busy = [p for p in snap if p.queue_length]
+        busy = [p for p in snap if p.busy]
         served = 0
         if idle_round:
             for p in snap:
-                if p.queue_length == 0:
+                if not p.busy:
                     served += p.serve(0)
         if len(busy) == 1:
             # Blocks in librdkafka (GIL released) and returns as soon as a report arrives.
@@ -118,7 +120,7 @@ class Poller:
         # raising the flag closes the race with a publish that read it just before.
         self.sleeping = True
         try:
-            if any(p.queue_length for p in self._snapshot):
+            if any(p.busy for p in self._snapshot):
                 return BUSY_WAIT_MIN, next_idle
             self._wait(max(next_idle - time.monotonic(), 0.0) if self._snapshot else None)
         finally:

@@ -154,6 +154,7 @@ class Lane:
             self.rejected_closed += 1
             return -1
         except TypeError as exc:
+            del dr  # a kept exception keeps this frame: it must not hold a handover back
             raise TypeError(f"message and key must be str or bytes: {exc}") from None
         # _took, inlined for the common case: this runs once per message.
         self._bump_accepted()
@@ -223,7 +224,8 @@ class Lane:
         broker_id's calls wait on (None: nothing to hand over)."""
         with self._counts_lock:
             if self.handover is None and self.quiet and self.hands_over:
-                h = self.handover = Handover(self)  # before the poller can see (and end) it
+                # Set before the poller can see (and end) it.
+                h = self.handover = Handover(self, self.sp.message_timeout)
                 if not self.sp.add_handover(h):
                     h.fail_waiting()  # closed: a call that came meanwhile is reported failed
             return self.handover
@@ -238,15 +240,15 @@ class Lane:
         h = self.handover or self.begin_handover()
         return None if h is None else h.hold(self, value, key, headers, on_report)
 
-    def refuse_waiting(self, on_report: object, full: bool) -> bool:
+    def refuse_waiting(self, on_report: object, waiting: int, limit: int) -> bool:
         """Whether a call must be refused instead of waiting for a handover (counted)."""
-        if full:
+        if waiting >= limit:
             self.rejected_queue_full += 1
             self._failog.warning(
                 "[%s] %d calls wait for the producer's reports to move to one handle: "
                 "message rejected",
                 self.owner.name,
-                len(self.handover.waiting) if self.handover is not None else 0,
+                waiting,
             )
             return True
         for w in (self.pool.callbacks if on_report is not None else None, self.route):
@@ -259,6 +261,17 @@ class Lane:
         """Messages of this lane on the quiet handle that librdkafka has not reported yet,
         plus the calls that are between reading the lane's callback and returning."""
         return self._held() if self.quiet else 0
+
+    def gave_up_waiting(self, held: int) -> None:
+        """A handover stopped waiting for ``held`` references past ``message.timeout.ms``."""
+        _guarded(
+            log.warning,
+            "[%s] %d message(s) still unreported %.0f s after librdkafka had to report them: "
+            "moving to per-message reports anyway (their order is not ensured)",
+            self.owner.name,
+            held,
+            self.sp.message_timeout,
+        )
 
     def report_each(self, waiting: int) -> None:
         """Switch to one delivery callback per message: nothing is on the quiet handle any
@@ -275,33 +288,39 @@ class Lane:
 
     def send_held(
         self,
-        value: bytes | str | None,
-        key: bytes | str | None,
+        value: bytes | None,
+        key: bytes | None,
         headers: Any,
         on_report: Callable[[Report], object] | None,
     ) -> bool:
-        """Produce a call that waited for a handover; False if librdkafka's queue is full."""
+        """Produce a call that waited for a handover; False if librdkafka's queue is full.
+        Anything else that keeps it from librdkafka ends in its failure report."""
         dr = self._route_dr(on_report)
         try:
-            self.sp.produce(self.topic, value, key, -1, dr, None, 0, headers)
+            self.sp.produce_held(self.topic, value, key, -1, dr, None, 0, headers)
         except BufferError:
             return False
-        except KafkaException as exc:
-            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-            dr(err or KafkaError(KafkaError._FAIL, str(exc)), _stand_in(self.topic, value, key))
         except _Closed:
             self.fail_held(value, key, on_report)
+        except Exception as exc:
+            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if err is None:
+                err = KafkaError(KafkaError._FAIL, self.sp.scrub(str(exc)))
+            elif (err.fatal() or err.code() == KafkaError._FATAL) and not self.sp.fatal_pending:
+                self.sp.fatal_pending = "producer in fatal state"
+            dr(err, StandIn(self.topic, key, value))
         return True
 
     def fail_held(
         self,
-        value: bytes | str | None,
-        key: bytes | str | None,
+        value: bytes | None,
+        key: bytes | None,
         on_report: Callable[[Report], object] | None,
     ) -> None:
-        """Report a call that waited for a handover failed: its producer closed first."""
-        err = KafkaError(KafkaError._PURGE_QUEUE, "closed before it was sent")
-        self._route_dr(on_report)(err, _stand_in(self.topic, value, key))
+        """Report failed a call that waited for a handover: its producer closed first (the
+        report's reason is the producer's, ``not delivered before shutdown``)."""
+        err = KafkaError(KafkaError._PURGE_QUEUE)
+        self._route_dr(on_report)(err, StandIn(self.topic, key, value))
 
     def _backlog_full(self, w: RouteWorker) -> int:
         self.rejected_queue_full += 1
@@ -382,7 +401,12 @@ class Lane:
 
     def _dr_quiet(self, err: KafkaError | None, msg: Any) -> None:
         # A quiet lane's callback: failures on its quiet handle, every outcome of its
-        # on_report messages. Successes are not counted here (derived: see delivered).
+        # on_report messages (event lanes). Successes are not counted here (derived: see
+        # delivered). Once a handover switched the lane, a call that had read this callback
+        # before may still have produced with it on the other handle: count it as such.
+        if not self.quiet:
+            self._dr_count(err, msg)
+            return
         if err is None:
             sp = self.sp
             if sp.down:
@@ -524,14 +548,5 @@ class Lane:
             # The parent's handover is the parent's; this process has nothing in flight, so
             # its broker_id goes straight to per-message reports.
             self.handover = None
-            self.quiet = False
+            self.quiet = self.hands_over = False
         self._new_counters()
-
-
-def _stand_in(topic: str, value: bytes | str | None, key: bytes | str | None) -> StandIn:
-    """The message a failure report reads, for a call that never reached librdkafka."""
-    return StandIn(
-        topic,
-        key.encode() if isinstance(key, str) else key,
-        value.encode() if isinstance(value, str) else value,
-    )

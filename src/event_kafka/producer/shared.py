@@ -183,8 +183,10 @@ class SharedProducer:
         """Serve this producer's callbacks for up to ``timeout`` s (the poller calls this)."""
         p, q = self._producer, self._quiet
         if p is None and q is None:
-            if self.handovers:  # a broker_id that never produced: nothing to wait for
+            if self.handovers:  # nothing on a handle: only a call in progress can hold it back
                 self.advance_handovers()
+                if self.handovers:
+                    time.sleep(timeout)  # the poller's wait, which a handle's poll would be
             return 0
         try:
             if q is None:
@@ -207,7 +209,7 @@ class SharedProducer:
             self._rebuilding = True
             threading.Thread(target=self._rebuild, name="ek-rebuild", daemon=True).start()
         if self.handovers:
-            self.advance_handovers()
+            self.advance_handovers()  # guarded inside: nothing stops the poller here
         if q is not None and (self.down or self.last_error is not None):
             self._quiet_progress()
         else:
@@ -226,19 +228,35 @@ class SharedProducer:
 
     def advance_handovers(self) -> None:
         """Send what waits in handovers whose quiet messages are all reported."""
-        done = [h for h in self.handovers if h.advance()]
+        done = []
+        for h in self.handovers:
+            try:
+                if h.advance():
+                    done.append(h)
+            except BaseException as exc:  # a bug here must not stop the poller
+                _guarded(
+                    self.errlog.error, "[%s] handover failed: %s", self.label, self.scrub(repr(exc))
+                )
         if done:
             with self._lock:
                 self.handovers = [h for h in self.handovers if h not in done]
 
+    def produce_held(self, *args: Any) -> None:
+        """``produce`` on the per-message handle for a call a handover held: it was accepted,
+        so it is sent even while closing (built now if it never was)."""
+        with self._lock:
+            if self._producer is None:
+                self._build(False)
+            p = self._producer
+        p.produce(*args)
+
     def _finish_handovers(self, deadline: float) -> None:
-        # Before closing: the calls a handover holds are accepted calls. Serves the quiet
-        # handle here (the poller may already have let go of this producer).
+        # Closing: the calls a handover holds are accepted calls. The poller still serves
+        # this producer and advances them; wait for it, up to the deadline.
         while self.handovers and time.monotonic() < deadline:
             self.advance_handovers()
-            for p in self.handles if self.handovers else ():
-                with contextlib.suppress(Exception):
-                    p.poll(min(0.05, max(deadline - time.monotonic(), 0.0)))
+            if self.handovers:
+                time.sleep(0.002)
 
     def _quiet_progress(self) -> None:
         """Deliveries prove the brokers reachable; the quiet handle's come with no callback,
@@ -326,16 +344,16 @@ class SharedProducer:
     def close(self, timeout: float) -> int:
         """Stop accepting, flush up to ``timeout``, fail what is left; returns that count."""
         deadline = time.monotonic() + timeout
-        self._finish_handovers(deadline)
         with self._lock:
             self.closed = True
             self.produce = self.produce_quiet = _closed_produce
+        self._finish_handovers(deadline)
+        with self._lock:
             ps = self.handles
         POLLER.remove(self)
         unsent = 0
         for h in self.handovers:  # the quiet handle did not empty in time: fail what waits
-            unsent += h.held
-            h.fail_waiting()
+            unsent += h.fail_waiting()
         self.handovers = []
         if not ps:
             return unsent
@@ -430,8 +448,23 @@ class SharedProducer:
     @property
     def queue_length(self) -> int:
         p, q = self._producer, self._quiet
-        n = (len(p) if p is not None else 0) + (len(q) if q is not None else 0)
-        return n + len(self.handovers)  # the poller keeps serving what waits in them
+        return (len(p) if p is not None else 0) + (len(q) if q is not None else 0)
+
+    @property
+    def message_timeout(self) -> float:
+        """Seconds within which librdkafka reports every message (``message.timeout.ms``)."""
+        c = self.config
+        names = ("message.timeout.ms", "delivery.timeout.ms")  # g. or t. (topic.) properties
+        ms = next((c[k] for n in names for k in (f"topic.{n}", n) if c.get(k)), 300_000)
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            return 300.0
+
+    @property
+    def busy(self) -> bool:
+        """Messages in librdkafka, or calls waiting in a handover (the poller serves it)."""
+        return bool(self.handovers) or self.queue_length > 0
 
 
 def _any_broker_up(stats_json: str) -> bool:
