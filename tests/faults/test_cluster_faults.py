@@ -368,6 +368,48 @@ def test_kill_leader_mid_stream_exactly_once_in_order_one_report(
     )
 
 
+def test_kill_leader_during_a_handover_keeps_order_and_counts(cluster: LocalKafka) -> None:
+    """Route-less calls (failures-only handle), a leader killed, and the first routed calls
+    right after: they wait for the quiet handle's messages, which wait for the failover
+    (docs/benchmarks.md, fourth pass). The same keys on both sides: one order per key,
+    each record once, exact counts, one report per routed call."""
+    topic = new_topic(cluster, 3)
+    victim = partition_state(cluster, topic)[0][0]
+    ledger = Ledger()
+    first_routed = STREAM // 4 + 2_000  # 0.2 s after the kill: the leader is gone
+    ek = EventKafka([f"[k]{cluster.bootstrap}/{topic}?{SAFE}"], queue_full_wait=5.0)
+    ek.add_report_route("rec", ledger.route)
+    publish = ek.kafka_publish
+
+    def send(seq: int, key: str) -> int:
+        if seq < first_routed:
+            return publish("k", str(seq), key)
+        return publish("k", str(seq), key, "rec")
+
+    try:
+        ledger.stream(
+            send, 0, STREAM // 2, RATE, at={STREAM // 4: lambda: cluster.kill_node(victim)}
+        )
+        tot = wait_reports(ek, topic, 120)
+        left = ek.close(30)
+    finally:
+        ek.close(5)
+    assert left == 0
+
+    records = consume_all(cluster.bootstrap, topic, expect=len(ledger.accepted), timeout=90)
+    verdict = verify(ledger, records, reports=False)  # per-key order and once, across both
+    assert verdict.in_kafka == set(ledger.accepted)
+    assert tot["accepted"] == len(ledger.accepted)
+    assert tot["delivered"] == len(ledger.accepted) and tot["failed"] == 0
+    routed = [s for s in ledger.accepted if s >= first_routed]
+    assert sorted(r.seq for r in ledger.reports) == routed  # one each
+    assert all(r.status == 0 for r in ledger.reports)
+    print(
+        f"\nhandover at a leader kill: {len(ledger.accepted)} accepted "
+        f"({len(ledger.rejected)} refused), {len(routed)} routed"
+    )
+
+
 # -- 2. below min.insync.replicas for longer than message.timeout.ms ------------------------------
 
 
