@@ -252,6 +252,13 @@ def wait_reports(ek: EventKafka, topic: str, timeout: float) -> dict[str, int]:
     return lane_totals(ek, topic)
 
 
+def close_and_read(ek: EventKafka, cluster: LocalKafka, topic: str, ledger: Ledger) -> list[Record]:
+    """``close()`` with nothing left undelivered, then the topic's records (as many as were
+    accepted, or what came within 90 s)."""
+    assert ek.close(30) == 0
+    return consume_all(cluster.bootstrap, topic, expect=len(ledger.accepted), timeout=90)
+
+
 def longest_gap(times: list[float], after: float) -> float:
     """The longest pause between consecutive success reports after ``after``."""
     ts = sorted(t for t in times if t >= after)
@@ -337,12 +344,9 @@ def test_kill_leader_mid_stream_exactly_once_in_order_one_report(
         duration = ledger.stream(send, 0, STREAM, RATE, at={STREAM // 4: kill_then_restart})
         tot = wait_reports(ek, topic, 120)
         assert "restarted" in marks or wait_until_mark(marks, "restarted", 90)
-        left = ek.close(30)
+        records = close_and_read(ek, cluster, topic, ledger)
     finally:
         ek.close(5)
-    assert left == 0
-
-    records = consume_all(cluster.bootstrap, topic, expect=len(ledger.accepted), timeout=90)
     verdict = verify(ledger, records, reports=path == "kafka_publish")
     # Nothing may fail here: acks=all + idempotence + the default message.timeout.ms ride
     # through a leader failover.
@@ -391,12 +395,9 @@ def test_kill_leader_during_a_handover_keeps_order_and_counts(cluster: LocalKafk
             send, 0, STREAM // 2, RATE, at={STREAM // 4: lambda: cluster.kill_node(victim)}
         )
         tot = wait_reports(ek, topic, 120)
-        left = ek.close(30)
+        records = close_and_read(ek, cluster, topic, ledger)
     finally:
         ek.close(5)
-    assert left == 0
-
-    records = consume_all(cluster.bootstrap, topic, expect=len(ledger.accepted), timeout=90)
     verdict = verify(ledger, records, reports=False)  # per-key order and once, across both
     assert verdict.in_kafka == set(ledger.accepted)
     assert tot["accepted"] == len(ledger.accepted)
@@ -560,12 +561,9 @@ def test_leader_paused_sigstop_then_resumed(cluster: LocalKafka) -> None:
         duration = ledger.stream(send, 0, n, RATE, at={30_000: pause_then_resume})
         assert wait_until_mark(marks, "resume", 30)
         tot = wait_reports(ek, topic, 120)
-        left = ek.close(30)
+        records = close_and_read(ek, cluster, topic, ledger)
     finally:
         ek.close(5)
-    assert left == 0
-
-    records = consume_all(cluster.bootstrap, topic, expect=len(ledger.accepted), timeout=90)
     verdict = verify(ledger, records)
     assert verdict.in_kafka == set(ledger.accepted)
     assert not verdict.failed and tot["failed"] == 0

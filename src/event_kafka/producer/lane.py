@@ -222,7 +222,7 @@ class Lane:
     def begin_handover(self) -> Handover | None:
         """Move this quiet broker_id lane to per-message reports, in order; the handover its
         broker_id's calls wait on (None: nothing to hand over)."""
-        with self._counts_lock:
+        with self._counts_lock:  # the lane's one lock; taken once per broker_id here
             if self.handover is None and self.quiet and self.hands_over:
                 # Set before the poller can see (and end) it.
                 h = self.handover = Handover(self, self.sp.message_timeout)

@@ -453,13 +453,10 @@ class SharedProducer:
     @property
     def message_timeout(self) -> float:
         """Seconds within which librdkafka reports every message (``message.timeout.ms``)."""
-        c = self.config
+        c = self.config  # values librdkafka validated when the socket was parsed
         names = ("message.timeout.ms", "delivery.timeout.ms")  # g. or t. (topic.) properties
         ms = next((c[k] for n in names for k in (f"topic.{n}", n) if c.get(k)), 300_000)
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            return 300.0
+        return float(ms) / 1000
 
     @property
     def busy(self) -> bool:
